@@ -1,0 +1,54 @@
+"""Lossless coding of the group map (H x W integer labels, 0 = background).
+
+Codec 1 ("delta-deflate"): one byte giving the sample width (1 or 2 bytes per label), then
+DEFLATE (zlib container) of the label plane after a vertical prediction: each row is replaced by
+``row - previous_row`` modulo 2**(8*width). Object maps are piecewise constant, so the residual is
+almost all zeros and DEFLATE's run/match coding removes it. Decoding is bounded: the decompressor
+never produces more than H*W*width bytes, so a forged map cannot blow up memory.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from ..errors import BitstreamError
+
+MAP_CODEC_DELTA_DEFLATE = 1
+
+
+def encode_group_map(labels: np.ndarray) -> tuple[int, bytes]:
+    """Code an (H, W) non-negative integer label map; returns (codec id, bytes)."""
+    if labels.ndim != 2:
+        raise ValueError(f"group map must be 2-D, got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 0xFFFF):
+        raise ValueError("group ids must lie in [0, 65535]")
+    width = 1 if labels.size == 0 or labels.max() <= 0xFF else 2
+    dtype = np.uint8 if width == 1 else np.dtype("<u2")
+    plane = labels.astype(dtype)
+    resid = plane.copy()
+    resid[1:] = plane[1:] - plane[:-1]  # modular arithmetic in the unsigned dtype
+    return MAP_CODEC_DELTA_DEFLATE, bytes([width]) + zlib.compress(resid.tobytes(), 9)
+
+
+def decode_group_map(codec: int, data: bytes, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`encode_group_map`; returns an int32 (H, W) array."""
+    if codec != MAP_CODEC_DELTA_DEFLATE:
+        raise BitstreamError(f"unknown group-map codec {codec}")
+    if len(data) < 1 or data[0] not in (1, 2):
+        raise BitstreamError("group map: bad sample width")
+    sample = data[0]
+    expected = height * width * sample
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(data[1:], expected)
+        if len(raw) < expected:
+            raw += d.flush(expected - len(raw))
+    except zlib.error as e:
+        raise BitstreamError(f"group map is corrupted ({e})") from e
+    if len(raw) != expected or d.unconsumed_tail or not d.eof:
+        raise BitstreamError(f"group map has the wrong size (expected {height}x{width})")
+    dtype = np.uint8 if sample == 1 else np.dtype("<u2")
+    resid = np.frombuffer(raw, dtype=dtype).reshape(height, width)
+    plane = np.cumsum(resid, axis=0, dtype=dtype)  # wraps modulo 2**bits exactly like the encoder
+    return plane.astype(np.int32)

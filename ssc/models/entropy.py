@@ -1,0 +1,241 @@
+"""Entropy models and the symbol coder.
+
+- :class:`FactorizedDensity`: per-channel learned density for the hyper-latent z (Balle et al.,
+  "Variational image compression with a scale hyperprior", ICLR 2018, appendix 6.1).
+- Gaussian conditional with a scale table: each latent is coded with the discretised Gaussian of the
+  smallest table scale >= its predicted scale; tables are integer counts stored with the weights, so
+  encoder and decoder use identical models on any machine.
+- :class:`SymbolWriter` / :class:`SymbolReader`: rANS (constriction's stack coder) over those integer
+  tables. Values outside a table's range are coded as an escape symbol followed by sign and 32-bit
+  magnitude, so no latent value is ever clipped.
+"""
+from __future__ import annotations
+
+import math
+
+import constriction
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import BitstreamError
+
+TABLE_PRECISION = 16  # counts sum to about 2**16
+_CM = constriction.stream.model
+
+
+def gaussian_likelihood(y: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """P(round(y) bin) under N(mean, scale): Phi((y-mean+.5)/s) - Phi((y-mean-.5)/s), computed on the
+    lower tail for stability."""
+    v = (y - mean).abs()
+    upper = torch.special.ndtr((0.5 - v) / scale)
+    lower = torch.special.ndtr((-0.5 - v) / scale)
+    return upper - lower
+
+
+class LowerBound(torch.autograd.Function):
+    """max(x, bound) whose gradient still flows when it pushes x up (Balle's lower_bound)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, bound: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp(min=bound)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        pass_through = (x >= ctx.bound) | (g < 0)
+        return g * pass_through, None
+
+
+class FactorizedDensity(nn.Module):
+    """Non-parametric per-channel density: a monotone cumulative c(x) = sigmoid(f(x)) built from
+    softplus-positive matrices and tanh gating (Balle et al. 2018)."""
+
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0) -> None:
+        super().__init__()
+        dims = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(filters) + 1):
+            init = math.log(math.expm1(1 / scale / dims[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (C, 1, L) -> cumulative logits (C, 1, L)."""
+        for i, m in enumerate(self.matrices):
+            x = torch.matmul(F.softplus(m), x) + self.biases[i]
+            if i < len(self.factors):
+                x = x + torch.tanh(self.factors[i]) * torch.tanh(x)
+        return x
+
+    def likelihood(self, z: torch.Tensor) -> torch.Tensor:
+        """Probability mass of the unit bin around each value of z (B, C, H, W)."""
+        b, c, h, w = z.shape
+        v = z.permute(1, 0, 2, 3).reshape(c, 1, -1)
+        lo = self._logits(v - 0.5)
+        hi = self._logits(v + 0.5)
+        sign = -torch.sign(lo + hi).detach()
+        lik = (torch.sigmoid(sign * hi) - torch.sigmoid(sign * lo)).abs()
+        return lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
+
+    @torch.no_grad()
+    def table(self, half_range: int) -> np.ndarray:
+        """Integer counts (C, 2*half_range + 2): symbols -R..R then the escape symbol."""
+        c = self.matrices[0].shape[0]
+        ks = torch.arange(-half_range, half_range + 1, dtype=torch.float64)
+        dev = self.matrices[0].device
+        m = self.double().to("cpu")
+        lo = m._logits((ks - 0.5).view(1, 1, -1).expand(c, 1, -1))
+        hi = m._logits((ks + 0.5).view(1, 1, -1).expand(c, 1, -1))
+        sign = -torch.sign(lo + hi)
+        p = (torch.sigmoid(sign * hi) - torch.sigmoid(sign * lo)).abs().reshape(c, -1)
+        self.float().to(dev)
+        esc = (1.0 - p.sum(1, keepdim=True)).clamp(min=0)
+        return _counts(torch.cat([p, esc], 1).numpy())
+
+
+def _counts(p: np.ndarray) -> np.ndarray:
+    """Probabilities -> integer counts (every symbol at least 1)."""
+    return np.maximum(np.rint(p * (1 << TABLE_PRECISION)), 1).astype(np.int32)
+
+
+def build_scale_table(min_scale: float, max_scale: float, levels: int) -> np.ndarray:
+    return np.exp(np.linspace(math.log(min_scale), math.log(max_scale), levels))
+
+
+def gaussian_tables(scales: np.ndarray, tail_sigmas: float = 8.0, max_half_range: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per table scale: half range L_i and integer counts (T, 2*Lmax+2); row i uses its first 2*L_i+2
+    entries (values -L_i..L_i, then escape)."""
+    half = np.clip(np.ceil(scales * tail_sigmas), 1, max_half_range).astype(np.int32)
+    lmax = int(half.max())
+    counts = np.zeros((len(scales), 2 * lmax + 2), dtype=np.int32)
+    for i, (s, L) in enumerate(zip(scales, half)):
+        k = torch.arange(-int(L), int(L) + 1, dtype=torch.float64)
+        p = gaussian_likelihood(k, torch.zeros(()), torch.tensor(float(s), dtype=torch.float64)).numpy()
+        esc = max(0.0, 1.0 - float(p.sum()))
+        counts[i, : 2 * L + 2] = _counts(np.concatenate([p, [esc]]))
+    return half, counts
+
+
+class TableSet:
+    """A family of categorical tables (rows of integer counts with per-row half ranges), with the
+    constriction models built once and cached on the instance."""
+
+    def __init__(self, half: np.ndarray, counts: np.ndarray) -> None:
+        self.half = np.asarray(half, dtype=np.int64)
+        self.counts = np.asarray(counts)
+        self._models: dict[int, object] = {}
+
+    def model(self, i: int):
+        m = self._models.get(i)
+        if m is None:
+            n = 2 * int(self.half[i]) + 2
+            m = _CM.Categorical(self.counts[i, :n].astype(np.float64), perfect=False)
+            self._models[i] = m
+        return m
+
+
+_U16 = _CM.Uniform(1 << 16)
+_U2 = _CM.Uniform(2)
+
+
+class SymbolWriter:
+    """Collects coding operations in *decoding* order; :meth:`finish` runs the rANS coder backwards."""
+
+    def __init__(self) -> None:
+        self._ops: list[tuple[np.ndarray, object]] = []
+
+    def _op(self, symbols: np.ndarray, model: object) -> None:
+        if symbols.size:
+            self._ops.append((np.ascontiguousarray(symbols, dtype=np.int32), model))
+
+    def encode_values(self, values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> None:
+        """Code integer ``values`` (1-D) where value k uses table row ``table_index[k]``."""
+        values = values.astype(np.int64)
+        order = np.argsort(table_index, kind="stable")
+        idx_sorted = table_index[order]
+        vals_sorted = values[order]
+        bounds = np.flatnonzero(np.diff(idx_sorted)) + 1
+        esc_vals = []
+        for seg_idx, seg_vals in zip(np.split(idx_sorted, bounds), np.split(vals_sorted, bounds)):
+            if seg_idx.size == 0:
+                continue
+            i = int(seg_idx[0])
+            L = int(tables.half[i])
+            esc = np.abs(seg_vals) > L
+            sym = np.where(esc, 2 * L + 1, seg_vals + L)
+            self._op(sym, tables.model(i))
+            esc_vals.append((seg_vals[esc], L))
+        for ev, L in esc_vals:
+            if ev.size:
+                mag = np.abs(ev) - L - 1
+                if mag.max() >= (1 << 32):
+                    raise ValueError("latent magnitude too large to code")
+                self._op((ev < 0).astype(np.int32), _U2)
+                self._op((mag >> 16).astype(np.int32), _U16)
+                self._op((mag & 0xFFFF).astype(np.int32), _U16)
+
+    def finish(self) -> bytes:
+        coder = constriction.stream.stack.AnsCoder()
+        for symbols, model in reversed(self._ops):
+            coder.encode_reverse(symbols, model)
+        return coder.get_compressed().astype("<u4").tobytes()
+
+
+class SymbolReader:
+    """Decodes what :class:`SymbolWriter` wrote, in the same order."""
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) % 4:
+            raise BitstreamError("entropy-coded data is not a whole number of 32-bit words")
+        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        try:
+            self._coder = constriction.stream.stack.AnsCoder(words)
+        except ValueError as e:
+            raise BitstreamError(f"invalid entropy-coded data ({e})") from e
+
+    def _decode(self, model: object, n: int) -> np.ndarray:
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.asarray(self._coder.decode(model, n), dtype=np.int64)
+
+    def decode_values(self, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
+        order = np.argsort(table_index, kind="stable")
+        idx_sorted = table_index[order]
+        out_sorted = np.zeros(len(order), dtype=np.int64)
+        bounds = np.flatnonzero(np.diff(idx_sorted)) + 1
+        pending = []
+        start = 0
+        for seg_idx in np.split(idx_sorted, bounds):
+            if seg_idx.size == 0:
+                continue
+            i = int(seg_idx[0])
+            L = int(tables.half[i])
+            sym = self._decode(tables.model(i), seg_idx.size)
+            out_sorted[start : start + seg_idx.size] = sym - L
+            pending.append((start, sym == 2 * L + 1, L))
+            start += seg_idx.size
+        for st, esc, L in pending:
+            n = int(esc.sum())
+            if n:
+                neg = self._decode(_U2, n)
+                hi = self._decode(_U16, n)
+                lo = self._decode(_U16, n)
+                mag = (hi << 16) + lo + L + 1
+                pos = st + np.flatnonzero(esc)
+                out_sorted[pos] = np.where(neg == 1, -mag, mag)
+        out = np.empty_like(out_sorted)
+        out[order] = out_sorted
+        return out
+
+    def check_end(self) -> None:
+        if not self._coder.is_empty():
+            raise BitstreamError("entropy-coded data has trailing content (corrupted or forged segment)")
