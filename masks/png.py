@@ -41,7 +41,7 @@ def save_png(gm: GroupMap, path: str | Path) -> None:
     """Write the labels (8-bit if they fit, else 16-bit) and the JSON sidecar."""
     p = Path(path)
     arr = gm.labels
-    im = Image.fromarray(arr.astype(np.uint8), "L") if arr.max() <= 255 else Image.fromarray(arr.astype(np.uint16), "I;16")
+    im = Image.fromarray(arr.astype(np.uint8) if arr.max() <= 255 else arr.astype(np.uint16))
     im.save(p)
     side = {str(g.group_id): {"class_id": g.class_id, "label": g.label} for g in gm.groups}
     p.with_suffix(".json").write_text(json.dumps(side, indent=1))

@@ -30,6 +30,11 @@ def _codec(args: argparse.Namespace):
     return load_codec(args.weights or args.model, device=args.device)
 
 
+def default_quality(num_qualities: int) -> float:
+    """Two thirds of the way up the model's quality range (level 2 of 0..3)."""
+    return round((num_qualities - 1) * 2 / 3, 3)
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     from .api import encode_image, read_image
     from .masks import apply_policy, load_masks
@@ -39,7 +44,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     gm = apply_policy(gm, args.policy, args.min_area)
     codec = _codec(args)
     roi = {gid: args.roi_quality for gid in gm.ids if gid != 0} if args.roi_quality is not None else None
-    res = encode_image(image, gm, codec, quality=args.quality, group_quality=roi)
+    quality = args.quality if args.quality is not None else default_quality(codec.model.num_qualities)
+    res = encode_image(image, gm, codec, quality=quality, group_quality=roi)
     Path(args.output).write_bytes(res.data)
     px = image.shape[0] * image.shape[1]
     print(f"{args.output}: {len(res.data)} bytes, {8 * len(res.data) / px:.4f} bpp, {len(gm.groups)} groups, {res.seconds:.2f} s")
@@ -122,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("image")
     e.add_argument("--masks", required=True, help="coco:ANN.json | png:MAP.png | masks:A.png,B.png")
     e.add_argument("-o", "--output", required=True)
-    e.add_argument("--quality", type=float, default=2.0, help="quality level (0 = lowest; fractional allowed)")
+    e.add_argument("--quality", type=float, default=None,
+                   help="quality level, 0 = lowest, fractional allowed (default: 2/3 of the model's range)")
     e.add_argument("--roi-quality", type=float, default=None, help="quality of every object group (ROI coding)")
     e.add_argument("--policy", default="instance", choices=["instance", "class", "objects"])
     e.add_argument("--min-area", type=int, default=0, help="merge objects smaller than this into the background")

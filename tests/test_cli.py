@@ -1,0 +1,116 @@
+"""The command line, end to end with a random-weights zoo entry, including every bad-input path."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ssc.cli import main
+from ssc.masks import GroupMap, save_png
+
+from .conftest import COCO_VAL, COCO_VAL_ANN, require, synthetic_scene
+
+
+@pytest.fixture
+def files(tmp_path, zoo_env):
+    img, lab = synthetic_scene()
+    Image.fromarray(img).save(tmp_path / "img.png")
+    save_png(GroupMap.from_labels(lab, {1: (1, "person"), 2: (3, "car")}), tmp_path / "map.png")
+    return tmp_path
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_encode_info_decode(files, capsys):
+    t = files
+    assert run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "x.ssc", "--model", "test-small", "--quality", "0.5") == 0
+    assert run("info", t / "x.ssc", "--json") == 0
+    info = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert [g["label"] for g in info["groups"]] == ["background", "person", "car"]
+    assert info["groups"][1]["box"] == [19, 19, 62, 62]
+    assert run("info", t / "x.ssc") == 0
+    assert run("decode", t / "x.ssc", "--groups", "1", "-o", t / "one.png") == 0
+    assert run("decode", t / "x.ssc", "--classes", "car", "-o", t / "car.png") == 0
+    assert run("decode", t / "x.ssc", "-o", t / "all.png") == 0
+    one, full = np.asarray(Image.open(t / "one.png")), np.asarray(Image.open(t / "all.png"))
+    lab = np.asarray(Image.open(t / "map.png"))
+    assert np.array_equal(one[lab == 1], full[lab == 1]) and (one[lab != 1] == 0).all()
+
+
+def test_encode_real_coco_image_with_annotation_masks(tmp_path, zoo_env):
+    img = require(COCO_VAL / "000000000139.jpg")
+    out = tmp_path / "c.ssc"
+    assert run("encode", img, "--masks", f"coco:{require(COCO_VAL_ANN)}", "-o", out, "--model", "test-small", "--min-area", "400") == 0
+    assert run("decode", out, "--classes", "person", "-o", tmp_path / "p.png") == 0
+
+
+def test_errors_are_one_line_and_nonzero(files, capsys):
+    t = files
+    run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "x.ssc", "--model", "test-small")
+    data = (t / "x.ssc").read_bytes()
+    (t / "trunc.ssc").write_bytes(data[: len(data) // 2])
+    (t / "notimg.png").write_bytes(b"hello")
+    small = np.zeros((10, 10), np.int32)
+    save_png(GroupMap.from_labels(small), t / "small.png")
+    cases = [
+        ("decode", t / "x.ssc", "--groups", "9", "-o", t / "o.png"),
+        ("decode", t / "x.ssc", "--classes", "zebra", "-o", t / "o.png"),
+        ("decode", t / "trunc.ssc", "-o", t / "o.png"),
+        ("decode", t / "missing.ssc", "-o", t / "o.png"),
+        ("info", t / "img.png"),
+        ("encode", t / "notimg.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "y.ssc", "--model", "test-small"),
+        ("encode", t / "img.png", "--masks", f"png:{t / 'small.png'}", "-o", t / "y.ssc", "--model", "test-small"),
+        ("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "y.ssc", "--model", "no-such-model"),
+    ]
+    for c in cases:
+        capsys.readouterr()
+        assert run(*c) == 1, c
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("ssc: error:") and "\n" not in err, (c, err)
+    assert not (t / "y.ssc").exists()
+
+
+def test_corrupted_segment_writes_other_groups_and_exits_3(files, capsys):
+    t = files
+    run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "x.ssc", "--model", "test-small")
+    from ssc.bitstream import StreamReader
+
+    h = StreamReader(t / "x.ssc").header
+    b = bytearray((t / "x.ssc").read_bytes())
+    b[h.payload_offset + h.group(2).seg_offset + 9] ^= 1
+    (t / "bad.ssc").write_bytes(bytes(b))
+    assert run("decode", t / "bad.ssc", "-o", t / "o.png") == 3
+    assert "group 2" in capsys.readouterr().err
+    assert (t / "o.png").is_file()
+
+
+def test_refuses_without_weights(tmp_path, monkeypatch, files):
+    monkeypatch.setenv("SSC_WEIGHTS_DIR", str(tmp_path / "empty"))
+    r = subprocess.run(
+        [sys.executable, "-m", "ssc.cli", "encode", str(files / "img.png"), "--masks", f"png:{files / 'map.png'}",
+         "-o", str(tmp_path / "z.ssc"), "--model", "test-small"],
+        capture_output=True, text=True, env={**os.environ, "SSC_WEIGHTS_DIR": str(tmp_path / "empty")},
+    )
+    assert r.returncode == 1
+    assert "no trained weights" in r.stderr
+
+
+def test_weights_hash_mismatch_refused(tmp_path, weights_dir, monkeypatch):
+    import shutil
+
+    from ssc.errors import WeightsError
+    from ssc.models.zoo import load_codec
+
+    d = tmp_path / "w"
+    shutil.copytree(weights_dir, d)
+    f = d / "test-small.safetensors"
+    b = bytearray(f.read_bytes())
+    b[-5] ^= 1
+    f.write_bytes(bytes(b))
+    with pytest.raises(WeightsError, match="do not match their model card"):
+        load_codec(f)
