@@ -110,7 +110,7 @@ def encode_image(
         x, mask = group_crop(image, group_map.labels, g.box, g.group_id, dev)
         bodies[g.group_id] = codec.model.compress_group(x, mask, gq_code / QUALITY_SCALE)
         entries.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, gq_code))
-    map_codec, map_bytes = encode_group_map(group_map.labels)
+    map_codec, map_bytes = encode_group_map(group_map.labels, np.asarray(group_map.ids))
     header = StreamHeader(
         width=w, height=h, model_id=codec.card.name, weights_id=codec.weights_id,
         quality=int(round(quality * QUALITY_SCALE)), groups=tuple(entries), map_codec=map_codec, map_bytes=map_bytes,

@@ -1,4 +1,5 @@
-"""Lossless coding of the group map (H x W integer labels, 0 = background).
+"""Lossless coding of the group map (H x W integer labels, 0 = background). The encoder tries both
+codecs and keeps the smaller; codec 2 is in :mod:`ssc.bitstream.groupmap_rows`.
 
 Codec 1 ("delta-deflate"): one byte giving the sample width (1 or 2 bytes per label), then
 DEFLATE (zlib container) of the label plane after a vertical prediction: each row is replaced by
@@ -13,12 +14,25 @@ import zlib
 import numpy as np
 
 from ..errors import BitstreamError
+from .groupmap_rows import decode_rows, encode_rows
 
 MAP_CODEC_DELTA_DEFLATE = 1
+MAP_CODEC_ROWS = 2
 
 
-def encode_group_map(labels: np.ndarray) -> tuple[int, bytes]:
-    """Code an (H, W) non-negative integer label map; returns (codec id, bytes)."""
+def encode_group_map(labels: np.ndarray, ids: np.ndarray | None = None) -> tuple[int, bytes]:
+    """Code an (H, W) label map whose values are all in ``ids`` (the group table's ids, ascending;
+    default: the values present). Returns (codec id, bytes) of the smaller codec."""
+    ids = np.unique(labels) if ids is None else np.asarray(ids)
+    idx = np.searchsorted(ids, labels)
+    if labels.size and (idx.max() >= len(ids) or not np.array_equal(ids[idx], labels)):
+        raise ValueError("group map holds values that are not in the group id list")
+    c1 = _encode_deflate(labels)
+    c2 = encode_rows(idx.astype(np.int32), len(ids)) if labels.size else c1
+    return (MAP_CODEC_ROWS, c2) if len(c2) < len(c1) else (MAP_CODEC_DELTA_DEFLATE, c1)
+
+
+def _encode_deflate(labels: np.ndarray) -> bytes:
     if labels.ndim != 2:
         raise ValueError(f"group map must be 2-D, got shape {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > 0xFFFF):
@@ -28,11 +42,15 @@ def encode_group_map(labels: np.ndarray) -> tuple[int, bytes]:
     plane = labels.astype(dtype)
     resid = plane.copy()
     resid[1:] = plane[1:] - plane[:-1]  # modular arithmetic in the unsigned dtype
-    return MAP_CODEC_DELTA_DEFLATE, bytes([width]) + zlib.compress(resid.tobytes(), 9)
+    return bytes([width]) + zlib.compress(resid.tobytes(), 9)
 
 
-def decode_group_map(codec: int, data: bytes, height: int, width: int) -> np.ndarray:
-    """Inverse of :func:`encode_group_map`; returns an int32 (H, W) array."""
+def decode_group_map(codec: int, data: bytes, height: int, width: int, ids: tuple[int, ...] | None = None) -> np.ndarray:
+    """Inverse of :func:`encode_group_map`; returns an int32 (H, W) array. Codec 2 needs ``ids``."""
+    if codec == MAP_CODEC_ROWS:
+        if not ids:
+            raise BitstreamError("group map codec 2 needs the group table's ids")
+        return np.asarray(ids, dtype=np.int32)[decode_rows(data, height, width, len(ids))]
     if codec != MAP_CODEC_DELTA_DEFLATE:
         raise BitstreamError(f"unknown group-map codec {codec}")
     if len(data) < 1 or data[0] not in (1, 2):

@@ -57,7 +57,7 @@ class StreamReader:
         """The decoded (H, W) group map; every value is a group id of the table."""
         if self._map is None:
             h = self.header
-            m = decode_group_map(h.map_codec, h.map_bytes, h.height, h.width)
+            m = decode_group_map(h.map_codec, h.map_bytes, h.height, h.width, h.group_ids)
             present = np.unique(m)
             unknown = sorted(set(present.tolist()) - set(h.group_ids))
             if unknown:
