@@ -60,7 +60,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     res = decode_image(args.stream, codec, groups=args.groups, classes=classes, fill=args.fill, device=args.device)
     Image.fromarray(res.image).save(args.output)
     print(f"{args.output}: decoded groups {res.decoded} reading {res.bytes_read} of the stream's bytes in {res.seconds:.2f} s")
-    for gid, why in res.failed.items():
+    for why in res.failed.values():
         print(f"ssc: error: {why}", file=sys.stderr)
     return EXIT_PARTIAL if res.failed else 0
 

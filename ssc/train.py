@@ -31,7 +31,7 @@ class TrainConfig:
     lr: float = 2e-4
     lr_decay_at: float = 0.85
     hard_from: float = 0.8
-    grad_clip: float = 1.0
+    grad_clip: float = 2.0
     seed: int = 0
     threads: int = 0
     ckpt_every: int = 200

@@ -123,7 +123,7 @@ def test_segment_framing():
 def _must_fail_cleanly(data: bytes) -> None:
     try:
         rd = StreamReader(data)
-        rd.group_map
+        _ = rd.group_map
         for gid in rd.header.group_ids:
             try:
                 rd.read_segment(gid)

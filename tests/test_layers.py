@@ -1,5 +1,4 @@
 """GI Swin attention masking and the bit-exact fixed-point parameter path."""
-import numpy as np
 import pytest
 import torch
 

@@ -316,6 +316,6 @@ def _validate(h: StreamHeader, payload_length: int | None) -> None:
             )
         spans.append((g.seg_offset, g.seg_offset + g.seg_length, g.group_id))
     spans.sort()
-    for (a0, a1, ga), (b0, _, gb) in zip(spans, spans[1:]):
+    for (_, a1, ga), (b0, _, gb) in zip(spans, spans[1:]):
         if b0 < a1:
             raise BitstreamError(f"segments of groups {ga} and {gb} overlap")

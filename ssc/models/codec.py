@@ -10,6 +10,7 @@ CVPR 2021). Contract as CompressAI: ``forward`` (training, differentiable rate e
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,8 +90,10 @@ class GroupCodec(nn.Module):
         self.context = checkerboard_context(M)
         self.ep = entropy_parameters(M)
         self.density_z = FactorizedDensity(Nz)
-        self.gain = nn.Parameter(torch.ones(num_qualities, M))
-        self.inv_gain = nn.Parameter(torch.ones(num_qualities, M))
+        # log-spaced initial gains: higher quality -> finer effective quantisation step
+        init = torch.linspace(math.log(0.6), math.log(1.6), num_qualities).view(-1, 1).repeat(1, M)
+        self.log_gain = nn.Parameter(init.clone())
+        self.log_inv_gain = nn.Parameter(-init.clone())
         table = build_scale_table(scale_min, scale_max, scale_levels)
         half, counts = gaussian_tables(table)
         self.register_buffer("scale_table", torch.from_numpy(table))
@@ -100,24 +103,22 @@ class GroupCodec(nn.Module):
         self._cache: tuple[tuple, TableSet, TableSet] | None = None
 
     # ----------------------------------------------------------------- rate control
-    def _gains(self, quality: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
-        """Exponentially interpolated per-channel gain, (B, M, 1, 1)."""
-        q = quality.clamp(0, self.num_qualities - 1).to(which.device, which.dtype)
-        lo = q.floor().long().clamp(max=self.num_qualities - 2) if self.num_qualities > 1 else q.long() * 0
-        f = (q - lo.to(q.dtype)).view(-1, 1)
-        g = which.abs() + 1e-5
+    def _gains(self, quality: torch.Tensor, log_gain: torch.Tensor) -> torch.Tensor:
+        """Per-channel gain at a fractional quality, interpolated geometrically between levels
+        (linearly in log space), shape (B, M, 1, 1)."""
+        q = quality.clamp(0, self.num_qualities - 1).to(log_gain.device, log_gain.dtype)
         if self.num_qualities == 1:
-            out = g[lo]
-        else:
-            out = g[lo] ** (1 - f) * g[lo + 1] ** f
-        return out.view(-1, self.M, 1, 1)
+            return log_gain[0].exp().view(1, -1, 1, 1).expand(len(q), -1, 1, 1)
+        lo = q.floor().long().clamp(max=self.num_qualities - 2)
+        f = (q - lo.to(q.dtype)).view(-1, 1)
+        return torch.exp(log_gain[lo] * (1 - f) + log_gain[lo + 1] * f).view(-1, self.M, 1, 1)
 
     # ----------------------------------------------------------------- training path
     def forward(self, x: torch.Tensor, mask: torch.Tensor, quality: torch.Tensor, hard: bool = False) -> CodecOutput:
         """Differentiable pass. ``x`` (B, 3, H, W) in [0, 1], ``mask`` (B, 1, H, W) in {0, 1}, H and W
         multiples of 64. Rate: additive-noise proxy (``hard=False``) or straight-through rounding."""
         pyr = support_pyramid(mask, LEVELS)
-        y = self.g_a(x, pyr) * self._gains(quality, self.gain)
+        y = self.g_a(x, pyr) * self._gains(quality, self.log_gain)
         z = self.h_a(y, pyr)
         if hard:
             z_q = z + (torch.round(z) - z).detach()
@@ -144,7 +145,7 @@ class GroupCodec(nn.Module):
         lik_y = gaussian_likelihood(y_rate, mu, scale).clamp(min=LIKELIHOOD_BOUND)
         bits_y = (-torch.log2(lik_y) * pyr[4]).sum((1, 2, 3))
         bits_z = (-torch.log2(lik_z) * pyr[6]).sum((1, 2, 3))
-        x_hat = self.g_s(y_ste * pyr[4] * self._gains(quality, self.inv_gain), pyr) * pyr[0]
+        x_hat = self.g_s(y_ste * pyr[4] * self._gains(quality, self.log_inv_gain), pyr) * pyr[0]
         return CodecOutput(x_hat, bits_y, bits_z, mask.sum((1, 2, 3)))
 
     # ----------------------------------------------------------------- tables
@@ -199,7 +200,7 @@ class GroupCodec(nn.Module):
         gauss, ztab = self._tables()
         pyr = support_pyramid(mask, LEVELS)
         q = torch.tensor([quality], dtype=torch.float32, device=x.device)
-        y = (self.g_a(x, pyr) * self._gains(q, self.gain)).double()
+        y = (self.g_a(x, pyr) * self._gains(q, self.log_gain)).double()
         z_hat = torch.round(self.h_a(y.float(), pyr).double()) * pyr[6].double()
         w = SymbolWriter()
         zsel = pyr[6].bool().expand_as(z_hat)
@@ -248,7 +249,7 @@ class GroupCodec(nn.Module):
         """Quantised latents -> pixels of the crop, clamped to [0, 1], zero outside the mask."""
         pyr = support_pyramid(mask, LEVELS)
         q = torch.tensor([quality], dtype=torch.float32, device=mask.device)
-        x = self.g_s(y_hat.float() * self._gains(q, self.inv_gain), pyr)
+        x = self.g_s(y_hat.float() * self._gains(q, self.log_inv_gain), pyr)
         return x.clamp(0, 1) * pyr[0]
 
     def decompress_group(self, data: bytes, mask: torch.Tensor, quality: float) -> torch.Tensor:
