@@ -161,3 +161,11 @@ def test_fuzz_forged_header_bodies_with_valid_crc(body):
         parse_header(blob, payload_length=0)
     except SSCError:
         pass
+
+
+def test_group_areas_must_partition_the_image():
+    def height(body):
+        struct.pack_into("<I", body, 5, 21)  # one more row than the group areas cover
+
+    with pytest.raises(BitstreamError, match="areas sum"):
+        StreamReader(_forge_header(reference_stream(), height))

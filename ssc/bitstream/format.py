@@ -44,8 +44,9 @@ Payload: the segments, back to back. A segment is::
     body         body_length bytes (entropy-coded latents of that group only)
     crc          u32      CRC-32 of group_id | body_length | body
 
-Group ids are unique and ascending in the table; boxes lie inside the image; segments lie inside the
-payload and do not overlap. A reader must refuse anything else with a clear error.
+Group ids are unique and ascending in the table; boxes lie inside the image; the group areas sum to
+width x height (every pixel belongs to exactly one group); segments lie inside the payload and do not
+overlap. A reader must refuse anything else with a clear error.
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ SEGMENT_PREFIX = struct.Struct("<HI")
 SEGMENT_OVERHEAD = SEGMENT_PREFIX.size + 4
 QUALITY_SCALE = 256
 #: Refuse declared images larger than this many pixels unless the caller raises the limit.
-DEFAULT_MAX_PIXELS = 1 << 28
+DEFAULT_MAX_PIXELS = 1 << 26
 MAX_HEADER_BYTES = 1 << 30
 
 _GROUP_FIXED = struct.Struct("<HH")
@@ -315,6 +316,10 @@ def _validate(h: StreamHeader, payload_length: int | None) -> None:
                 f"the payload ({payload_length} bytes)"
             )
         spans.append((g.seg_offset, g.seg_offset + g.seg_length, g.group_id))
+    if h.groups and sum(g.area for g in h.groups) != h.width * h.height:
+        raise BitstreamError(
+            f"group areas sum to {sum(g.area for g in h.groups)}, not {h.width}x{h.height} = {h.width * h.height} pixels"
+        )
     spans.sort()
     for (_, a1, ga), (b0, _, gb) in zip(spans, spans[1:]):
         if b0 < a1:

@@ -178,9 +178,16 @@ class _Dec(_Coder):
         super().__init__(k)
         self.r = SymbolReader(data)
 
+    def _need(self) -> None:
+        # A valid stream never runs dry before its last symbol (every coded symbol moves the ANS
+        # state away from its initial value), so an empty coder here means forged or cut data.
+        if self.r._coder.is_empty():
+            raise BitstreamError("group map data ended early (truncated or forged)")
+
     def sym(self, model: _Adaptive, s: int | None) -> int:
         if len(model.counts) == 1:
             return 0
+        self._need()
         v = int(self.r._decode(model.model(), 1)[0])
         if not 0 <= v < len(model.counts):
             raise BitstreamError("group map: symbol out of range")
@@ -191,6 +198,7 @@ class _Dec(_Coder):
         out, done = 0, 0
         while done < nbits:
             b = min(16, nbits - done)
+            self._need()
             out |= int(self.r._decode(_CM.Uniform(1 << b), 1)[0]) << done
             done += b
         return out

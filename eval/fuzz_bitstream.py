@@ -1,0 +1,113 @@
+"""Long-running mutation fuzzer for the stream reader and group-map decoders (the bounded version runs
+in the test suite through hypothesis). Mutations: bit flips, truncations, splices of random bytes,
+forged header fields with a recomputed header CRC, forged segment lengths/offsets. Any exception
+other than an ssc error, or a single input taking longer than ``--max-seconds``, is a failure.
+
+    python -m ssc.eval.fuzz_bitstream --seconds 120 [--stream x.ssc]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from ssc.bitstream import StreamReader
+from ssc.bitstream.format import PREAMBLE, crc32
+from ssc.errors import SSCError
+
+
+def _seed_stream() -> bytes:
+    from ssc.bitstream import GroupEntry, StreamHeader, build_stream, encode_group_map
+
+    lab = np.zeros((48, 64), np.int32)
+    lab[5:30, 4:40] = 1
+    lab[20:45, 30:60] = 2
+    codec, mb = encode_group_map(lab)
+    groups = tuple(
+        GroupEntry(g, g, f"g{g}", (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), int((lab == g).sum()), 256)
+        for g in (0, 1, 2)
+        for ys, xs in [np.nonzero(lab == g)]
+    )
+    return build_stream(StreamHeader(64, 48, "fuzz", b"\0" * 8, 256, groups, codec, mb), {0: b"a" * 40, 1: b"b" * 12, 2: b"c" * 20})
+
+
+def mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    kind = rng.integers(0, 5)
+    b = bytearray(data)
+    if kind == 0:  # bit flips
+        for _ in range(int(rng.integers(1, 9))):
+            p = int(rng.integers(0, len(b)))
+            b[p] ^= 1 << int(rng.integers(0, 8))
+        return bytes(b)
+    if kind == 1:  # truncation
+        return bytes(b[: int(rng.integers(0, len(b) + 1))])
+    if kind == 2:  # splice random bytes
+        p = int(rng.integers(0, len(b) + 1))
+        return bytes(b[:p]) + rng.bytes(int(rng.integers(1, 64))) + bytes(b[p:])
+    hlen = struct.unpack_from("<I", b, 4)[0]
+    body = bytearray(b[PREAMBLE.size : PREAMBLE.size + hlen])
+    if kind == 3:  # forge header bytes, fix the CRC so the semantic checks are reached
+        for _ in range(int(rng.integers(1, 5))):
+            p = int(rng.integers(0, len(body)))
+            body[p] = int(rng.integers(0, 256))
+    else:  # forge a 32-bit field at a random aligned place with an extreme value
+        if len(body) >= 4:
+            p = int(rng.integers(0, len(body) - 3))
+            struct.pack_into("<I", body, p, int(rng.choice([0, 1, 0xFFFFFFFF, 0x7FFFFFFF, 1 << 20])))
+    return bytes(b[:4]) + struct.pack("<II", len(body), crc32(bytes(body))) + bytes(body) + bytes(b[PREAMBLE.size + hlen :])
+
+
+def exercise(blob: bytes) -> str:
+    try:
+        rd = StreamReader(blob)
+        _ = rd.group_map
+        for gid in rd.header.group_ids:
+            try:
+                rd.read_segment(gid)
+            except SSCError:
+                pass
+        return "accepted"
+    except SSCError:
+        return "refused"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--max-seconds", type=float, default=2.0, help="per-input time limit")
+    ap.add_argument("--stream", action="append", default=[], help="extra seed streams")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="out/eval/fuzz")
+    args = ap.parse_args(argv)
+    seeds = [_seed_stream()] + [Path(s).read_bytes() for s in args.stream]
+    rng = np.random.default_rng(args.seed)
+    counts = {"accepted": 0, "refused": 0, "crash": 0, "slow": 0}
+    failures = []
+    end = time.time() + args.seconds
+    while time.time() < end:
+        blob = mutate(seeds[int(rng.integers(0, len(seeds)))], rng)
+        t0 = time.perf_counter()
+        try:
+            res = exercise(blob)
+        except Exception:  # anything that is not an ssc error is a bug
+            res = "crash"
+            failures.append({"input_hex": blob[:512].hex(), "trace": traceback.format_exc(limit=3)})
+        if time.perf_counter() - t0 > args.max_seconds:
+            counts["slow"] += 1
+            failures.append({"input_hex": blob[:512].hex(), "trace": "slow"})
+        counts[res] += 1
+    total = sum(counts[k] for k in ("accepted", "refused", "crash"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fuzz.json").write_text(json.dumps({"inputs": total, **counts, "failures": failures[:20]}, indent=1))
+    print(f"inputs {total}: accepted {counts['accepted']}, refused {counts['refused']}, crashes {counts['crash']}, slow {counts['slow']}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
