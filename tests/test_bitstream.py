@@ -157,3 +157,11 @@ def test_group_areas_must_partition_the_image():
 
     with pytest.raises(BitstreamError, match="areas sum"):
         StreamReader(_forge_header(reference_stream(), height))
+
+
+@pytest.mark.slow
+def test_long_mutation_fuzz_finds_no_crash(tmp_path):
+    """Minutes-long version of the fuzz above (``make test-slow``)."""
+    from ssc.eval.fuzz_bitstream import main as fuzz_main
+
+    assert fuzz_main(["--seconds", "120", "--out", str(tmp_path)]) == 0
