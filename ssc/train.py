@@ -5,7 +5,6 @@ checkpoints are safetensors (model and optimizer state), logs are JSON lines."""
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,9 +152,3 @@ def export(cfg: TrainConfig, model: torch.nn.Module, device: str, seconds: float
     export_weights(model, card, path, half=True)
     return path
 
-
-def lambda_for(quality: float, lambdas: list[float]) -> float:
-    """Lambda at a fractional quality level (geometric interpolation, matching the gain units)."""
-    lo = min(int(math.floor(quality)), len(lambdas) - 2)
-    f = quality - lo
-    return lambdas[lo] ** (1 - f) * lambdas[lo + 1] ** f

@@ -316,10 +316,9 @@ def _validate(h: StreamHeader, payload_length: int | None) -> None:
                 f"the payload ({payload_length} bytes)"
             )
         spans.append((g.seg_offset, g.seg_offset + g.seg_length, g.group_id))
-    if h.groups and sum(g.area for g in h.groups) != h.width * h.height:
-        raise BitstreamError(
-            f"group areas sum to {sum(g.area for g in h.groups)}, not {h.width}x{h.height} = {h.width * h.height} pixels"
-        )
+    total_area = sum(g.area for g in h.groups)
+    if h.groups and total_area != h.width * h.height:
+        raise BitstreamError(f"group areas sum to {total_area}, not {h.width}x{h.height} = {h.width * h.height} pixels")
     spans.sort()
     for (_, a1, ga), (b0, _, gb) in zip(spans, spans[1:]):
         if b0 < a1:

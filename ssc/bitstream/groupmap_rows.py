@@ -18,10 +18,13 @@ order. All models are adaptive counts that encoder and decoder update identicall
 """
 from __future__ import annotations
 
+import constriction
 import numpy as np
 
 from ..errors import BitstreamError
-from ..models.entropy import SymbolReader, SymbolWriter, _CM
+from ..models.entropy import SymbolReader, SymbolWriter
+
+_CM = constriction.stream.model
 
 V_RANGE = 3
 SKIP, NEW, END = 2 * V_RANGE + 1, 2 * V_RANGE + 2, 2 * V_RANGE + 3
@@ -159,7 +162,7 @@ class _Enc(_Coder):
         assert s is not None
         if len(model.counts) == 1:  # a one-symbol alphabet carries no information
             return 0
-        self.w._op(np.array([s]), model.model())
+        self.w.write(np.array([s]), model.model())
         model.update(s)
         return s
 
@@ -168,7 +171,7 @@ class _Enc(_Coder):
         done = 0
         while done < nbits:
             b = min(16, nbits - done)
-            self.w._op(np.array([(value >> done) & ((1 << b) - 1)]), _CM.Uniform(1 << b))
+            self.w.write(np.array([(value >> done) & ((1 << b) - 1)]), _CM.Uniform(1 << b))
             done += b
         return value
 
@@ -181,14 +184,14 @@ class _Dec(_Coder):
     def _need(self) -> None:
         # A valid stream never runs dry before its last symbol (every coded symbol moves the ANS
         # state away from its initial value), so an empty coder here means forged or cut data.
-        if self.r._coder.is_empty():
+        if self.r.exhausted:
             raise BitstreamError("group map data ended early (truncated or forged)")
 
     def sym(self, model: _Adaptive, s: int | None) -> int:
         if len(model.counts) == 1:
             return 0
         self._need()
-        v = int(self.r._decode(model.model(), 1)[0])
+        v = int(self.r.read(model.model(), 1)[0])
         if not 0 <= v < len(model.counts):
             raise BitstreamError("group map: symbol out of range")
         model.update(v)
@@ -199,7 +202,7 @@ class _Dec(_Coder):
         while done < nbits:
             b = min(16, nbits - done)
             self._need()
-            out |= int(self.r._decode(_CM.Uniform(1 << b), 1)[0]) << done
+            out |= int(self.r.read(_CM.Uniform(1 << b), 1)[0]) << done
             done += b
         return out
 

@@ -153,7 +153,8 @@ class SymbolWriter:
     def __init__(self) -> None:
         self._ops: list[tuple[np.ndarray, object]] = []
 
-    def _op(self, symbols: np.ndarray, model: object) -> None:
+    def write(self, symbols: np.ndarray, model: object) -> None:
+        """Queue ``symbols`` (1-D ints) to be coded with one constriction model."""
         if symbols.size:
             self._ops.append((np.ascontiguousarray(symbols, dtype=np.int32), model))
 
@@ -172,16 +173,16 @@ class SymbolWriter:
             L = int(tables.half[i])
             esc = np.abs(seg_vals) > L
             sym = np.where(esc, 2 * L + 1, seg_vals + L)
-            self._op(sym, tables.model(i))
+            self.write(sym, tables.model(i))
             esc_vals.append((seg_vals[esc], L))
         for ev, L in esc_vals:
             if ev.size:
                 mag = np.abs(ev) - L - 1
                 if mag.max() >= (1 << 32):
                     raise ValueError("latent magnitude too large to code")
-                self._op((ev < 0).astype(np.int32), _U2)
-                self._op((mag >> 16).astype(np.int32), _U16)
-                self._op((mag & 0xFFFF).astype(np.int32), _U16)
+                self.write((ev < 0).astype(np.int32), _U2)
+                self.write((mag >> 16).astype(np.int32), _U16)
+                self.write((mag & 0xFFFF).astype(np.int32), _U16)
 
     def finish(self) -> bytes:
         coder = constriction.stream.stack.AnsCoder()
@@ -202,7 +203,8 @@ class SymbolReader:
         except ValueError as e:
             raise BitstreamError(f"invalid entropy-coded data ({e})") from e
 
-    def _decode(self, model: object, n: int) -> np.ndarray:
+    def read(self, model: object, n: int) -> np.ndarray:
+        """Decode ``n`` symbols with one constriction model."""
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         return np.asarray(self._coder.decode(model, n), dtype=np.int64)
@@ -219,16 +221,16 @@ class SymbolReader:
                 continue
             i = int(seg_idx[0])
             L = int(tables.half[i])
-            sym = self._decode(tables.model(i), seg_idx.size)
+            sym = self.read(tables.model(i), seg_idx.size)
             out_sorted[start : start + seg_idx.size] = sym - L
             pending.append((start, sym == 2 * L + 1, L))
             start += seg_idx.size
         for st, esc, L in pending:
             n = int(esc.sum())
             if n:
-                neg = self._decode(_U2, n)
-                hi = self._decode(_U16, n)
-                lo = self._decode(_U16, n)
+                neg = self.read(_U2, n)
+                hi = self.read(_U16, n)
+                lo = self.read(_U16, n)
                 mag = (hi << 16) + lo + L + 1
                 pos = st + np.flatnonzero(esc)
                 out_sorted[pos] = np.where(neg == 1, -mag, mag)
@@ -236,6 +238,11 @@ class SymbolReader:
         out[order] = out_sorted
         return out
 
+    @property
+    def exhausted(self) -> bool:
+        """True once every coded word has been consumed."""
+        return self._coder.is_empty()
+
     def check_end(self) -> None:
-        if not self._coder.is_empty():
+        if not self.exhausted:
             raise BitstreamError("entropy-coded data has trailing content (corrupted or forged segment)")
