@@ -180,6 +180,25 @@ class GroupCodec(nn.Module):
         p = from_fixed(self.ep.forward_exact(torch.cat([hyper_fx, ctx], 1)))
         return p[:, : self.M], self._scale_index(p[:, self.M :])
 
+    def encode_hyper(self, w: SymbolWriter, y: torch.Tensor, pyr: list[torch.Tensor]) -> torch.Tensor:
+        """Quantise and code z (on the group's z support); returns the exact hyper features."""
+        z_hat = torch.round(self.h_a(y.float(), pyr).double()) * pyr[6].double()
+        zsel = pyr[6].bool().expand_as(z_hat)
+        zch = torch.arange(self.Nz, device=y.device).view(1, -1, 1, 1).expand_as(z_hat)
+        w.encode_values(z_hat[zsel].long().cpu().numpy(), zch[zsel].cpu().numpy(), self._tables()[1])
+        return self.h_s.forward_exact(to_fixed(z_hat))
+
+    def decode_hyper(self, r: SymbolReader, pyr: list[torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`encode_hyper`."""
+        h, w = pyr[0].shape[-2:]
+        dev = pyr[0].device
+        zshape = (1, self.Nz, h // 64, w // 64)
+        z_hat = torch.zeros(zshape, dtype=torch.float64, device=dev)
+        zsel = pyr[6].bool().expand(zshape)
+        zch = torch.arange(self.Nz, device=dev).view(1, -1, 1, 1).expand(zshape)
+        z_hat[zsel] = torch.from_numpy(r.decode_values(zch[zsel].cpu().numpy(), self._tables()[1])).to(dev, torch.float64)
+        return self.h_s.forward_exact(to_fixed(z_hat))
+
     @staticmethod
     def _check_crop(mask: torch.Tensor) -> None:
         if mask.dim() != 4 or mask.shape[:2] != (1, 1):
@@ -197,16 +216,12 @@ class GroupCodec(nn.Module):
     def compress_latents(self, x: torch.Tensor, mask: torch.Tensor, quality: float) -> tuple[bytes, torch.Tensor]:
         """As :meth:`compress_group`, also returning the quantised latents y_hat the decoder will see."""
         self._check_crop(mask)
-        gauss, ztab = self._tables()
+        gauss = self._tables()[0]
         pyr = support_pyramid(mask, LEVELS)
         q = torch.tensor([quality], dtype=torch.float32, device=x.device)
-        y = (self.g_a(x, pyr) * self._gains(q, self.log_gain)).double()
-        z_hat = torch.round(self.h_a(y.float(), pyr).double()) * pyr[6].double()
+        y = (self.g_a(x.contiguous(memory_format=torch.channels_last), pyr) * self._gains(q, self.log_gain)).double()
         w = SymbolWriter()
-        zsel = pyr[6].bool().expand_as(z_hat)
-        zch = torch.arange(self.Nz, device=x.device).view(1, -1, 1, 1).expand_as(z_hat)
-        w.encode_values(z_hat[zsel].long().cpu().numpy(), zch[zsel].cpu().numpy(), ztab)
-        hyper = self.h_s.forward_exact(to_fixed(z_hat))
+        hyper = self.encode_hyper(w, y, pyr)
         anchor = checkerboard_pattern(*y.shape[-2:], device=x.device)
         y_hat = torch.zeros_like(y)
         for step in (0, 1):
@@ -222,17 +237,12 @@ class GroupCodec(nn.Module):
         """Decode one group's body to its quantised latents y_hat (1, M, H/16, W/16), float64.
         Bit-exact across devices and thread counts."""
         self._check_crop(mask)
-        gauss, ztab = self._tables()
+        gauss = self._tables()[0]
         pyr = support_pyramid(mask, LEVELS)
         dev = mask.device
         h, w = mask.shape[-2:]
         r = SymbolReader(data)
-        zshape = (1, self.Nz, h // 64, w // 64)
-        z_hat = torch.zeros(zshape, dtype=torch.float64, device=dev)
-        zsel = pyr[6].bool().expand(zshape)
-        zch = torch.arange(self.Nz, device=dev).view(1, -1, 1, 1).expand(zshape)
-        z_hat[zsel] = torch.from_numpy(r.decode_values(zch[zsel].cpu().numpy(), ztab)).to(dev, torch.float64)
-        hyper = self.h_s.forward_exact(to_fixed(z_hat))
+        hyper = self.decode_hyper(r, pyr)
         yshape = (1, self.M, h // 16, w // 16)
         anchor = checkerboard_pattern(h // 16, w // 16, device=dev)
         y_hat = torch.zeros(yshape, dtype=torch.float64, device=dev)
@@ -249,7 +259,10 @@ class GroupCodec(nn.Module):
         """Quantised latents -> pixels of the crop, clamped to [0, 1], zero outside the mask."""
         pyr = support_pyramid(mask, LEVELS)
         q = torch.tensor([quality], dtype=torch.float32, device=mask.device)
-        x = self.g_s(y_hat.float() * self._gains(q, self.log_inv_gain), pyr)
+        # channels-last: the (transposed) convolutions take the faster NHWC kernels on CPU and the
+        # Swin blocks' NHWC views become free; only float rounding differs (pixels, not latents)
+        y = (y_hat.float() * self._gains(q, self.log_inv_gain)).contiguous(memory_format=torch.channels_last)
+        x = self.g_s(y, pyr)
         return x.clamp(0, 1) * pyr[0]
 
     def decompress_group(self, data: bytes, mask: torch.Tensor, quality: float) -> torch.Tensor:

@@ -13,11 +13,11 @@ from torch import nn
 from .layers import GDN, ExactConv2d, ExactParamNet, GroupIndependentSwinBlock
 
 
-def _conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
 
 
-def _deconv(cin: int, cout: int, k: int = 5) -> nn.ConvTranspose2d:
+def deconv(cin: int, cout: int, k: int = 5) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, k, stride=2, padding=k // 2, output_padding=1)
 
 
@@ -37,7 +37,7 @@ class AnalysisTransform(nn.Module):
 
     def __init__(self, N: int, M: int, depth: int, heads: int, window: int) -> None:
         super().__init__()
-        self.convs = nn.ModuleList([_conv(3, N), _conv(N, N), _conv(N, N), _conv(N, M)])
+        self.convs = nn.ModuleList([conv(3, N), conv(N, N), conv(N, N), conv(N, M)])
         self.gdns = nn.ModuleList([GDN(N) for _ in range(3)])
         self.swin = nn.ModuleDict({"2": _swin_stack(N, depth, heads, window), "3": _swin_stack(N, depth, heads, window)})
 
@@ -58,7 +58,7 @@ class SynthesisTransform(nn.Module):
 
     def __init__(self, N: int, M: int, depth: int, heads: int, window: int) -> None:
         super().__init__()
-        self.deconvs = nn.ModuleList([_deconv(M, N), _deconv(N, N), _deconv(N, N), _deconv(N, 3)])
+        self.deconvs = nn.ModuleList([deconv(M, N), deconv(N, N), deconv(N, N), deconv(N, 3)])
         self.igdns = nn.ModuleList([GDN(N, inverse=True) for _ in range(3)])
         self.swin = nn.ModuleDict({"3": _swin_stack(N, depth, heads, window), "2": _swin_stack(N, depth, heads, window)})
 
@@ -80,9 +80,9 @@ class HyperAnalysis(nn.Module):
 
     def __init__(self, M: int, Nz: int) -> None:
         super().__init__()
-        self.c1 = _conv(M, Nz, 3, 1)
-        self.c2 = _conv(Nz, Nz)
-        self.c3 = _conv(Nz, Nz)
+        self.c1 = conv(M, Nz, 3, 1)
+        self.c2 = conv(Nz, Nz)
+        self.c3 = conv(Nz, Nz)
         self.act = nn.ReLU()
 
     def forward(self, y: torch.Tensor, pyr: list[torch.Tensor]) -> torch.Tensor:

@@ -56,20 +56,30 @@ class ExactConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
 
+    def fixed_params(self, weight_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer-valued float64 (weight (Cout, Cin*k*k), bias (Cout,)) of the exact path; weight units
+        2**-w_frac, bias units 2**-(w_frac + a_frac). ``weight_mask`` overrides the layer's own mask."""
+        wm = self.weight_mask if weight_mask is None else weight_mask.reshape(1, 1, *self.kernel_size)
+        wlim = float((1 << FP.w_bits) - 1)
+        w = torch.round((self.weight * wm).detach().double() * (1 << FP.w_frac)).clamp_(-wlim, wlim)
+        blim = float((1 << (FP.w_bits + FP.a_bits)) - 1)
+        b = torch.round(self.bias.detach().double() * (1 << (FP.w_frac + FP.a_frac))).clamp_(-blim, blim)
+        return w.reshape(w.shape[0], -1), b
+
     def forward_exact(self, a: torch.Tensor) -> torch.Tensor:
         """``a``: integer-valued float64 activations (units 2**-a_frac); returns the same units."""
         k = self.kernel_size[0]
-        wlim = float((1 << FP.w_bits) - 1)
-        w = torch.round(self.masked_weight().detach().double() * (1 << FP.w_frac)).clamp_(-wlim, wlim)
-        blim = float((1 << (FP.w_bits + FP.a_bits)) - 1)
-        b = torch.round(self.bias.detach().double() * (1 << (FP.w_frac + FP.a_frac))).clamp_(-blim, blim)
-        w, b = w.to(a.device), b.to(a.device)
+        w, b = (t.to(a.device) for t in self.fixed_params())
         bsz, _, h, wd = a.shape
         cols = F.unfold(a, k, padding=k // 2)  # (B, Cin*k*k, H*W), pure data movement
-        acc = torch.matmul(w.reshape(w.shape[0], -1), cols) + b.view(1, -1, 1)
-        out = torch.floor(acc / (1 << FP.w_frac) + 0.5)
-        alim = float((1 << FP.a_bits) - 1)
-        return out.clamp_(-alim, alim).reshape(bsz, -1, h, wd)
+        return fixed_accumulate(torch.matmul(w, cols) + b.view(1, -1, 1)).reshape(bsz, -1, h, wd)
+
+
+def fixed_accumulate(acc: torch.Tensor) -> torch.Tensor:
+    """Integer accumulator (weight x activation units) -> activation units, rounded and clamped."""
+    out = torch.floor(acc / (1 << FP.w_frac) + 0.5)
+    alim = float((1 << FP.a_bits) - 1)
+    return out.clamp_(-alim, alim)
 
 
 class ExactParamNet(nn.Module):
