@@ -1,0 +1,38 @@
+"""Shared output helpers of the benchmark scripts: one JSON, one markdown table, run metadata."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+
+def run_meta(**extra) -> dict:
+    """Machine and library facts every results JSON carries, plus the script's own settings."""
+    meta = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    meta.update(extra)
+    return meta
+
+
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return "n/a" if v is None else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+
+
+def write_outputs(out: str | Path, stem: str, data: dict, lines: list[str]) -> Path:
+    """``out/stem.json`` and ``out/stem.md``; prints the table. Returns the folder."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(data, indent=1))
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return out
