@@ -1,9 +1,11 @@
-"""Rate-distortion benchmark: ssc against JPEG / WebP / AVIF (Pillow) measured in the same run,
-with BD-rate tables. Two parts:
+"""Rate-distortion benchmark: ssc against anchors measured in the same run (PSNR and MS-SSIM vs
+bpp), with BD-rate tables (Bjontegaard, :mod:`ssc.eval.bdrate`). Two parts:
 
-* ``kodak``: full images as one group (ssc-1group) against the anchors.
+* ``kodak``: ssc with one group, ssc with groups (unsupervised k-means regions, Kodak has no
+  annotations), JPEG / WebP / AVIF (Pillow), x265 intra (ffmpeg) and the scale-hyperprior peer
+  trained on the same data (``eval/weights``).
 * ``coco``: COCO val images with annotation masks, ssc with one group per instance against ssc with
-  one group: the rate cost of group independence.
+  one group: the rate cost of group independence with COCO-style masks.
 
     python -m ssc.eval.rd --part kodak --images ../shared/data/kodak --limit 24
     python -m ssc.eval.rd --part coco --images ../shared/data/coco/val2017 \
@@ -12,26 +14,35 @@ with BD-rate tables. Two parts:
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import platform
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, features
 from tqdm import tqdm
 
 from ssc.api import decode_image, encode_image, read_image
-from ssc.masks import GroupMap, apply_policy, from_coco
-from ssc.models.zoo import load_codec
+from ssc.masks import GroupMap, apply_policy, from_coco, kmeans_groups
+from ssc.models.zoo import LoadedCodec, load_codec
 
+from .anchors import (
+    Coded,
+    load_peers,
+    peer_code,
+    pillow_available,
+    pillow_code,
+    require_ffmpeg,
+    x265_intra_code,
+)
 from .bdrate import bd_rate
-from .metrics import bpp, psnr
+from .metrics import bpp, ms_ssim, psnr
+from .report import markdown_table, run_meta, write_outputs
 
-ANCHOR_QUALITIES = {"jpeg": [5, 10, 20, 30, 45, 60, 75, 90], "webp": [2, 8, 20, 35, 50, 70, 85, 95],
-                    "avif": [10, 25, 40, 55, 70, 85]}
+ANCHOR_SETTINGS = {"jpeg": [5, 10, 20, 30, 45, 60, 75, 90], "webp": [2, 8, 20, 35, 50, 70, 85, 95],
+                   "avif": [10, 25, 40, 55, 70, 85], "x265": [51, 47, 43, 39, 35, 31, 27]}
 SSC_QUALITIES = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
 
 
@@ -42,87 +53,125 @@ class Point:
     setting: float
     bpp: float
     psnr: float
+    ms_ssim_db: float  # -10 log10(1 - MS-SSIM)
 
 
-def anchor_point(name: str, x: np.ndarray, q: int) -> tuple[float, float]:
-    buf = io.BytesIO()
-    fmt = {"jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF"}[name]
-    Image.fromarray(x).save(buf, fmt, quality=q)
-    with Image.open(io.BytesIO(buf.getvalue())) as im:
-        y = np.asarray(im.convert("RGB"))
-    return bpp(len(buf.getvalue()), x.shape[0] * x.shape[1]), psnr(x, y)
+def msssim_db(a: np.ndarray, b: np.ndarray) -> float:
+    v = ms_ssim(a, b)
+    return math.inf if v >= 1 else -10 * math.log10(1 - v)
 
 
-def ssc_point(codec, x: np.ndarray, gm: GroupMap, q: float) -> tuple[float, float]:
+def ssc_code(codec: LoadedCodec, x: np.ndarray, gm: GroupMap, q: float) -> Coded:
     enc = encode_image(x, gm, codec, quality=q)
     dec = decode_image(enc.data, codec)
-    return bpp(len(enc.data), x.shape[0] * x.shape[1]), psnr(x, dec.image)
+    if dec.failed:
+        raise RuntimeError(f"ssc decode failed: {dec.failed}")
+    return Coded(len(enc.data), dec.image)
 
 
-def average_curve(points: list[Point], codec: str) -> tuple[list[float], list[float]]:
-    """Per setting, mean bpp and mean PSNR over images (the usual way RD curves are averaged)."""
+Coder = Callable[[np.ndarray, float], Coded]
+
+
+def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, image_path: Path, x: np.ndarray) -> dict[str, tuple[list, Coder]]:
+    """Every codec of this part of the benchmark with its settings, for one image."""
+    one = GroupMap.from_labels(np.zeros(x.shape[:2], np.int32))
+    out: dict[str, tuple[list, Coder]] = {"ssc-1group": (SSC_QUALITIES, lambda im, q: ssc_code(codec, im, one, q))}
+    if part == "coco":
+        gm = apply_policy(from_coco(args.ann, image_path), "instance", min_area=args.min_area)
+        out["ssc-groups"] = (SSC_QUALITIES, lambda im, q: ssc_code(codec, im, gm, q))
+        return out
+    gk = kmeans_groups(x, k=args.kmeans)
+    out["ssc-groups"] = (SSC_QUALITIES, lambda im, q: ssc_code(codec, im, gk, q))
+    for a in args.anchors:
+        if a in ("jpeg", "webp", "avif") and pillow_available(a):
+            out[a] = (ANCHOR_SETTINGS[a], lambda im, q, a=a: pillow_code(a, im, int(q)))
+        elif a == "x265":
+            out[a] = (ANCHOR_SETTINGS[a], lambda im, q: x265_intra_code(im, int(q)))
+        elif a == "peer":
+            out["bmshj2018-peer"] = (list(range(len(args.peers))), lambda im, q: peer_code(args.peers[int(q)], im))
+    return out
+
+
+def average_curve(points: list[Point], codec: str, metric: str = "psnr") -> tuple[list[float], list[float]]:
+    """Per setting, mean bpp and mean quality over images (the usual way RD curves are averaged)."""
     settings = sorted({p.setting for p in points if p.codec == codec})
-    r = [float(np.mean([p.bpp for p in points if p.codec == codec and p.setting == s])) for s in settings]
-    d = [float(np.mean([p.psnr for p in points if p.codec == codec and p.setting == s])) for s in settings]
-    return r, d
+    sel = [[p for p in points if p.codec == codec and p.setting == s] for s in settings]
+    r = [float(np.mean([p.bpp for p in ps])) for ps in sel]
+    d = [float(np.mean([getattr(p, metric) for p in ps])) for ps in sel]
+    order = np.argsort(r)
+    return [r[i] for i in order], [d[i] for i in order]
 
 
-def plot(curves: dict[str, tuple[list[float], list[float]]], title: str, path: Path) -> None:
+def plot(curves: dict[str, dict[str, tuple[list[float], list[float]]]], title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, (r, d) in curves.items():
-        ax.plot(r, d, "o-", label=name, markersize=3)
-    ax.set_xlabel("bpp")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim_db", "MS-SSIM (dB)")):
+        for name, c in curves[metric].items():
+            ax.plot(*c, "o-", label=name, markersize=3)
+        ax.set_xlabel("bpp")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def bd_table(curves: dict[str, tuple[list[float], list[float]]], pairs: list[tuple[str, str]]) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    for test, anchor in pairs:
+        if test not in curves or anchor not in curves:
+            continue
+        try:
+            out[f"{test} vs {anchor}"] = bd_rate(*curves[anchor], *curves[test])
+        except ValueError as e:
+            out[f"{test} vs {anchor}"] = f"n/a ({e})"
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     codec = load_codec(args.model)
+    if args.part == "kodak":
+        if "x265" in args.anchors:
+            require_ffmpeg()
+        args.peers = load_peers(args.peer_dir) if "peer" in args.anchors else []
     paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg"))
     if args.part == "coco":
         names = {r["file_name"] for r in json.loads(Path(args.ann).read_text())["images"]}
         paths = [p for p in paths if p.name in names]
     paths = paths[: args.limit]
-    anchors = [a for a in args.anchors if a != "avif" or features.check("avif")]
     points: list[Point] = []
     for p in tqdm(paths, desc=f"rd {args.part}"):
         x = read_image(p)
-        one = GroupMap.from_labels(np.zeros(x.shape[:2], np.int32))
-        for q in SSC_QUALITIES:
-            points.append(Point("ssc-1group", p.name, q, *ssc_point(codec, x, one, q)))
-        if args.part == "coco":
-            gm = apply_policy(from_coco(args.ann, p), "instance", min_area=args.min_area)
-            for q in SSC_QUALITIES:
-                points.append(Point("ssc-groups", p.name, q, *ssc_point(codec, x, gm, q)))
-        else:
-            for a in anchors:
-                for q in ANCHOR_QUALITIES[a]:
-                    points.append(Point(a, p.name, q, *anchor_point(a, x, q)))
+        for name, (settings, code) in coders_for(args.part, args, codec, p, x).items():
+            for s in settings:
+                c = code(x, s)
+                points.append(Point(name, p.name, float(s), bpp(c.nbytes, x.shape[0] * x.shape[1]),
+                                    psnr(x, c.decoded), msssim_db(x, c.decoded)))
     codecs = sorted({p.codec for p in points})
-    curves = {c: average_curve(points, c) for c in codecs}
-    ref = "ssc-groups" if args.part == "coco" else "ssc-1group"
-    bd = {}
-    for c in codecs:
-        if c == ref:
-            continue
-        try:
-            bd[f"{ref} vs {c}"] = bd_rate(*curves[c], *curves[ref])
-        except ValueError as e:
-            bd[f"{ref} vs {c}"] = f"n/a ({e})"
-    return {"meta": {"part": args.part, "model": args.model, "images": [p.name for p in paths], "threads": args.threads,
-                     "machine": platform.machine(), "torch": torch.__version__},
+    curves = {m: {c: average_curve(points, c, m) for c in codecs} for m in ("psnr", "ms_ssim_db")}
+    pairs = [("ssc-groups", "ssc-1group")]
+    pairs += [(t, a) for t in ("ssc-1group", "ssc-groups") for a in codecs if not a.startswith("ssc")]
+    bd = {m: bd_table(curves[m], pairs) for m in curves}
+    return {"meta": run_meta(part=args.part, model=args.model, images=[p.name for p in paths]),
             "curves": curves, "bd_rate_percent": bd, "points": [asdict(p) for p in points]}
+
+
+def report_lines(res: dict) -> list[str]:
+    lines = []
+    for m, title in (("psnr", "PSNR dB"), ("ms_ssim_db", "MS-SSIM dB")):
+        rows = [[c, ", ".join(f"({a:.3f}, {b:.2f})" for a, b in zip(*res["curves"][m][c]))] for c in res["curves"][m]]
+        lines += markdown_table(["codec", f"points (bpp, {title})"], rows) + [""]
+    pairs = sorted({k for m in res["bd_rate_percent"].values() for k in m})
+    rows = [[k] + [res["bd_rate_percent"][m].get(k) for m in ("psnr", "ms_ssim_db")] for k in pairs]
+    rows = [[r[0]] + [f"{v:+.1f}" if isinstance(v, float) else v for v in r[1:]] for r in rows]
+    return lines + markdown_table(["BD-rate (%, negative = fewer bits)", "PSNR", "MS-SSIM"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,24 +182,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="gi-hyper-ckbd-s")
     ap.add_argument("--limit", type=int, default=24)
     ap.add_argument("--min-area", type=int, default=256)
-    ap.add_argument("--anchors", nargs="+", default=["jpeg", "webp", "avif"])
+    ap.add_argument("--kmeans", type=int, default=4, help="regions per Kodak image for ssc-groups")
+    ap.add_argument("--anchors", nargs="+", default=["jpeg", "webp", "avif", "x265", "peer"])
+    ap.add_argument("--peer-dir", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/eval/rd")
     args = ap.parse_args(argv)
     if args.part == "coco" and not args.ann:
         ap.error("--part coco needs --ann")
+    if args.peer_dir is None:
+        from .anchors import PEER_DIR
+
+        args.peer_dir = PEER_DIR
     res = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"rd_{args.part}.json").write_text(json.dumps(res, indent=1))
-    lines = ["| codec | points (bpp, PSNR dB) |", "|---|---|"]
-    for c, (r, d) in res["curves"].items():
-        lines.append(f"| {c} | " + ", ".join(f"({a:.3f}, {b:.2f})" for a, b in zip(r, d)) + " |")
-    lines += ["", "| BD-rate | % |", "|---|---|"]
-    lines += [f"| {k} | {v:+.1f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in res["bd_rate_percent"].items()]
-    (out / f"rd_{args.part}.md").write_text("\n".join(lines) + "\n")
+    out = write_outputs(args.out, f"rd_{args.part}", res, report_lines(res))
     plot(res["curves"], f"RD on {args.part} ({len(res['meta']['images'])} images)", out / f"rd_{args.part}.png")
-    print("\n".join(lines))
     return 0
 
 

@@ -108,3 +108,22 @@ def test_group_map_validation():
         GroupMap.from_labels(np.zeros((3, 3), np.float32))
     with pytest.raises(MaskError):
         GroupMap.from_labels(np.full((3, 3), -1))
+
+
+def test_kmeans_groups_partition_is_deterministic_and_merges_small():
+    from ssc.masks import kmeans_groups
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((96, 128, 3), np.uint8)
+    img[:, 64:] = 200
+    img[10:30, 10:30] = (0, 250, 0)
+    img = np.clip(img + rng.integers(0, 10, img.shape), 0, 255).astype(np.uint8)
+    a = kmeans_groups(img, k=3, min_area=100)
+    b = kmeans_groups(img, k=3, min_area=100)
+    assert np.array_equal(a.labels, b.labels)
+    assert sum(g.area for g in a.groups) == 96 * 128
+    assert set(np.unique(a.labels)) == set(a.ids) and 0 in a.ids and len(a.ids) >= 2
+    merged = kmeans_groups(img, k=3, min_area=96 * 128 // 2 + 1)
+    assert merged.ids == (0,)
+    with pytest.raises(MaskError):
+        kmeans_groups(img[..., 0])
