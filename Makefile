@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights clean
+.PHONY: install demo test test-slow lint weights peer-weights anchors bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,23 @@ test-slow: install
 # Copy the weights exported by `ssc train --config configs/gi-hyper-ckbd-s.yaml` into the package zoo.
 weights:
 	cp runs/gi-hyper-ckbd-s/gi-hyper-ckbd-s.safetensors runs/gi-hyper-ckbd-s/gi-hyper-ckbd-s.json ssc/weights/
+
+# The four scale-hyperprior peers of the RD benchmark (ssc train --config configs/bmshj2018-peer-qN.yaml).
+peer-weights:
+	mkdir -p eval/weights
+	for i in 1 2 3 4; do cp runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.safetensors runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.json eval/weights/; done
+
+# Command-line anchors (ffmpeg with x264/x265, from Debian).
+anchors:
+	sh eval/setup_anchors.sh
+
+# Benchmarks of the trained-codec issue; results (JSON, markdown, plots) land in out/eval/.
+DATA ?= ../shared/data
+bench: install anchors
+	$(BIN)/python -m ssc.eval.speed --image $(DATA)/kodak/kodim01.png
+	$(BIN)/python -m ssc.eval.rd --part kodak --images $(DATA)/kodak --limit 6
+	$(BIN)/python -m ssc.eval.rd --part coco --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 6
+	$(BIN)/python -m ssc.eval.partial_decode --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 20
 
 clean:
 	rm -rf out runs .pytest_cache
