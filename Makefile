@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights peer-weights anchors bench clean
+.PHONY: install demo test test-slow lint weights peer-weights det-weights anchors bench clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ weights:
 peer-weights:
 	mkdir -p eval/weights
 	for i in 1 2 3 4; do cp runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.safetensors runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.json eval/weights/; done
+
+# The reference detector (ssc train --config configs/det-ref.yaml) into the package zoo.
+det-weights:
+	cp runs/det-ref/det-ref.safetensors runs/det-ref/det-ref.json ssc/weights/
 
 # Command-line anchors (ffmpeg with x264/x265, from Debian).
 anchors:

@@ -1,4 +1,4 @@
-"""Command line: ``ssc encode | decode | info | demo | train``. Every failure exits non-zero with a
+"""Command line: ``ssc encode | decode | info | analyze | eval | demo | train``. Every failure exits non-zero with a
 one-line ``ssc: error: ...`` message; a decode in which some groups' segments are corrupt writes the
 other groups and exits with status 3."""
 from __future__ import annotations
@@ -96,6 +96,33 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analyze import analyze_stream, header_results
+
+    classes = args.classes.split(",") if args.classes else None
+    if args.task == "header":
+        res = header_results(args.stream, args.image_id, args.groups, classes)
+    else:
+        from ssc.tasks import build_head
+
+        codec = _codec(args) if (args.weights or args.model_given) else None
+        head = build_head(args.backend, args.det_weights, device=args.device, score_thresh=args.score_thresh)
+        res = analyze_stream(args.stream, head, args.task, codec, args.groups, classes, args.image_id, device=args.device)
+    Path(args.output).write_text(json.dumps(res.results))
+    print(f"{args.output}: {len(res.results)} {args.task} results, read {res.bytes_read} of {res.total_bytes} bytes"
+          + (f", decoded groups {res.decoded_groups}" if args.task != "header" else " (header only, no segment decoded)")
+          + f", {res.seconds:.2f} s")
+    for why in res.failed_groups.values():
+        print(f"ssc: error: {why}", file=sys.stderr)
+    return EXIT_PARTIAL if res.failed_groups else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ssc.eval.coco import main as coco_main
+
+    return coco_main(args.rest)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -105,12 +132,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
     from .train import TrainConfig, train
 
-    cfg = TrainConfig.load(args.config)
-    if args.steps:
-        cfg.steps = args.steps
-    path = train(cfg, resume=not args.restart)
+    raw = yaml.safe_load(Path(args.config).read_text())
+    if not isinstance(raw, dict):
+        raise ValueError(f"{args.config} is not a YAML mapping")
+    if raw.get("kind", "codec") == "detector":
+        from ssc.tasks.train_detector import DetectorConfig, train_detector
+
+        dcfg = DetectorConfig(**raw)
+        if args.steps:
+            dcfg.steps = args.steps
+        path = train_detector(dcfg, resume=not args.restart)
+    else:
+        cfg = TrainConfig(**{k: v for k, v in raw.items() if k != "kind"})
+        if args.steps:
+            cfg.steps = args.steps
+        path = train(cfg, resume=not args.restart)
     print(f"weights: {path} (card: {path.with_suffix('.json')})")
     return 0
 
@@ -150,6 +190,24 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=cmd_info)
 
+    a = sub.add_parser("analyze", help="detection / segmentation on the selected groups, or header-only analytics")
+    a.add_argument("stream")
+    a.add_argument("--task", choices=["detect", "segment", "header"], default="detect")
+    a.add_argument("-o", "--output", required=True, help="COCO results JSON")
+    a.add_argument("--groups", type=_ids, default=None, help="comma-separated group ids (default: all)")
+    a.add_argument("--classes", default=None, help="comma-separated class labels")
+    a.add_argument("--image-id", type=int, default=0, help="COCO image id written into the results")
+    a.add_argument("--backend", default="torchvision", help="task backend: torchvision (default) or detectron2")
+    a.add_argument("--det-weights", default=None,
+                   help="detector weights: zoo name, .safetensors with card, or your own COCO checkpoint (.pth/.pkl)")
+    a.add_argument("--score-thresh", type=float, default=0.05)
+    model_args(a)
+    a.set_defaults(fn=cmd_analyze)
+
+    v = sub.add_parser("eval", help="benchmarks: `ssc eval coco --help`", add_help=False)
+    v.add_argument("rest", nargs=argparse.REMAINDER)
+    v.set_defaults(fn=cmd_eval)
+
     m = sub.add_parser("demo", help="encode a COCO val image, decode one object alone and all groups")
     m.add_argument("--image", default=None)
     m.add_argument("--ann", default=None)
@@ -158,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(m)
     m.set_defaults(fn=cmd_demo)
 
-    t = sub.add_parser("train", help="train a codec from a YAML config (resumable)")
+    t = sub.add_parser("train", help="train a codec or the reference detector from a YAML config (resumable)")
     t.add_argument("--config", required=True)
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")

@@ -95,8 +95,9 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
     )
 
 
-def load_codec(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedCodec:
-    """Load a trained codec, verifying the weights against the SHA-256 in their model card."""
+def load_verified(name_or_path: str | os.PathLike) -> tuple[ModelCard, dict[str, torch.Tensor], str, Path]:
+    """(card, state dict, sha256, weights path) of a zoo entry or a .safetensors path, refusing
+    weights whose hash does not match their model card. Used for codecs and task heads alike."""
     wpath, cpath = resolve(name_or_path)
     card = ModelCard.load(cpath)
     digest = sha256_file(wpath)
@@ -104,14 +105,23 @@ def load_codec(name_or_path: str | os.PathLike, device: str | torch.device = "cp
         raise WeightsError(f"weights {wpath} do not match their model card (sha256 {digest[:16]}..., card says {card.sha256[:16]}...)")
     if not card.sha256:
         raise WeightsError(f"model card {cpath} carries no sha256; refusing unverified weights")
-    model = create_model(card.architecture, **card.config)
     try:
         state = load_file(str(wpath))
     except Exception as e:  # safetensors raises its own error types for malformed files
         raise WeightsError(f"cannot read weights {wpath}: {e}") from e
+    return card, state, digest, wpath
+
+
+def load_codec(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedCodec:
+    """Load a trained codec, verifying the weights against the SHA-256 in their model card."""
+    card, state, digest, wpath = load_verified(name_or_path)
+    model = create_model(card.architecture, **card.config)
     own = model.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise WeightsError(f"weights {wpath} do not fit {card.architecture}: {str(e).splitlines()[-1].strip()}") from e
     if missing or unexpected:
         raise WeightsError(f"weights {wpath} do not fit {card.architecture}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.to(device).eval()

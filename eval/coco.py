@@ -1,0 +1,282 @@
+"""COCO rate-accuracy benchmark: masks -> encode -> full or partial decode -> task head ->
+pycocotools COCOeval, per rate point, for ssc and the Pillow anchors.
+
+Reports bbox and segm AP against the COCO annotations, and *task fidelity*: the AP of the predictions
+on decoded images scored against the same detector's confident predictions (score >= 0.5) on the
+original images. Fidelity isolates what compression costs the task, so it stays meaningful with a weak
+reference detector. Each invocation adds its rate points to ``out/coco_eval.json`` (keyed by codec,
+quality and mode), so several codecs accumulate into one table and one plot.
+
+    ssc eval coco --images ../shared/data/coco/val2017 \
+        --ann ../shared/data/coco/annotations/instances_val2017_subset158.json --codec ssc --quality 0 1 2 3
+    ssc eval coco ... --codec ssc --partial --quality 2      # decode only the annotated objects
+    ssc eval coco ... --codec jpeg --quality 10 30 50 75
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ssc.api import decode_image, encode_image, read_image
+from ssc.masks import apply_policy, from_coco
+
+from .anchors import pillow_available, pillow_code
+from .metrics import bpp
+from .report import markdown_table, run_meta
+
+CODECS = ("none", "ssc", "jpeg", "webp", "avif")
+FIDELITY_SCORE = 0.5
+
+
+class COCOEvaluator:
+    """detectron2-style evaluator: ``reset`` / ``process(image_id, results)`` / ``evaluate``."""
+
+    def __init__(self, coco_gt, iou_types: tuple[str, ...] = ("bbox", "segm")) -> None:
+        self.coco_gt = coco_gt
+        self.iou_types = iou_types
+        self.reset()
+
+    def reset(self) -> None:
+        self._results: list[dict] = []
+        self._image_ids: list[int] = []
+
+    def process(self, image_id: int, results: list[dict]) -> None:
+        self._image_ids.append(int(image_id))
+        self._results.extend(results)
+
+    def evaluate(self) -> dict[str, float | None]:
+        """{"bbox_AP": ..., "bbox_AP50": ..., "segm_AP": ...} in percent (0 when nothing was predicted,
+        None when there is no ground truth to score against)."""
+        from pycocotools.cocoeval import COCOeval
+
+        out: dict[str, float] = {}
+        for t in self.iou_types:
+            res = [r for r in self._results if t == "bbox" or "segmentation" in r]
+            if not self.coco_gt.dataset.get("annotations"):
+                out[f"{t}_AP"] = out[f"{t}_AP50"] = None
+                continue
+            if not res:
+                out[f"{t}_AP"] = out[f"{t}_AP50"] = 0.0
+                continue
+            with contextlib.redirect_stdout(io.StringIO()):
+                dt = self.coco_gt.loadRes(copy.deepcopy(res))
+                ev = COCOeval(self.coco_gt, dt, t)
+                ev.params.imgIds = sorted(set(self._image_ids))
+                ev.evaluate()
+                ev.accumulate()
+                ev.summarize()
+            # pycocotools reports -1 when there is nothing to score against
+            out[f"{t}_AP"] = None if ev.stats[0] < 0 else float(ev.stats[0]) * 100
+            out[f"{t}_AP50"] = None if ev.stats[1] < 0 else float(ev.stats[1]) * 100
+        return out
+
+
+def pseudo_ground_truth(images: list[dict], categories: list[dict], predictions: list[dict], min_score: float = FIDELITY_SCORE):
+    """A COCO object whose annotations are confident predictions on the original images."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    anns = []
+    for i, p in enumerate(r for r in predictions if r["score"] >= min_score):
+        a = {"id": i + 1, "image_id": p["image_id"], "category_id": p["category_id"], "bbox": p["bbox"],
+             "iscrowd": 0, "area": float(p["bbox"][2] * p["bbox"][3])}
+        if "segmentation" in p:
+            a["segmentation"] = p["segmentation"]
+            a["area"] = float(mask_utils.area(p["segmentation"]))
+        anns.append(a)
+    gt = COCO()
+    gt.dataset = {"images": images, "categories": categories, "annotations": anns}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+@dataclass
+class RatePoint:
+    codec: str
+    quality: float
+    partial: bool
+    images: int
+    bpp: float
+    bbox_AP: float | None
+    segm_AP: float | None
+    bbox_AP50: float | None
+    segm_AP50: float | None
+    fid_bbox_AP: float | None  # None when the detector made no confident prediction on the originals
+    fid_segm_AP: float | None
+    fid_objects: int  # confident original-image predictions used as fidelity ground truth
+
+    @property
+    def key(self) -> str:
+        return f"{self.codec}|{self.quality:g}|{'partial' if self.partial else 'full'}"
+
+
+def code_image(codec_name: str, x: np.ndarray, quality: float, ssc_codec, ann: Path, path: Path,
+               partial: bool, min_area: int) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """(decoded image, bytes counted, decoded-region mask or None) for one image at one setting."""
+    if codec_name == "none":
+        return x, x.size, None
+    if codec_name != "ssc":
+        c = pillow_code(codec_name, x, int(quality))
+        return c.decoded, c.nbytes, None
+    gm = apply_policy(from_coco(ann, path), "instance", min_area=min_area)
+    enc = encode_image(x, gm, ssc_codec, quality=quality)
+    objects = [g.group_id for g in gm.groups if g.class_id > 0] if partial else None
+    if partial and not objects:
+        return np.full_like(x, 128), len(enc.data), np.zeros(x.shape[:2], bool)
+    dec = decode_image(enc.data, ssc_codec, groups=objects, fill=128)
+    if dec.failed:
+        raise RuntimeError(f"{path.name}: decode failed {dec.failed}")
+    region = np.isin(dec.group_map, dec.decoded) if partial else None
+    return dec.image, dec.bytes_read, region
+
+
+class Predictor:
+    """Runs the head, caching original-image predictions (per detector) on disk."""
+
+    def __init__(self, head, cache: Path) -> None:
+        self.head = head
+        self.cache = cache
+        key = head.info.weights
+        self.store = json.loads(cache.read_text()) if cache.is_file() else {}
+        if self.store.get("detector") != key:
+            self.store = {"detector": key, "original": {}}
+
+    def __call__(self, image: np.ndarray, image_id: int, region: np.ndarray | None = None) -> list[dict]:
+        from ssc.tasks.coco_results import instances_to_coco, keep_inside
+
+        inst = self.head.predict(image)
+        if region is not None:
+            inst = keep_inside(inst, region)
+        return instances_to_coco(inst, image_id, "segment")
+
+    def original(self, image: np.ndarray, image_id: int) -> list[dict]:
+        k = str(image_id)
+        if k not in self.store["original"]:
+            self.store["original"][k] = self(image, image_id)
+            self.cache.write_text(json.dumps(self.store))
+        return self.store["original"][k]
+
+
+def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: list[dict], predictor: Predictor, ssc_codec) -> RatePoint:
+    ev, fid = COCOEvaluator(coco_gt), None
+    ann = Path(args.ann)
+    orig_preds, all_bpp = [], []
+    per_image = []
+    for rec in tqdm(records, desc=f"{args.codec} q={quality:g}{' partial' if args.partial else ''}"):
+        path = Path(args.images) / rec["file_name"]
+        x = read_image(path)
+        orig_preds.extend(predictor.original(x, rec["id"]))
+        y, nbytes, region = code_image(args.codec, x, quality, ssc_codec, ann, path, args.partial, args.min_area)
+        preds = predictor(y, rec["id"], region)
+        ev.process(rec["id"], preds)
+        per_image.append((rec["id"], preds))
+        all_bpp.append(bpp(nbytes, x.shape[0] * x.shape[1]) if args.codec != "none" else 24.0)
+    gt_m = ev.evaluate()
+    pgt = pseudo_ground_truth(records, coco_gt.dataset["categories"], orig_preds, args.fidelity_score)
+    fid = COCOEvaluator(pgt)
+    for iid, preds in per_image:
+        fid.process(iid, preds)
+    f_m = fid.evaluate()
+    return RatePoint(args.codec, float(quality), bool(args.partial), len(records), float(np.mean(all_bpp)),
+                     gt_m["bbox_AP"], gt_m["segm_AP"], gt_m["bbox_AP50"], gt_m["segm_AP50"], f_m["bbox_AP"], f_m["segm_AP"],
+                     len(pgt.dataset["annotations"]))
+
+
+def plot(points: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    series: dict[str, list[dict]] = {}
+    for p in points:
+        if p["codec"] != "none":
+            series.setdefault(p["codec"] + (" partial" if p["partial"] else ""), []).append(p)
+    for ax, key, title in ((axes[0], "bbox_AP", "bbox AP vs COCO labels"), (axes[1], "fid_bbox_AP", "task fidelity (bbox AP vs original-image predictions)")):
+        for name, ps in series.items():
+            ps = sorted(ps, key=lambda p: p["bpp"])
+            ps = [p for p in ps if p[key] is not None]
+            ax.plot([p["bpp"] for p in ps], [p[key] for p in ps], "o-", label=name, markersize=3)
+        ref = [p for p in points if p["codec"] == "none"]
+        if ref and key == "bbox_AP" and ref[0][key] is not None:
+            ax.axhline(ref[0][key], color="k", ls="--", lw=1, label="uncompressed")
+        ax.set_xlabel("bpp")
+        ax.set_ylabel("AP (%)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ssc eval coco", description=__doc__.split("\n\n")[0])
+    ap.add_argument("dataset", choices=["coco"])
+    ap.add_argument("--images", required=True)
+    ap.add_argument("--ann", required=True)
+    ap.add_argument("--codec", choices=CODECS, default="ssc")
+    ap.add_argument("--quality", type=float, nargs="+", default=[2.0])
+    ap.add_argument("--partial", action="store_true", help="ssc: decode only the annotated objects' groups")
+    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--backend", default="torchvision")
+    ap.add_argument("--det-weights", default=None)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--min-area", type=int, default=256)
+    ap.add_argument("--fidelity-score", type=float, default=FIDELITY_SCORE,
+                    help="original-image predictions at or above this score are the fidelity ground truth")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="out/eval/coco")
+    args = ap.parse_args(argv)
+    import torch
+    from pycocotools.coco import COCO
+
+    from ssc.models.zoo import load_codec
+    from ssc.tasks import build_head
+
+    torch.set_num_threads(args.threads)
+    if args.codec in ("jpeg", "webp", "avif") and not pillow_available(args.codec):
+        raise SystemExit(f"Pillow has no {args.codec} support here")
+    if args.partial and args.codec != "ssc":
+        raise SystemExit("--partial needs --codec ssc (the anchors have no groups)")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(args.ann)
+    records = sorted(coco_gt.dataset["images"], key=lambda r: r["id"])[: args.limit]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    head = build_head(args.backend, args.det_weights)
+    predictor = Predictor(head, out / "predictions_cache.json")
+    ssc_codec = load_codec(args.model) if args.codec == "ssc" else None
+    qualities = [0.0] if args.codec == "none" else args.quality
+    res_path = out / "coco_eval.json"
+    store = json.loads(res_path.read_text()) if res_path.is_file() else {"points": {}}
+    for q in qualities:
+        p = evaluate_point(args, q, coco_gt, records, predictor, ssc_codec)
+        store["points"][p.key] = asdict(p)
+    store["meta"] = run_meta(detector=head.info.weights, detector_arch=head.info.architecture, images=len(records),
+                             ann=args.ann, model=args.model)
+    res_path.write_text(json.dumps(store, indent=1))
+    pts = sorted(store["points"].values(), key=lambda p: (p["codec"], p["partial"], p["bpp"]))
+    cols = ["codec", "quality", "mode", "images", "bpp", "bbox AP", "segm AP", "bbox AP50", "fidelity bbox AP",
+            "fidelity segm AP", "fidelity objects"]
+    rows = [[p["codec"], p["quality"], "partial" if p["partial"] else "full", p["images"], p["bpp"], p["bbox_AP"], p["segm_AP"],
+             p["bbox_AP50"], p["fid_bbox_AP"], p["fid_segm_AP"], p["fid_objects"]] for p in pts]
+    lines = [f"detector: {head.info.architecture} ({head.info.weights})", ""] + markdown_table(cols, rows)
+    (out / "coco_eval.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(pts, out / "coco_eval.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,78 @@
+"""One interface for machine-task heads on (partially) decoded images: ``predict(image) -> Instances``.
+
+Backends register themselves by name (timm-style decorator registry); ``build_head`` picks one.
+torchvision Mask R-CNN is the default; detectron2 is used only when it is importable and asked for.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .structures import Instances
+
+TASKS = ("detect", "segment")
+
+
+@dataclass(frozen=True)
+class Category:
+    id: int  # COCO category id (1..90)
+    name: str
+
+
+@dataclass
+class HeadInfo:
+    """What a head is and what it was trained on (shown by ``ssc analyze`` and written to results)."""
+
+    backend: str
+    architecture: str
+    weights: str
+    categories: list[Category] = field(default_factory=list)
+    notes: str = ""
+
+    def category_name(self, cid: int) -> str:
+        for c in self.categories:
+            if c.id == cid:
+                return c.name
+        return str(cid)
+
+
+class TaskHead(ABC):
+    """Detection / instance segmentation on an (H, W, 3) uint8 RGB image."""
+
+    info: HeadInfo
+
+    @abstractmethod
+    def predict(self, image: np.ndarray) -> Instances:
+        """Boxes xyxy in pixels, scores, COCO category ids, and (N, H, W) bool masks."""
+
+
+_BACKENDS: dict[str, Callable[..., TaskHead]] = {}
+
+
+def register_backend(name: str) -> Callable[[Callable[..., TaskHead]], Callable[..., TaskHead]]:
+    def deco(fn: Callable[..., TaskHead]) -> Callable[..., TaskHead]:
+        if name in _BACKENDS:
+            raise ValueError(f"task backend {name!r} registered twice")
+        _BACKENDS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def build_head(backend: str = "torchvision", weights: str | None = None, device: str = "cpu", **kw) -> TaskHead:
+    """A task head of ``backend`` with ``weights`` (a zoo name, a .safetensors file with a model card,
+    or a user's own COCO-trained checkpoint; see the backend)."""
+    from . import detectron2_backend, torchvision_backend  # noqa: F401  (register the backends)
+
+    try:
+        fn = _BACKENDS[backend]
+    except KeyError:
+        raise ValueError(f"unknown task backend {backend!r}; known: {', '.join(list_backends())}") from None
+    return fn(weights=weights, device=device, **kw)
