@@ -42,6 +42,20 @@ def test_encode_info_decode(files, capsys):
     assert np.array_equal(one[lab == 1], full[lab == 1]) and (one[lab != 1] == 0).all()
 
 
+def test_analyze_header_only_and_errors(files, capsys):
+    t = files
+    assert run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "x.ssc", "--model", "test-small", "--quality", "0.5") == 0
+    assert run("analyze", t / "x.ssc", "--task", "header", "--image-id", "9", "-o", t / "h.json") == 0
+    res = json.loads((t / "h.json").read_text())
+    assert sorted((r["label"], r["category_id"]) for r in res) == [("car", 3), ("person", 1)]
+    assert all(r["image_id"] == 9 and r["score"] == 1.0 for r in res)
+    capsys.readouterr()
+    assert run("analyze", t / "x.ssc", "--task", "header", "--classes", "dog", "-o", t / "h2.json") == 1
+    assert "no group of class dog" in capsys.readouterr().err
+    assert run("analyze", t / "x.ssc", "--task", "detect", "--det-weights", t / "none.pth", "-o", t / "d.json") == 1
+    assert "not found" in capsys.readouterr().err
+
+
 def test_encode_real_coco_image_with_annotation_masks(tmp_path, zoo_env):
     img = require(COCO_VAL / "000000000139.jpg")
     out = tmp_path / "c.ssc"
