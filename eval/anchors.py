@@ -77,7 +77,7 @@ def load_peers(folder: str | Path = PEER_DIR) -> list[LoadedCodec]:
 
 
 def peer_code(peer: LoadedCodec, x: np.ndarray) -> Coded:
-    t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None].float().div(255)
+    t = torch.from_numpy(np.array(x)).permute(2, 0, 1)[None].float().div(255)
     with torch.no_grad():
         data = peer.model.compress(t)
         y = peer.model.decompress(data)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BitstreamError
@@ -29,7 +30,7 @@ from .entropy import (
     gaussian_tables,
 )
 from .layers import support_pyramid
-from .layers.exact import from_fixed, to_fixed
+from .layers.exact import fixed_accumulate, from_fixed, pointwise_forward, to_fixed
 from .registry import register_model
 from .transforms import (
     AnalysisTransform,
@@ -171,14 +172,30 @@ class GroupCodec(nn.Module):
         table = self.scale_table.to(s.device, torch.float64)
         return torch.searchsorted(table, s.contiguous(), right=False).clamp_(max=len(table) - 1)
 
-    def _params_exact(self, hyper_fx: torch.Tensor, y_anchor: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        if y_anchor is None:
-            ctx_in = torch.zeros(hyper_fx.shape[0], self.M, *hyper_fx.shape[-2:], dtype=torch.float64, device=hyper_fx.device)
+    def _pass_params(self, hyper_fx: torch.Tensor, y_hat: torch.Tensor, pos: torch.Tensor, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact entropy parameters (mean (M, P), scale-table index (M, P)) at the flat latent positions
+        ``pos`` of one checkerboard pass. Anchors (first pass) see an all-zero context, which is the
+        context convolution's bias; non-anchors see the anchors through the kernel's 12 live taps.
+        Only the positions coded in the pass are evaluated; every integer sum equals the full
+        convolution's, so the result is that of ``forward_exact`` on the whole map."""
+        w_ctx, b_ctx = (t.to(hyper_fx.device) for t in self.context.fixed_params())
+        n = len(pos)
+        if first:
+            ctx = fixed_accumulate(b_ctx).view(-1, 1).expand(-1, n)
         else:
-            ctx_in = to_fixed(y_anchor)
-        ctx = self.context.forward_exact(ctx_in)
-        p = from_fixed(self.ep.forward_exact(torch.cat([hyper_fx, ctx], 1)))
-        return p[:, : self.M], self._scale_index(p[:, self.M :])
+            k = self.context.kernel_size[0]
+            rows = (self.context.weight_mask.flatten() != 0).repeat(self.M).to(hyper_fx.device)  # unfold rows: (c, ky, kx)
+            cols = F.unfold(to_fixed(y_hat), k, padding=k // 2)[0][:, pos][rows]
+            ctx = fixed_accumulate(torch.matmul(w_ctx[:, rows], cols) + b_ctx.view(-1, 1))
+        a = torch.cat([hyper_fx[0].flatten(1)[:, pos], ctx], 0)
+        p = from_fixed(pointwise_forward(self.ep.pointwise_params(), a))
+        return p[: self.M], self._scale_index(p[self.M :])
+
+    def _pass_positions(self, pyr: list[torch.Tensor], first: bool) -> torch.Tensor:
+        """Flat raster indices of the latent positions coded in a pass (support & colour)."""
+        sup = pyr[4][0, 0].bool()
+        colour = checkerboard_pattern(*sup.shape, device=sup.device)[0, 0]
+        return torch.nonzero((sup & (colour if first else ~colour)).flatten()).squeeze(1)
 
     def encode_hyper(self, w: SymbolWriter, y: torch.Tensor, pyr: list[torch.Tensor]) -> torch.Tensor:
         """Quantise and code z (on the group's z support); returns the exact hyper features."""
@@ -222,14 +239,14 @@ class GroupCodec(nn.Module):
         y = (self.g_a(x.contiguous(memory_format=torch.channels_last), pyr) * self._gains(q, self.log_gain)).double()
         w = SymbolWriter()
         hyper = self.encode_hyper(w, y, pyr)
-        anchor = checkerboard_pattern(*y.shape[-2:], device=x.device)
         y_hat = torch.zeros_like(y)
-        for step in (0, 1):
-            mu, idx = self._params_exact(hyper, None if step == 0 else y_hat)
-            sel = (pyr[4].bool() & (anchor if step == 0 else ~anchor)).expand_as(y)
-            sym = torch.round(y - mu)
-            w.encode_values(sym[sel].long().cpu().numpy(), idx[sel].cpu().numpy(), gauss)
-            y_hat[sel] = (sym + mu)[sel]
+        flat_y, flat_hat = y[0].flatten(1), y_hat[0].view(self.M, -1)
+        for first in (True, False):
+            pos = self._pass_positions(pyr, first)
+            mu, idx = self._pass_params(hyper, y_hat, pos, first)
+            sym = torch.round(flat_y[:, pos] - mu)  # (M, P): channel-major, positions in raster order
+            w.encode_values(sym.long().cpu().numpy().ravel(), idx.cpu().numpy().ravel(), gauss)
+            flat_hat[:, pos] = sym + mu
         return w.finish(), y_hat
 
     @torch.no_grad()
@@ -244,13 +261,13 @@ class GroupCodec(nn.Module):
         r = SymbolReader(data)
         hyper = self.decode_hyper(r, pyr)
         yshape = (1, self.M, h // 16, w // 16)
-        anchor = checkerboard_pattern(h // 16, w // 16, device=dev)
         y_hat = torch.zeros(yshape, dtype=torch.float64, device=dev)
-        for step in (0, 1):
-            mu, idx = self._params_exact(hyper, None if step == 0 else y_hat)
-            sel = (pyr[4].bool() & (anchor if step == 0 else ~anchor)).expand(yshape)
-            sym = torch.from_numpy(r.decode_values(idx[sel].cpu().numpy(), gauss)).to(dev, torch.float64)
-            y_hat[sel] = sym + mu[sel]
+        flat_hat = y_hat[0].view(self.M, -1)
+        for first in (True, False):
+            pos = self._pass_positions(pyr, first)
+            mu, idx = self._pass_params(hyper, y_hat, pos, first)
+            sym = torch.from_numpy(r.decode_values(idx.cpu().numpy().ravel(), gauss)).to(dev, torch.float64)
+            flat_hat[:, pos] = sym.view(self.M, -1) + mu
         r.check_end()
         return y_hat
 

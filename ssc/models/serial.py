@@ -17,8 +17,8 @@ import torch
 
 from .codec import LEVELS, GroupCodec
 from .entropy import SymbolReader, SymbolWriter
-from .layers import ExactConv2d, support_pyramid
-from .layers.exact import fixed_accumulate, from_fixed, to_fixed
+from .layers import support_pyramid
+from .layers.exact import fixed_accumulate, from_fixed, pointwise_forward, to_fixed
 
 
 def causal_mask(kernel: int = 5) -> torch.Tensor:
@@ -36,16 +36,7 @@ class SerialContextCoder:
         self.k = model.context.kernel_size[0]
         self.w_ctx, self.b_ctx = model.context.fixed_params(causal_mask(self.k))
         # integer weights of the 1x1 entropy-parameter network, rounded once (not per position)
-        self.ep_steps: list[tuple[torch.Tensor, torch.Tensor] | None] = []
-        for step in model.ep.steps:
-            if isinstance(step, ExactConv2d):
-                if step.kernel_size[0] != 1:
-                    raise ValueError("serial coding expects a 1x1 entropy-parameter network")
-                self.ep_steps.append(step.fixed_params())
-            elif isinstance(step, torch.nn.ReLU):
-                self.ep_steps.append(None)
-            else:
-                raise TypeError(f"unsupported entropy-parameter step {type(step).__name__}")
+        self.ep_params = model.ep.pointwise_params()
 
     def _context_at(self, y_pad_fx: torch.Tensor, i: int, j: int) -> torch.Tensor:
         """Causal context of position (i, j) from the padded, partly decoded latents (fixed point)."""
@@ -54,10 +45,7 @@ class SerialContextCoder:
 
     def _params(self, hyper: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Entropy parameters of one position: (mean, scale-table index), each (1, M, 1, 1)."""
-        a = torch.cat([hyper, ctx], 1).reshape(-1, 1)
-        for wb in self.ep_steps:
-            a = a.clamp(min=0) if wb is None else fixed_accumulate(torch.matmul(wb[0], a) + wb[1].view(-1, 1))
-        p = from_fixed(a).view(1, -1, 1, 1)
+        p = from_fixed(pointwise_forward(self.ep_params, torch.cat([hyper, ctx], 1).reshape(-1, 1))).view(1, -1, 1, 1)
         M = self.model.M
         return p[:, :M], self.model._scale_index(p[:, M:])
 

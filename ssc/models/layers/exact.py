@@ -97,6 +97,18 @@ class ExactParamNet(nn.Module):
             x = s(x)
         return x
 
+    def pointwise_params(self) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Integer (weight, bias) per 1x1 convolution (None for a ReLU), for :func:`pointwise_forward`."""
+        out: list[tuple[torch.Tensor, torch.Tensor] | None] = []
+        for s in self.steps:
+            if isinstance(s, ExactConv2d) and s.kernel_size[0] == 1:
+                out.append(s.fixed_params())
+            elif isinstance(s, nn.ReLU):
+                out.append(None)
+            else:
+                raise TypeError("pointwise evaluation needs a network of 1x1 convolutions and ReLUs")
+        return out
+
     def forward_exact(self, a: torch.Tensor) -> torch.Tensor:
         for s in self.steps:
             if isinstance(s, ExactConv2d):
@@ -106,6 +118,18 @@ class ExactParamNet(nn.Module):
             else:
                 a = F.pixel_shuffle(a, s.upscale_factor)
         return a
+
+
+def pointwise_forward(params: list[tuple[torch.Tensor, torch.Tensor] | None], a: torch.Tensor) -> torch.Tensor:
+    """Exact forward of a 1x1 network on a (C, P) set of positions (fixed-point units in and out);
+    identical to :meth:`ExactParamNet.forward_exact` at those positions."""
+    for wb in params:
+        if wb is None:
+            a = a.clamp(min=0)
+        else:
+            w, b = wb[0].to(a.device), wb[1].to(a.device)
+            a = fixed_accumulate(torch.matmul(w, a) + b.view(-1, 1))
+    return a
 
 
 def to_fixed(x: torch.Tensor) -> torch.Tensor:
