@@ -48,21 +48,25 @@ def _ckpt_path(cfg: TrainConfig) -> Path:
     return Path(cfg.out_dir) / cfg.name / "checkpoint.safetensors"
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int) -> None:
+def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed_s: float = 0.0) -> None:
+    """Model + optimizer state as safetensors; the step and the training time so far as metadata."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
             tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"step": str(step)})
+    save_file(tensors, str(tmp), metadata={"step": str(step), "elapsed_s": f"{elapsed_s:.1f}"})
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> int:
+def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, float]:
+    """Restore model and optimizer; returns (step, training seconds before this run)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        step = int(f.metadata()["step"])
+        meta = f.metadata()
+        step = int(meta["step"])
+        elapsed = float(meta.get("elapsed_s", 0.0))
     t = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
     sd = opt.state_dict()
@@ -73,7 +77,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
             state.setdefault(int(i), {})[name] = v
     sd["state"] = state
     opt.load_state_dict(sd)
-    return step
+    return step, elapsed
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
@@ -89,17 +93,17 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     if len(cfg.lambdas) != model.num_qualities:
         raise ValueError(f"{len(cfg.lambdas)} lambdas for {model.num_qualities} quality levels")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step = 0
+    step, before = 0, 0.0
     ck = _ckpt_path(cfg)
     if resume and ck.is_file():
-        step = load_checkpoint(ck, model, opt)
+        step, before = load_checkpoint(ck, model, opt)
         print(f"resumed from {ck} at step {step}")
     d = cfg.data
     samples = load_samples(d["photos"], d.get("coco_images"), d.get("coco_ann"), d.get("max_side", 512))
     sampler = CropSampler(samples, d.get("crop", 128), d.get("mix", {"full": 1.0}), seed=cfg.seed + step)
     lam = torch.tensor(cfg.lambdas, device=device)
     log = open(out / "log.jsonl", "a")
-    t0 = time.time()
+    t0 = time.time() - before  # training time accumulates across resumes
     model.train()
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train {cfg.name}")
     for step in bar:
@@ -124,7 +128,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             log.flush()
             bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{psnr:.2f}")
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_checkpoint(ck, model, opt, step + 1)
+            save_checkpoint(ck, model, opt, step + 1, time.time() - t0)
     log.close()
     return export(cfg, model, device, time.time() - t0)
 

@@ -147,11 +147,11 @@ def train_detector(cfg: DetectorConfig, resume: bool = True) -> Path:
     model = build_maskrcnn(cfg.arch, NUM_LABEL_SLOTS, cfg.min_size, cfg.max_size).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     ck = out / "checkpoint.safetensors"
-    step = load_checkpoint(ck, model, opt) if (resume and ck.is_file()) else 0
+    step, before = load_checkpoint(ck, model, opt) if (resume and ck.is_file()) else (0, 0.0)
     data = load_coco_train(cfg.data["images"], cfg.data["ann"], cfg.max_size)
     sampler = CopyPasteSampler(data, cfg.copy_paste, tuple(cfg.scale_jitter), cfg.seed + step)
     log = open(out / "log.jsonl", "a")
-    t0 = time.time()
+    t0 = time.time() - before  # training time accumulates across resumes
     model.train()
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train {cfg.name}")
     for step in bar:
@@ -172,7 +172,7 @@ def train_detector(cfg: DetectorConfig, resume: bool = True) -> Path:
             log.flush()
             bar.set_postfix(loss=f"{float(loss):.3f}")
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_checkpoint(ck, model, opt, step + 1)
+            save_checkpoint(ck, model, opt, step + 1, time.time() - t0)
     log.close()
     model.cpu().eval()
     card = ModelCard(
