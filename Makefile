@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights peer-weights det-weights anchors bench clean
+.PHONY: install demo test test-slow lint weights peer-weights det-weights anchors bench bench-coco clean
 
 install: $(STAMP)
 
@@ -47,6 +47,14 @@ bench: install anchors
 	$(BIN)/python -m ssc.eval.rd --part kodak --images $(DATA)/kodak --limit 6
 	$(BIN)/python -m ssc.eval.rd --part coco --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 6
 	$(BIN)/python -m ssc.eval.partial_decode --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 20
+
+# Rate-accuracy on COCO val with the reference detector (tasks issue); results in out/eval/coco/.
+COCO_EVAL = $(BIN)/ssc eval coco --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 40 --fidelity-score 0.15 --out out/eval/coco
+bench-coco: install
+	$(COCO_EVAL) --codec none
+	$(COCO_EVAL) --codec jpeg --quality 10 25 50 75 90
+	$(COCO_EVAL) --codec ssc --quality 0 1.5 3
+	$(COCO_EVAL) --codec ssc --partial --quality 1.5 3
 
 clean:
 	rm -rf out runs .pytest_cache
