@@ -26,15 +26,18 @@ test-slow: install
 # Copy the weights exported by `ssc train --config configs/gi-hyper-ckbd-s.yaml` into the package zoo.
 weights:
 	cp runs/gi-hyper-ckbd-s/gi-hyper-ckbd-s.safetensors runs/gi-hyper-ckbd-s/gi-hyper-ckbd-s.json ssc/weights/
+	cp runs/gi-hyper-ckbd-s/log.jsonl ssc/weights/gi-hyper-ckbd-s.train_log.jsonl
 
 # The four scale-hyperprior peers of the RD benchmark (ssc train --config configs/bmshj2018-peer-qN.yaml).
 peer-weights:
 	mkdir -p eval/weights
-	for i in 1 2 3 4; do cp runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.safetensors runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.json eval/weights/; done
+	for i in 1 2 3 4; do cp runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.safetensors runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.json eval/weights/; \
+	  cp runs/bmshj2018-peer-q$$i/log.jsonl eval/weights/bmshj2018-peer-q$$i.train_log.jsonl; done
 
 # The reference detector (ssc train --config configs/det-ref.yaml) into the package zoo.
 det-weights:
 	cp runs/det-ref/det-ref.safetensors runs/det-ref/det-ref.json ssc/weights/
+	cp runs/det-ref/log.jsonl ssc/weights/det-ref.train_log.jsonl
 
 # Command-line anchors (ffmpeg with x264/x265, from Debian).
 anchors:
