@@ -47,7 +47,7 @@ anchors:
 DATA ?= ../shared/data
 bench: install anchors
 	$(BIN)/python -m ssc.eval.speed --image $(DATA)/kodak/kodim01.png
-	$(BIN)/python -m ssc.eval.rd --part kodak --images $(DATA)/kodak --limit 6
+	$(BIN)/python -m ssc.eval.rd --part kodak --images $(DATA)/kodak --limit 24
 	$(BIN)/python -m ssc.eval.rd --part coco --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 6
 	$(BIN)/python -m ssc.eval.partial_decode --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 20
 
