@@ -1,7 +1,6 @@
 """Benchmark anchors return exact sizes and decoded images of the input's shape."""
 import shutil
 
-import numpy as np
 import pytest
 
 from ssc.eval.anchors import pillow_available, pillow_code, x265_intra_code

@@ -1,5 +1,4 @@
 """Serial-context reference coder (speed benchmark) and the scale-hyperprior peer (RD benchmark)."""
-import numpy as np
 import pytest
 import torch
 

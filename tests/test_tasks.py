@@ -1,6 +1,4 @@
 """Task heads, COCO result conversion, the evaluator, header analytics and detector training data."""
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -10,7 +8,7 @@ from ssc.tasks import Instances, build_head
 from ssc.tasks.coco_results import instances_to_coco, keep_inside
 from ssc.tasks.torchvision_backend import build_maskrcnn
 
-from .conftest import COCO_VAL, COCO_VAL_ANN, require, synthetic_scene
+from .conftest import COCO_VAL_ANN, require, synthetic_scene
 
 LITE = "maskrcnn_mobilenet_v3_lite"
 

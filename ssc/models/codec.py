@@ -13,21 +13,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BitstreamError
 from .entropy import (
+    CodingTables,
     FactorizedDensity,
     LowerBound,
     SymbolReader,
     SymbolWriter,
-    TableSet,
-    build_scale_table,
     gaussian_likelihood,
-    gaussian_tables,
 )
 from .layers import support_pyramid
 from .layers.exact import fixed_accumulate, from_fixed, pointwise_forward, to_fixed
@@ -62,7 +59,7 @@ class CodecOutput:
         return (self.bits_y + self.bits_z) / self.pixels.clamp(min=1)
 
 
-class GroupCodec(nn.Module):
+class GroupCodec(CodingTables, nn.Module):
     """See module docstring. ``quality`` is a float in [0, num_qualities - 1]."""
 
     def __init__(
@@ -82,8 +79,6 @@ class GroupCodec(nn.Module):
         super().__init__()
         self.M, self.Nz = M, Nz
         self.num_qualities = num_qualities
-        self.z_half_range = z_half_range
-        self.scale_min = scale_min
         self.g_a = AnalysisTransform(N, M, depth, heads, window)
         self.g_s = SynthesisTransform(N, M, depth, heads, window)
         self.h_a = HyperAnalysis(M, Nz)
@@ -95,13 +90,8 @@ class GroupCodec(nn.Module):
         init = torch.linspace(math.log(0.6), math.log(1.6), num_qualities).view(-1, 1).repeat(1, M)
         self.log_gain = nn.Parameter(init.clone())
         self.log_inv_gain = nn.Parameter(-init.clone())
-        table = build_scale_table(scale_min, scale_max, scale_levels)
-        half, counts = gaussian_tables(table)
-        self.register_buffer("scale_table", torch.from_numpy(table))
-        self.register_buffer("gauss_half", torch.from_numpy(half))
-        self.register_buffer("gauss_counts", torch.from_numpy(counts))
-        self.register_buffer("z_counts", torch.zeros(Nz, 2 * z_half_range + 2, dtype=torch.int32))
-        self._cache: tuple[tuple, TableSet, TableSet] | None = None
+        self._init_tables(Nz, z_half_range, scale_min, scale_max, scale_levels)
+        self._exact_cache: tuple | None = None
 
     # ----------------------------------------------------------------- rate control
     def _gains(self, quality: torch.Tensor, log_gain: torch.Tensor) -> torch.Tensor:
@@ -149,36 +139,15 @@ class GroupCodec(nn.Module):
         x_hat = self.g_s(y_ste * pyr[4] * self._gains(quality, self.log_inv_gain), pyr) * pyr[0]
         return CodecOutput(x_hat, bits_y, bits_z, mask.sum((1, 2, 3)))
 
-    # ----------------------------------------------------------------- tables
-    @torch.no_grad()
-    def update_tables(self) -> None:
-        """Rebuild the integer z tables from the learned density (call after training)."""
-        self.z_counts.copy_(torch.from_numpy(self.density_z.table(self.z_half_range)))
-        self._cache = None
-
-    def _tables(self) -> tuple[TableSet, TableSet]:
-        key = (self.gauss_counts._version, self.z_counts._version, self.gauss_counts.data_ptr(), self.z_counts.data_ptr())
-        if self._cache is None or self._cache[0] != key:
-            if int(self.z_counts.sum()) == 0:
-                raise RuntimeError("entropy tables not built: call update_tables() after training")
-            gauss = TableSet(self.gauss_half.cpu().numpy(), self.gauss_counts.cpu().numpy())
-            zh = np.full(self.Nz, self.z_half_range)
-            self._cache = (key, gauss, TableSet(zh, self.z_counts.cpu().numpy()))
-        return self._cache[1], self._cache[2]
-
     # ----------------------------------------------------------------- exact parameter path
-    def _scale_index(self, s_raw: torch.Tensor) -> torch.Tensor:
-        s = s_raw.clamp(min=self.scale_min)
-        table = self.scale_table.to(s.device, torch.float64)
-        return torch.searchsorted(table, s.contiguous(), right=False).clamp_(max=len(table) - 1)
-
     def _pass_params(self, hyper_fx: torch.Tensor, y_hat: torch.Tensor, pos: torch.Tensor, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact entropy parameters (mean (M, P), scale-table index (M, P)) at the flat latent positions
         ``pos`` of one checkerboard pass. Anchors (first pass) see an all-zero context, which is the
         context convolution's bias; non-anchors see the anchors through the kernel's 12 live taps.
         Only the positions coded in the pass are evaluated; every integer sum equals the full
         convolution's, so the result is that of ``forward_exact`` on the whole map."""
-        w_ctx, b_ctx = (t.to(hyper_fx.device) for t in self.context.fixed_params())
+        (w_ctx, b_ctx), ep_params = self._exact_params()
+        w_ctx, b_ctx = w_ctx.to(hyper_fx.device), b_ctx.to(hyper_fx.device)
         n = len(pos)
         if first:
             ctx = fixed_accumulate(b_ctx).view(-1, 1).expand(-1, n)
@@ -188,14 +157,28 @@ class GroupCodec(nn.Module):
             cols = F.unfold(to_fixed(y_hat), k, padding=k // 2)[0][:, pos][rows]
             ctx = fixed_accumulate(torch.matmul(w_ctx[:, rows], cols) + b_ctx.view(-1, 1))
         a = torch.cat([hyper_fx[0].flatten(1)[:, pos], ctx], 0)
-        p = from_fixed(pointwise_forward(self.ep.pointwise_params(), a))
+        p = from_fixed(pointwise_forward(ep_params, a))
         return p[: self.M], self._scale_index(p[self.M :])
+
+    def _exact_params(self) -> tuple[tuple[torch.Tensor, torch.Tensor], list]:
+        """Integer weights of the context and entropy-parameter networks, rounded once per weight
+        version (not once per group and pass)."""
+        tensors = [self.context.weight, self.context.bias, *self.ep.parameters()]
+        key = tuple((t._version, t.data_ptr()) for t in tensors)
+        if self._exact_cache is None or self._exact_cache[0] != key:
+            self._exact_cache = (key, self.context.fixed_params(), self.ep.pointwise_params())
+        return self._exact_cache[1], self._exact_cache[2]
 
     def _pass_positions(self, pyr: list[torch.Tensor], first: bool) -> torch.Tensor:
         """Flat raster indices of the latent positions coded in a pass (support & colour)."""
         sup = pyr[4][0, 0].bool()
         colour = checkerboard_pattern(*sup.shape, device=sup.device)[0, 0]
         return torch.nonzero((sup & (colour if first else ~colour)).flatten()).squeeze(1)
+
+    def analysis(self, x: torch.Tensor, pyr: list[torch.Tensor], quality: float) -> torch.Tensor:
+        """Unquantised latents y (float64) of a crop at ``quality`` (encoder side)."""
+        q = torch.tensor([quality], dtype=torch.float32, device=x.device)
+        return (self.g_a(x.contiguous(memory_format=torch.channels_last), pyr) * self._gains(q, self.log_gain)).double()
 
     def encode_hyper(self, w: SymbolWriter, y: torch.Tensor, pyr: list[torch.Tensor]) -> torch.Tensor:
         """Quantise and code z (on the group's z support); returns the exact hyper features."""
@@ -235,8 +218,7 @@ class GroupCodec(nn.Module):
         self._check_crop(mask)
         gauss = self._tables()[0]
         pyr = support_pyramid(mask, LEVELS)
-        q = torch.tensor([quality], dtype=torch.float32, device=x.device)
-        y = (self.g_a(x.contiguous(memory_format=torch.channels_last), pyr) * self._gains(q, self.log_gain)).double()
+        y = self.analysis(x, pyr, quality)
         w = SymbolWriter()
         hyper = self.encode_hyper(w, y, pyr)
         y_hat = torch.zeros_like(y)

@@ -246,3 +246,44 @@ class SymbolReader:
     def check_end(self) -> None:
         if not self.exhausted:
             raise BitstreamError("entropy-coded data has trailing content (corrupted or forged segment)")
+
+
+class CodingTables:
+    """Mixin for codecs with a learned z density (``self.density_z``): the scale table, the integer
+    Gaussian tables and the z tables as buffers (so they ship inside the weights file), the cached
+    :class:`TableSet` pair, and scale -> table index. Shared by :class:`~ssc.models.GroupCodec` and
+    the scale-hyperprior peer."""
+
+    def _init_tables(self, z_channels: int, z_half_range: int, scale_min: float, scale_max: float, scale_levels: int) -> None:
+        self.z_channels, self.z_half_range, self.scale_min = z_channels, z_half_range, scale_min
+        table = build_scale_table(scale_min, scale_max, scale_levels)
+        half, counts = gaussian_tables(table)
+        self.register_buffer("scale_table", torch.from_numpy(table))
+        self.register_buffer("gauss_half", torch.from_numpy(half))
+        self.register_buffer("gauss_counts", torch.from_numpy(counts))
+        self.register_buffer("z_counts", torch.zeros(z_channels, 2 * z_half_range + 2, dtype=torch.int32))
+        self._cache: tuple[tuple, TableSet, TableSet] | None = None
+
+    @torch.no_grad()
+    def update_tables(self) -> None:
+        """Rebuild the integer z tables from the learned density (call after training)."""
+        self.z_counts.copy_(torch.from_numpy(self.density_z.table(self.z_half_range)))
+        self._cache = None
+
+    def _tables(self) -> tuple[TableSet, TableSet]:
+        """(Gaussian tables, z tables), rebuilt only when the integer counts change."""
+        key = (self.gauss_counts._version, self.z_counts._version, self.gauss_counts.data_ptr(), self.z_counts.data_ptr())
+        if self._cache is None or self._cache[0] != key:
+            if int(self.z_counts.sum()) == 0:
+                raise RuntimeError("entropy tables not built: call update_tables() after training")
+            gauss = TableSet(self.gauss_half.cpu().numpy(), self.gauss_counts.cpu().numpy())
+            zh = np.full(self.z_channels, self.z_half_range)
+            self._cache = (key, gauss, TableSet(zh, self.z_counts.cpu().numpy()))
+        return self._cache[1], self._cache[2]
+
+    def _scale_index(self, s_raw: torch.Tensor) -> torch.Tensor:
+        """Index of the smallest table scale >= each predicted scale (exact comparisons in float64)."""
+        s = s_raw.double().clamp(min=self.scale_min)
+        table = self.scale_table.to(s.device, torch.float64)
+        return torch.searchsorted(table, s.contiguous(), right=False).clamp_(max=len(table) - 1)
+

@@ -19,16 +19,7 @@ from torch import nn
 
 from ..errors import BitstreamError
 from .codec import LIKELIHOOD_BOUND, CodecOutput
-from .entropy import (
-    FactorizedDensity,
-    LowerBound,
-    SymbolReader,
-    SymbolWriter,
-    TableSet,
-    build_scale_table,
-    gaussian_likelihood,
-    gaussian_tables,
-)
+from .entropy import CodingTables, FactorizedDensity, LowerBound, SymbolReader, SymbolWriter, gaussian_likelihood
 from .layers import GDN
 from .registry import register_model
 from .transforms import conv as _conv, deconv as _deconv
@@ -36,7 +27,7 @@ from .transforms import conv as _conv, deconv as _deconv
 _ALIGN = 64
 
 
-class ScaleHyperprior(nn.Module):
+class ScaleHyperprior(CodingTables, nn.Module):
     """g_a / g_s: four 5x5 stride-2 convolutions with GDN; h_a / h_s as in the paper (|y| in, scales
     out). ``forward`` follows ssc's training contract (``x, mask, quality, hard``); ``quality`` is
     ignored (one model per rate)."""
@@ -46,19 +37,14 @@ class ScaleHyperprior(nn.Module):
     def __init__(self, N: int = 128, M: int = 192, scale_min: float = 0.11, scale_max: float = 256.0,
                  scale_levels: int = 64, z_half_range: int = 64) -> None:
         super().__init__()
-        self.N, self.M, self.scale_min, self.z_half_range = N, M, scale_min, z_half_range
+        self.N, self.M = N, M
         self.g_a = nn.Sequential(_conv(3, N), GDN(N), _conv(N, N), GDN(N), _conv(N, N), GDN(N), _conv(N, M))
         self.g_s = nn.Sequential(_deconv(M, N), GDN(N, inverse=True), _deconv(N, N), GDN(N, inverse=True),
                                  _deconv(N, N), GDN(N, inverse=True), _deconv(N, 3))
         self.h_a = nn.Sequential(_conv(M, N, 3, 1), nn.ReLU(), _conv(N, N), nn.ReLU(), _conv(N, N))
         self.h_s = nn.Sequential(_deconv(N, N), nn.ReLU(), _deconv(N, N), nn.ReLU(), _conv(N, M, 3, 1), nn.ReLU())
         self.density_z = FactorizedDensity(N)
-        table = build_scale_table(scale_min, scale_max, scale_levels)
-        half, counts = gaussian_tables(table)
-        self.register_buffer("scale_table", torch.from_numpy(table))
-        self.register_buffer("gauss_half", torch.from_numpy(half))
-        self.register_buffer("gauss_counts", torch.from_numpy(counts))
-        self.register_buffer("z_counts", torch.zeros(N, 2 * z_half_range + 2, dtype=torch.int32))
+        self._init_tables(N, z_half_range, scale_min, scale_max, scale_levels)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, quality: torch.Tensor | None = None, hard: bool = False) -> CodecOutput:
         y = self.g_a(x)
@@ -76,20 +62,6 @@ class ScaleHyperprior(nn.Module):
         pixels = torch.full((x.shape[0],), float(x.shape[-2] * x.shape[-1]), device=x.device)
         return CodecOutput(x_hat * mask, bits_y, bits_z, pixels)
 
-    @torch.no_grad()
-    def update_tables(self) -> None:
-        self.z_counts.copy_(torch.from_numpy(self.density_z.table(self.z_half_range)))
-
-    def _tables(self) -> tuple[TableSet, TableSet]:
-        if int(self.z_counts.sum()) == 0:
-            raise RuntimeError("entropy tables not built: call update_tables() after training")
-        gauss = TableSet(self.gauss_half.cpu().numpy(), self.gauss_counts.cpu().numpy())
-        return gauss, TableSet(np.full(self.N, self.z_half_range), self.z_counts.cpu().numpy())
-
-    def _scale_index(self, z_hat: torch.Tensor) -> torch.Tensor:
-        s = self.h_s(z_hat).double().clamp(min=self.scale_min)
-        return torch.searchsorted(self.scale_table.double(), s.contiguous()).clamp_(max=len(self.scale_table) - 1)
-
     @staticmethod
     def _channels(shape: tuple[int, ...]) -> np.ndarray:
         return np.broadcast_to(np.arange(shape[1]).reshape(1, -1, 1, 1), shape).ravel()
@@ -104,7 +76,7 @@ class ScaleHyperprior(nn.Module):
         z_hat = torch.round(self.h_a(y.abs()))
         wr = SymbolWriter()
         wr.encode_values(z_hat.long().cpu().numpy().ravel(), self._channels(z_hat.shape), ztab)
-        idx = self._scale_index(z_hat)
+        idx = self._scale_index(self.h_s(z_hat))
         wr.encode_values(torch.round(y).long().cpu().numpy().ravel(), idx.cpu().numpy().ravel(), gauss)
         return struct.pack("<HH", h, w) + wr.finish()
 
@@ -121,7 +93,7 @@ class ScaleHyperprior(nn.Module):
         zshape = (1, self.N, hp // 64, wp // 64)
         z = r.decode_values(self._channels(zshape), ztab)
         z_hat = torch.from_numpy(z).float().view(zshape).to(dev)
-        idx = self._scale_index(z_hat)
+        idx = self._scale_index(self.h_s(z_hat))
         y = r.decode_values(idx.cpu().numpy().ravel(), gauss)
         r.check_end()
         y_hat = torch.from_numpy(y).float().view(1, self.M, hp // 16, wp // 16).to(dev)

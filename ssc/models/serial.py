@@ -55,8 +55,7 @@ class SerialContextCoder:
         m._check_crop(mask)
         gauss = m._tables()[0]
         pyr = support_pyramid(mask, LEVELS)
-        q = torch.tensor([quality], dtype=torch.float32, device=x.device)
-        y = (m.g_a(x, pyr) * m._gains(q, m.log_gain)).double()
+        y = m.analysis(x, pyr, quality)
         w = SymbolWriter()
         hyper = m.encode_hyper(w, y, pyr)
         # the mean of a position depends on the quantised earlier positions, so the encoder walks
