@@ -124,7 +124,7 @@ class TorchvisionMaskRCNN(TaskHead):
 
 @register_backend("torchvision")
 def torchvision_head(weights: str | None = None, device: str = "cpu", score_thresh: float = 0.05, arch: str | None = None) -> TorchvisionMaskRCNN:
-    from ssc.models.zoo import load_verified
+    from ssc.models.zoo import load_state_checked, load_verified
 
     src = weights or DEFAULT_DETECTOR
     p = Path(src)
@@ -140,14 +140,7 @@ def torchvision_head(weights: str | None = None, device: str = "cpu", score_thre
         info = HeadInfo("torchvision", card.architecture, f"{wpath} (sha256 {digest[:12]})", cats, card.notes)
         model = build_maskrcnn(card.architecture, card.config.get("num_classes", NUM_LABEL_SLOTS),
                                card.config.get("min_size", 800), card.config.get("max_size", 1333))
-    own = model.state_dict()
-    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        raise WeightsError(f"detector weights do not fit {info.architecture}: {str(e).splitlines()[-1].strip()}") from e
-    if missing or unexpected:
-        raise WeightsError(f"detector weights do not fit {info.architecture}: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    load_state_checked(model, state, "detector weights", info.architecture)
     return TorchvisionMaskRCNN(model, info, device, score_thresh)
 
 

@@ -112,18 +112,24 @@ def load_verified(name_or_path: str | os.PathLike) -> tuple[ModelCard, dict[str,
     return card, state, digest, wpath
 
 
-def load_codec(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedCodec:
-    """Load a trained codec, verifying the weights against the SHA-256 in their model card."""
-    card, state, digest, wpath = load_verified(name_or_path)
-    model = create_model(card.architecture, **card.config)
+def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str, architecture: str) -> None:
+    """Load ``state`` into ``model`` (cast to the model's dtypes, e.g. from fp16), refusing missing,
+    unexpected or wrongly shaped tensors with a :class:`WeightsError`."""
     own = model.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches
-        raise WeightsError(f"weights {wpath} do not fit {card.architecture}: {str(e).splitlines()[-1].strip()}") from e
+        raise WeightsError(f"{what} do not fit {architecture}: {str(e).splitlines()[-1].strip()}") from e
     if missing or unexpected:
-        raise WeightsError(f"weights {wpath} do not fit {card.architecture}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise WeightsError(f"{what} do not fit {architecture}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def load_codec(name_or_path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedCodec:
+    """Load a trained codec, verifying the weights against the SHA-256 in their model card."""
+    card, state, digest, wpath = load_verified(name_or_path)
+    model = create_model(card.architecture, **card.config)
+    load_state_checked(model, state, f"weights {wpath}", card.architecture)
     model.to(device).eval()
     return LoadedCodec(model, card, bytes.fromhex(digest[:16]))
 
