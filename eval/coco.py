@@ -30,7 +30,7 @@ from ssc.masks import apply_policy, from_coco
 
 from .anchors import pillow_available, pillow_code
 from .metrics import bpp
-from .report import markdown_table, run_meta
+from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
 
 CODECS = ("none", "ssc", "jpeg", "webp", "avif")
 FIDELITY_SCORE = 0.5
@@ -149,6 +149,7 @@ class Predictor:
         self.store = json.loads(cache.read_text()) if cache.is_file() else {}
         if self.store.get("detector") != key:
             self.store = {"detector": key, "original": {}}
+        self.dirty = False
 
     def __call__(self, image: np.ndarray, image_id: int, region: np.ndarray | None = None) -> list[dict]:
         from ssc.tasks.coco_results import instances_to_coco, keep_inside
@@ -162,24 +163,32 @@ class Predictor:
         k = str(image_id)
         if k not in self.store["original"]:
             self.store["original"][k] = self(image, image_id)
-            self.cache.write_text(json.dumps(self.store))
+            self.dirty = True
         return self.store["original"][k]
+
+    def save(self) -> None:
+        """Write the cache once per rate point (not once per image)."""
+        if self.dirty:
+            self.cache.write_text(json.dumps(self.store))
+            self.dirty = False
 
 
 def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: list[dict], predictor: Predictor, ssc_codec) -> RatePoint:
-    ev, fid = COCOEvaluator(coco_gt), None
+    ev = COCOEvaluator(coco_gt)
     ann = Path(args.ann)
     orig_preds, all_bpp = [], []
     per_image = []
     for rec in tqdm(records, desc=f"{args.codec} q={quality:g}{' partial' if args.partial else ''}"):
         path = Path(args.images) / rec["file_name"]
         x = read_image(path)
-        orig_preds.extend(predictor.original(x, rec["id"]))
+        orig = predictor.original(x, rec["id"])
+        orig_preds.extend(orig)
         y, nbytes, region = code_image(args.codec, x, quality, ssc_codec, ann, path, args.partial, args.min_area)
-        preds = predictor(y, rec["id"], region)
+        preds = orig if args.codec == "none" else predictor(y, rec["id"], region)  # "none": the original is the decode
         ev.process(rec["id"], preds)
         per_image.append((rec["id"], preds))
-        all_bpp.append(bpp(nbytes, x.shape[0] * x.shape[1]) if args.codec != "none" else 24.0)
+        all_bpp.append(bpp(nbytes, x.shape[0] * x.shape[1]))  # "none" counts 3 bytes per pixel: 24 bpp
+    predictor.save()
     gt_m = ev.evaluate()
     pgt = pseudo_ground_truth(records, coco_gt.dataset["categories"], orig_preds, args.fidelity_score)
     fid = COCOEvaluator(pgt)
@@ -192,12 +201,7 @@ def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: l
 
 
 def plot(points: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig, axes = subplots(1, 2, figsize=(11, 4.3))
     series: dict[str, list[dict]] = {}
     for p in points:
         if p["codec"] != "none":
@@ -216,9 +220,7 @@ def plot(points: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,15 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         store["points"][p.key] = asdict(p)
     store["meta"] = run_meta(detector=head.info.weights, detector_arch=head.info.architecture, images=len(records),
                              ann=args.ann, model=args.model)
-    res_path.write_text(json.dumps(store, indent=1))
     pts = sorted(store["points"].values(), key=lambda p: (p["codec"], p["partial"], p["bpp"]))
     cols = ["codec", "quality", "mode", "images", "bpp", "bbox AP", "segm AP", "bbox AP50", "fidelity bbox AP",
             "fidelity segm AP", "fidelity objects"]
     rows = [[p["codec"], p["quality"], "partial" if p["partial"] else "full", p["images"], p["bpp"], p["bbox_AP"], p["segm_AP"],
              p["bbox_AP50"], p["fid_bbox_AP"], p["fid_segm_AP"], p["fid_objects"]] for p in pts]
     lines = [f"detector: {head.info.architecture} ({head.info.weights})", ""] + markdown_table(cols, rows)
-    (out / "coco_eval.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_outputs(out, "coco_eval", store, lines)
     plot(pts, out / "coco_eval.png")
     return 0
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from ssc.masks import apply_policy, from_coco
 from ssc.models.zoo import load_codec
 
 from .metrics import bpp, psnr
+from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
 
 
 @dataclass
@@ -96,13 +96,8 @@ def summarize(images: list[ImageRecord], objs: list[ObjectRecord]) -> dict:
 
 
 def plot(objs: list[ObjectRecord], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     a = np.array([o.area_frac for o in objs])
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, ax = subplots(1, 2, figsize=(10, 4.2))
     for axis, key, slack, name in ((ax[0], "bytes_frac", 0.05, "bytes read"), (ax[1], "time_frac", 0.15, "decode time")):
         v = np.array([getattr(o, key) for o in objs])
         axis.scatter(a, v, s=10, alpha=0.6)
@@ -113,9 +108,7 @@ def plot(objs: list[ObjectRecord], path: Path) -> None:
         axis.legend()
         axis.grid(alpha=0.3)
     fig.suptitle("ssc partial decode: one object vs whole image (COCO val)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,18 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         images.append(i)
         objs.extend(o)
     summary = summarize(images, objs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"model": args.model, "quality": args.quality, "threads": args.threads, "machine": platform.machine(),
-            "processor": platform.processor(), "torch": torch.__version__}
-    (out / "results.json").write_text(json.dumps(
-        {"meta": meta, "summary": summary, "images": [asdict(i) for i in images], "objects": [asdict(o) for o in objs]},
-        indent=1))
-    lines = ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in summary.items()]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    meta = run_meta(model=args.model, quality=args.quality)
+    data = {"meta": meta, "summary": summary, "images": [asdict(i) for i in images], "objects": [asdict(o) for o in objs]}
+    lines = markdown_table(["metric", "value"], [[k, v] for k, v in summary.items()])
+    out = write_outputs(args.out, "results", data, lines)
     plot(objs, out / "partial_decode.png")
-    print("\n".join(lines))
-    print(f"wrote {out}/results.json, results.md, partial_decode.png")
     return 0
 
 

@@ -29,6 +29,7 @@ from ssc.masks import GroupMap, apply_policy, from_coco, kmeans_groups
 from ssc.models.zoo import LoadedCodec, load_codec
 
 from .anchors import (
+    PEER_DIR,
     Coded,
     load_peers,
     peer_code,
@@ -39,7 +40,7 @@ from .anchors import (
 )
 from .bdrate import bd_rate
 from .metrics import bpp, ms_ssim, psnr
-from .report import markdown_table, run_meta, write_outputs
+from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
 
 ANCHOR_SETTINGS = {"jpeg": [5, 10, 20, 30, 45, 60, 75, 90], "webp": [2, 8, 20, 35, 50, 70, 85, 95],
                    "avif": [10, 25, 40, 55, 70, 85], "x265": [51, 47, 43, 39, 35, 31, 27]}
@@ -72,7 +73,8 @@ def ssc_code(codec: LoadedCodec, x: np.ndarray, gm: GroupMap, q: float) -> Coded
 Coder = Callable[[np.ndarray, float], Coded]
 
 
-def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, image_path: Path, x: np.ndarray) -> dict[str, tuple[list, Coder]]:
+def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, peers: list[LoadedCodec], image_path: Path,
+               x: np.ndarray) -> dict[str, tuple[list, Coder]]:
     """Every codec of this part of the benchmark with its settings, for one image."""
     one = GroupMap.from_labels(np.zeros(x.shape[:2], np.int32))
     out: dict[str, tuple[list, Coder]] = {"ssc-1group": (SSC_QUALITIES, lambda im, q: ssc_code(codec, im, one, q))}
@@ -88,7 +90,7 @@ def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, image_pa
         elif a == "x265":
             out[a] = (ANCHOR_SETTINGS[a], lambda im, q: x265_intra_code(im, int(q)))
         elif a == "peer":
-            out["bmshj2018-peer"] = (list(range(len(args.peers))), lambda im, q: peer_code(args.peers[int(q)], im))
+            out["bmshj2018-peer"] = (list(range(len(peers))), lambda im, q: peer_code(peers[int(q)], im))
     return out
 
 
@@ -103,12 +105,7 @@ def average_curve(points: list[Point], codec: str, metric: str = "psnr") -> tupl
 
 
 def plot(curves: dict[str, dict[str, tuple[list[float], list[float]]]], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, axes = subplots(1, 2, figsize=(11, 4.5))
     for ax, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim_db", "MS-SSIM (dB)")):
         for name, c in curves[metric].items():
             ax.plot(*c, "o-", label=name, markersize=3)
@@ -117,9 +114,7 @@ def plot(curves: dict[str, dict[str, tuple[list[float], list[float]]]], title: s
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def bd_table(curves: dict[str, tuple[list[float], list[float]]], pairs: list[tuple[str, str]]) -> dict[str, float | str]:
@@ -137,10 +132,9 @@ def bd_table(curves: dict[str, tuple[list[float], list[float]]], pairs: list[tup
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     codec = load_codec(args.model)
-    if args.part == "kodak":
-        if "x265" in args.anchors:
-            require_ffmpeg()
-        args.peers = load_peers(args.peer_dir) if "peer" in args.anchors else []
+    if args.part == "kodak" and "x265" in args.anchors:
+        require_ffmpeg()
+    peers = load_peers(args.peer_dir) if (args.part == "kodak" and "peer" in args.anchors) else []
     paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg"))
     if args.part == "coco":
         names = {r["file_name"] for r in json.loads(Path(args.ann).read_text())["images"]}
@@ -149,7 +143,7 @@ def run(args: argparse.Namespace) -> dict:
     points: list[Point] = []
     for p in tqdm(paths, desc=f"rd {args.part}"):
         x = read_image(p)
-        for name, (settings, code) in coders_for(args.part, args, codec, p, x).items():
+        for name, (settings, code) in coders_for(args.part, args, codec, peers, p, x).items():
             for s in settings:
                 c = code(x, s)
                 points.append(Point(name, p.name, float(s), bpp(c.nbytes, x.shape[0] * x.shape[1]),
@@ -184,16 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-area", type=int, default=256)
     ap.add_argument("--kmeans", type=int, default=4, help="regions per Kodak image for ssc-groups")
     ap.add_argument("--anchors", nargs="+", default=["jpeg", "webp", "avif", "x265", "peer"])
-    ap.add_argument("--peer-dir", default=None)
+    ap.add_argument("--peer-dir", default=PEER_DIR)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/eval/rd")
     args = ap.parse_args(argv)
     if args.part == "coco" and not args.ann:
         ap.error("--part coco needs --ann")
-    if args.peer_dir is None:
-        from .anchors import PEER_DIR
-
-        args.peer_dir = PEER_DIR
     res = run(args)
     out = write_outputs(args.out, f"rd_{args.part}", res, report_lines(res))
     plot(res["curves"], f"RD on {args.part} ({len(res['meta']['images'])} images)", out / f"rd_{args.part}.png")

@@ -36,3 +36,22 @@ def write_outputs(out: str | Path, stem: str, data: dict, lines: list[str]) -> P
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return out
+
+
+def subplots(*args, **kw):
+    """``plt.subplots`` on the file-only Agg backend (matplotlib is imported lazily: it is an extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kw)
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Lay out, write (120 dpi) and close a figure made by :func:`subplots`."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -21,7 +21,7 @@ from ssc.masks import GroupMap
 from ssc.models.serial import SerialContextCoder
 from ssc.models.zoo import load_codec
 
-from .report import markdown_table, run_meta, write_outputs
+from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
 
 
 @dataclass
@@ -85,12 +85,7 @@ def bench_device(device: str, image: np.ndarray, model: str, quality: float, rep
 
 
 def plot(timings: list[Timing], path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     labels = [f"{t.what}\n[{t.device}]" for t in timings]
     ax.barh(labels, [t.ms_median for t in timings])
     ax.set_xscale("log")
@@ -98,9 +93,7 @@ def plot(timings: list[Timing], path) -> None:
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
