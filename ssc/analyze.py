@@ -10,11 +10,13 @@ from typing import Iterable
 
 import numpy as np
 
-from .api import decode_image
+from .api import decode_image, select_groups
 from .bitstream import StreamReader
 from .models.zoo import LoadedCodec
 
-TASK_CHOICES = ("detect", "segment", "header")
+PIXEL_TASKS = ("detect", "segment")
+#: the pixel tasks and the decoding-free "header" answer (the CLI's --task choices)
+TASK_CHOICES = (*PIXEL_TASKS, "header")
 #: grey level of groups that are not decoded: mid-grey gives detectors the least to see
 FILL = 128
 
@@ -35,8 +37,6 @@ def header_results(source: bytes | str | Path, image_id: int = 0, groups: Iterab
                    classes: Iterable[str] | None = None) -> AnalyzeResult:
     """Decoding-free analytics: the group table as COCO detections (score 1, the box of the group's
     mask). Only the header is read; background groups (class 0) are left out."""
-    from .api import select_groups
-
     t0 = time.perf_counter()
     with StreamReader(source) as rd:
         hdr = rd.header
@@ -59,7 +59,7 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
     pixels mid-grey) and keep the predictions lying mostly inside the decoded groups."""
     from ssc.tasks.coco_results import instances_to_coco, keep_inside
 
-    if task not in ("detect", "segment"):
+    if task not in PIXEL_TASKS:
         raise ValueError(f"task must be detect or segment, got {task!r}")
     t0 = time.perf_counter()
     dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)

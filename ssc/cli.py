@@ -147,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             dcfg.steps = args.steps
         path = train_detector(dcfg, resume=not args.restart)
     else:
-        cfg = TrainConfig(**{k: v for k, v in raw.items() if k != "kind"})
+        cfg = TrainConfig(**raw)
         if args.steps:
             cfg.steps = args.steps
         path = train(cfg, resume=not args.restart)
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="detection / segmentation on the selected groups, or header-only analytics")
     a.add_argument("stream")
-    a.add_argument("--task", choices=["detect", "segment", "header"], default="detect")
+    a.add_argument("--task", choices=["detect", "segment", "header"], default="detect")  # ssc.analyze.TASK_CHOICES
     a.add_argument("-o", "--output", required=True, help="COCO results JSON")
     a.add_argument("--groups", type=_ids, default=None, help="comma-separated group ids (default: all)")
     a.add_argument("--classes", default=None, help="comma-separated class labels")

@@ -37,6 +37,7 @@ class TrainConfig:
     log_every: int = 20
     out_dir: str = "runs"
     extra: dict = field(default_factory=dict)
+    kind: str = "codec"  # `ssc train` dispatches on it ("detector": ssc.tasks.train_detector)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
