@@ -1,6 +1,7 @@
 """Long-running mutation fuzzer for the stream reader and group-map decoders (the bounded version runs
 in the test suite through hypothesis). Mutations: bit flips, truncations, splices of random bytes,
-forged header fields with a recomputed header CRC, forged segment lengths/offsets. Any exception
+forged header fields with a recomputed header CRC (which reaches the table's lengths, boxes and
+areas), mask and segment damage. Any exception
 other than an ssc error, or a single input taking longer than ``--max-seconds``, is a failure.
 
     python -m ssc.eval.fuzz_bitstream --seconds 120 [--stream x.ssc]
@@ -22,18 +23,19 @@ from ssc.errors import SSCError
 
 
 def _seed_stream() -> bytes:
-    from ssc.bitstream import GroupEntry, StreamHeader, build_stream, encode_group_map
+    from ssc.bitstream import GroupEntry, StreamHeader, build_stream, encode_group_masks
 
     lab = np.zeros((48, 64), np.int32)
     lab[5:30, 4:40] = 1
     lab[20:45, 30:60] = 2
-    codec, mb = encode_group_map(lab)
+    lab[25:28, 40:44] = 3
     groups = tuple(
-        GroupEntry(g, g, f"g{g}", (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), int((lab == g).sum()), 256)
-        for g in (0, 1, 2)
+        GroupEntry(g, g, f"g{g}", (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), int((lab == g).sum()), 256 + g)
+        for g in (0, 1, 2, 3)
         for ys, xs in [np.nonzero(lab == g)]
     )
-    return build_stream(StreamHeader(64, 48, "fuzz", b"\0" * 8, 256, groups, codec, mb), {0: b"a" * 40, 1: b"b" * 12, 2: b"c" * 20})
+    h = StreamHeader(64, 48, "fuzz", b"\0" * 8, 256, groups)
+    return build_stream(h, {0: b"a" * 40, 1: b"b" * 12, 2: b"c" * 20, 3: b"d"}, encode_group_masks(lab, groups))
 
 
 def mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -63,14 +65,17 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 def exercise(blob: bytes) -> str:
+    """Open ``blob`` and read every group's mask and segment (each may fail on its own), then the
+    whole map. Returns "accepted" or "refused"; anything but an ssc error propagates."""
     try:
         rd = StreamReader(blob)
-        _ = rd.group_map
         for gid in rd.header.group_ids:
-            try:
-                rd.read_segment(gid)
-            except SSCError:
-                pass
+            for read in (rd.group_mask, rd.read_segment):
+                try:
+                    read(gid)
+                except SSCError:
+                    pass
+        _ = rd.group_map
         return "accepted"
     except SSCError:
         return "refused"

@@ -2,7 +2,8 @@
 
 For every object group: bytes read and decode time for that object alone, as fractions of the whole
 stream / a full decode, against the object's area fraction a (targets: bytes <= a + 0.05,
-time <= a + 0.15). Also per-group PSNR and the header (table + map) share. Writes JSON, a markdown
+time <= a + 0.15). Also per-group PSNR and the shares of the header (group table) and of the group
+masks in the stream. Writes JSON, a markdown
 table and a matplotlib plot.
 
     python -m ssc.eval.partial_decode --images ../shared/data/coco/val2017 \
@@ -46,7 +47,8 @@ class ImageRecord:
     pixels: int
     groups: int
     bytes: int
-    header_bytes: int
+    header_bytes: int  # preamble + group table
+    mask_bytes: int  # all mask records
     bpp: float
     psnr: float
     encode_s: float
@@ -59,8 +61,8 @@ def run_image(path: Path, ann: Path, codec, quality: float, min_area: int) -> tu
     enc = encode_image(x, gm, codec, quality=quality)
     full = decode_image(enc.data, codec)
     px = x.shape[0] * x.shape[1]
-    img = ImageRecord(path.name, px, len(gm.groups), len(enc.data), enc.header.payload_offset,
-                      bpp(len(enc.data), px), psnr(x, full.image), enc.seconds, full.seconds)
+    img = ImageRecord(path.name, px, len(gm.groups), len(enc.data), enc.header.masks_offset,
+                      enc.header.masks_length, bpp(len(enc.data), px), psnr(x, full.image), enc.seconds, full.seconds)
     objs = []
     for g in gm.groups:
         if g.group_id == 0:
@@ -83,6 +85,7 @@ def summarize(images: list[ImageRecord], objs: list[ObjectRecord]) -> dict:
         "mean_bpp": statistics.mean(i.bpp for i in images),
         "mean_psnr": statistics.mean(i.psnr for i in images),
         "header_share": statistics.mean(i.header_bytes / i.bytes for i in images),
+        "mask_share": statistics.mean(i.mask_bytes / i.bytes for i in images),
         "mean_area_frac": statistics.mean(o.area_frac for o in objs),
         "mean_bytes_frac": statistics.mean(o.bytes_frac for o in objs),
         "median_bytes_excess": statistics.median(o.bytes_frac - o.area_frac for o in objs),

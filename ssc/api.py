@@ -1,9 +1,9 @@
 """Image encode / selective decode on top of the bitstream and a group codec.
 
 Each group is coded on its bounding-box crop, padded at the bottom/right to the latent grid, with
-everything outside the group zeroed (Feng et al., ICCV 2023). Decoding reads the header, the group
-map and the chosen groups' segments only; a group whose segment is corrupt is reported and skipped
-while all others decode bit-exactly.
+everything outside the group zeroed (Feng et al., ICCV 2023). Decoding reads the header and the chosen
+groups' mask records and segments only; a group whose mask or segment is corrupt is reported and
+skipped while all others decode bit-exactly.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_map
+from .bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
 from .bitstream.format import DEFAULT_MAX_PIXELS, QUALITY_SCALE
-from .errors import GroupNotFoundError, MaskError, SSCError, WeightsError
+from .errors import GroupNotFoundError, SSCError, WeightsError
 from .masks import GroupMap
 from .models.codec import ALIGN
 from .models.zoo import UNREGISTERED_ID, LoadedCodec, load_codec
@@ -51,9 +51,18 @@ def _take(arr: np.ndarray, x0: int, y0: int, w: int, h: int, fill: int = 0) -> n
 
 
 def mask_crop(labels: np.ndarray, box: tuple[int, int, int, int], gid: int, device: torch.device) -> torch.Tensor:
-    """(1, 1, h, w) float mask of one group on its coding crop."""
+    """(1, 1, h, w) float mask of one group on its coding crop, from the full (H, W) label map."""
     x0, y0, w, h = crop_box(box)
     return torch.from_numpy(_take(labels, x0, y0, w, h, fill=-1) == gid).float().view(1, 1, h, w).to(device)
+
+
+def box_mask_crop(mask: np.ndarray, box: tuple[int, int, int, int], device: torch.device) -> torch.Tensor:
+    """(1, 1, h, w) float mask on the coding crop from the group's mask on its box (as stored in the
+    stream); the same tensor :func:`mask_crop` gives, since the box is the mask's bounding box."""
+    _, _, w, h = crop_box(box)
+    out = np.zeros((h, w), dtype=np.float32)
+    out[: mask.shape[0], : mask.shape[1]] = mask
+    return torch.from_numpy(out).view(1, 1, h, w).to(device)
 
 
 def group_crop(image: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], gid: int,
@@ -110,19 +119,18 @@ def encode_image(
         x, mask = group_crop(image, group_map.labels, g.box, g.group_id, dev)
         bodies[g.group_id] = codec.model.compress_group(x, mask, gq_code / QUALITY_SCALE)
         entries.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, gq_code))
-    map_codec, map_bytes = encode_group_map(group_map.labels, np.asarray(group_map.ids))
     header = StreamHeader(
         width=w, height=h, model_id=codec.card.name, weights_id=codec.weights_id,
-        quality=int(round(quality * QUALITY_SCALE)), groups=tuple(entries), map_codec=map_codec, map_bytes=map_bytes,
+        quality=int(round(quality * QUALITY_SCALE)), groups=tuple(entries),
     )
-    data = build_stream(header, bodies)
+    data = build_stream(header, bodies, encode_group_masks(group_map.labels, entries))
     return EncodeResult(data, StreamReader(data).header, time.perf_counter() - t0)
 
 
 @dataclass
 class DecodeResult:
     image: np.ndarray  # (H, W, 3) uint8 composite of the decoded groups, ``fill`` elsewhere
-    group_map: np.ndarray  # (H, W) int32
+    group_map: np.ndarray  # (H, W) int32: ids of the groups whose masks were read, -1 elsewhere
     header: StreamHeader
     decoded: list[int] = field(default_factory=list)
     failed: dict[int, str] = field(default_factory=dict)
@@ -181,26 +189,22 @@ def decode_image(
         hdr = rd.header
         chosen = select_groups(hdr, groups, classes)
         codec = codec_for_stream(hdr, codec, device)
-        labels = rd.group_map
         dev = _device(codec)
         out = np.full((hdr.height, hdr.width, 3), fill, dtype=np.uint8)
-        res = DecodeResult(out, labels, hdr)
+        res = DecodeResult(out, np.full((hdr.height, hdr.width), -1, dtype=np.int32), hdr)
         for gid in chosen:
             e = hdr.group(gid)
+            x0, y0, x1, y1 = e.box
             try:
+                sel = rd.group_mask(gid)
+                res.group_map[y0:y1, x0:x1][sel] = gid
                 body = rd.read_segment(gid)
-                mask = mask_crop(labels, e.box, gid, dev)
-                if int(mask.sum()) != e.area:
-                    raise MaskError(f"group {gid}: map area {int(mask.sum())} != table area {e.area}")
-                x = codec.model.decompress_group(body, mask, e.quality / QUALITY_SCALE)
+                x = codec.model.decompress_group(body, box_mask_crop(sel, e.box, dev), e.quality / QUALITY_SCALE)
             except SSCError as err:
                 res.failed[gid] = str(err)
                 continue
-            x0, y0, w, h = crop_box(e.box)
-            pix = (x[0].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-            hh, ww = min(h, hdr.height - y0), min(w, hdr.width - x0)
-            sel = labels[y0 : y0 + hh, x0 : x0 + ww] == gid
-            out[y0 : y0 + hh, x0 : x0 + ww][sel] = pix[:hh, :ww][sel]
+            pix = (x[0, :, : y1 - y0, : x1 - x0].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            out[y0:y1, x0:x1][sel] = pix[sel]
             res.decoded.append(gid)
         res.bytes_read = rd.bytes_read
     res.seconds = time.perf_counter() - t0

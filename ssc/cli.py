@@ -70,10 +70,10 @@ def header_summary(header) -> dict:
     return {
         "width": header.width, "height": header.height, "model_id": header.model_id,
         "weights_id": header.weights_id.hex(), "quality": header.quality / 256,
-        "header_bytes": header.payload_offset,
+        "version": header.version, "header_bytes": header.masks_offset, "mask_bytes": header.masks_length,
         "groups": [
             {"id": g.group_id, "class_id": g.class_id, "label": g.label, "box": list(g.box), "area": g.area,
-             "quality": g.quality / 256, "bytes": g.seg_length}
+             "quality": g.quality / 256, "bytes": g.seg_length, "mask_bytes": g.mask_length}
             for g in header.groups
         ],
     }
@@ -89,10 +89,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     print(f"{args.stream}: {info['width']}x{info['height']}, model {info['model_id']} ({info['weights_id']}), "
-          f"{info['total_bytes']} bytes ({info['header_bytes']} header incl. group map)")
-    print(f"{'id':>4} {'class':<20} {'box':<22} {'area':>8} {'q':>5} {'bytes':>8}")
+          f"{info['total_bytes']} bytes (bitstream v{info['version']}: {info['header_bytes']} header, "
+          f"{info['mask_bytes']} masks)")
+    print(f"{'id':>4} {'class':<20} {'box':<22} {'area':>8} {'q':>5} {'mask B':>7} {'bytes':>8}")
     for g in info["groups"]:
-        print(f"{g['id']:>4} {g['label'][:20]:<20} {','.join(map(str, g['box'])):<22} {g['area']:>8} {g['quality']:>5.2f} {g['bytes']:>8}")
+        print(f"{g['id']:>4} {g['label'][:20]:<20} {','.join(map(str, g['box'])):<22} {g['area']:>8} {g['quality']:>5.2f} "
+              f"{g['mask_bytes']:>7} {g['bytes']:>8}")
     return 0
 
 

@@ -50,7 +50,7 @@ def run_demo(image: str | None, ann: str | None, out_dir: Path, model: str, qual
     rows = []
     print(f"\n{img_path.name}: {w}x{h}, model {codec.card.name}, quality {quality}, "
           f"{len(enc.data)} bytes = {bpp(len(enc.data), h * w):.3f} bpp, encode {enc.seconds:.2f} s")
-    print(f"header + group map: {enc.header.payload_offset} bytes")
+    print(f"header: {enc.header.masks_offset} bytes, group masks: {enc.header.masks_length} bytes")
     print(f"{'id':>3} {'class':<16} {'area':>7} {'bytes':>7} {'bpp(group)':>10} {'PSNR dB':>8}")
     for g in enc.header.groups:
         m = gm.labels == g.group_id

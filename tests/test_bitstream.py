@@ -1,4 +1,6 @@
-import struct
+"""Bitstream v2: golden bytes, random access (header + own mask + own segment), group-local failure
+of corrupt masks and segments, truncation, forged headers, varints, fuzzing; v1 streams still read."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -6,27 +8,39 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ssc.bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_map, parse_header
-from ssc.bitstream.format import PREAMBLE, SEGMENT_OVERHEAD, crc32
-from ssc.eval.fuzz_bitstream import exercise
+from ssc.bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks, parse_header
+from ssc.bitstream.format import PREAMBLE, SEGMENT_OVERHEAD, Cursor, _encode_header_body, crc32, varint
 from ssc.errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError, SSCError
+from ssc.eval.fuzz_bitstream import exercise
 
-GOLDEN = Path(__file__).parent / "golden" / "v1_three_groups.ssc"
+GOLD = Path(__file__).parent / "golden"
+GOLDEN = GOLD / "v2_three_groups.ssc"
+GOLDEN_V1 = GOLD / "v1_three_groups.ssc"
+BODIES = {0: b"\x01\x02\x03\x04", 1: b"person-bits", 7: b"dog" * 5}
+
+
+def reference_labels() -> np.ndarray:
+    labels = np.zeros((20, 30), np.int32)
+    labels[2:8, 3:12] = 1
+    labels[10:18, 15:29] = 7
+    labels[12:14, 20:22] = 0  # a hole: the dog's mask is not its box
+    return labels
+
+
+def reference_header() -> StreamHeader:
+    labels = reference_labels()
+    groups = (
+        GroupEntry(0, 0, "background", (0, 0, 30, 20), int((labels == 0).sum()), 512),
+        GroupEntry(1, 1, "person", (3, 2, 12, 8), 54, 768),
+        GroupEntry(7, 18, "dog", (15, 10, 29, 18), 108, 512),
+    )
+    return StreamHeader(30, 20, "gi-hyper-ckbd-s", bytes(range(8)), 512, groups)
 
 
 def reference_stream() -> bytes:
     """A fixed, model-free stream: the golden file pins these exact bytes."""
-    labels = np.zeros((20, 30), np.int32)
-    labels[2:8, 3:12] = 1
-    labels[10:18, 15:29] = 7
-    codec, mbytes = encode_group_map(labels)
-    groups = (
-        GroupEntry(0, 0, "background", (0, 0, 30, 20), int((labels == 0).sum()), 512),
-        GroupEntry(1, 1, "person", (3, 2, 12, 8), 54, 768),
-        GroupEntry(7, 18, "dog", (15, 10, 29, 18), 112, 512),
-    )
-    h = StreamHeader(30, 20, "gi-hyper-ckbd-s", bytes(range(8)), 512, groups, codec, mbytes)
-    return build_stream(h, {0: b"\x01\x02\x03\x04", 1: b"person-bits", 7: b"dog" * 5})
+    h = reference_header()
+    return build_stream(h, BODIES, encode_group_masks(reference_labels(), h.groups))
 
 
 def test_golden_bytes_are_stable():
@@ -34,43 +48,102 @@ def test_golden_bytes_are_stable():
     assert GOLDEN.read_bytes() == data, "bitstream layout changed: bump VERSION and regenerate the golden file"
 
 
-def test_golden_parses_to_expected_header():
+def test_golden_parses_to_expected_header_masks_and_segments():
     rd = StreamReader(GOLDEN.read_bytes())
     h = rd.header
-    assert (h.width, h.height, h.model_id, h.weights_id, h.quality) == (30, 20, "gi-hyper-ckbd-s", bytes(range(8)), 512)
+    assert (h.version, h.width, h.height, h.model_id, h.weights_id, h.quality) == (2, 30, 20, "gi-hyper-ckbd-s", bytes(range(8)), 512)
     assert h.group_ids == (0, 1, 7)
     assert [g.label for g in h.groups] == ["background", "person", "dog"]
+    assert [g.class_id for g in h.groups] == [0, 1, 18]
+    assert [g.quality for g in h.groups] == [512, 768, 512]
     assert h.group(7).box == (15, 10, 29, 18)
+    assert h.complement.group_id == 0
+    for gid, body in BODIES.items():
+        assert rd.read_segment(gid) == body
+    assert np.array_equal(rd.group_map, reference_labels())
+    assert rd.group_mask(1).all() and rd.group_mask(1).shape == (6, 9)
+
+
+def test_v1_streams_still_decode():
+    rd = StreamReader(GOLDEN_V1.read_bytes())
+    h = rd.header
+    assert h.version == 1 and h.complement is None
+    assert (h.width, h.height, h.model_id, h.quality) == (30, 20, "gi-hyper-ckbd-s", 512)
+    assert [g.label for g in h.groups] == ["background", "person", "dog"]
     assert rd.read_segment(1) == b"person-bits"
     assert rd.read_segment(7) == b"dogdogdogdogdog"
     assert int(rd.group_map[12, 20]) == 7
+    assert rd.group_mask(7).all() and rd.group_mask(0).sum() == h.group(0).area
 
 
-def test_random_access_reads_only_header_map_and_segment():
+def test_compact_header_is_smaller_than_v1():
+    h = StreamReader(reference_stream()).header
+    v1 = StreamReader(GOLDEN_V1.read_bytes()).header  # the same three groups, in version 1
+    assert h.header_length + h.masks_length < v1.header_length
+    assert h.header_length < 0.5 * v1.header_length
+
+
+def test_random_access_reads_only_header_own_mask_and_own_segment():
+    rd = StreamReader(reference_stream())
+    start = rd.bytes_read
+    assert start == rd.header.masks_offset
+    rd.group_mask(1)
+    rd.read_segment(1)
+    g = rd.header.group(1)
+    assert rd.bytes_read == start + g.mask_length + g.seg_length
+
+
+def test_complement_reads_every_other_mask_and_is_the_rest():
     data = reference_stream()
     rd = StreamReader(data)
-    header_bytes = rd.bytes_read
-    assert header_bytes == rd.header.payload_offset
-    rd.read_segment(1)
-    assert rd.bytes_read == header_bytes + rd.header.group(1).seg_length
+    start = rd.bytes_read
+    m0 = rd.group_mask(0)
+    assert rd.bytes_read == start + rd.header.masks_length
+    assert np.array_equal(m0, reference_labels() == 0)
 
 
 def test_corrupt_segment_fails_only_that_group():
     data = bytearray(reference_stream())
-    rd0 = StreamReader(bytes(data))
-    g1 = rd0.header.group(1)
-    data[rd0.header.payload_offset + g1.seg_offset + 8] ^= 0xFF
+    h = StreamReader(bytes(data)).header
+    data[h.payload_offset + h.group(1).seg_offset + 8] ^= 0xFF
     rd = StreamReader(bytes(data))
     with pytest.raises(CorruptSegmentError) as ei:
         rd.read_segment(1)
     assert ei.value.group_id == 1
-    assert rd.read_segment(0) == b"\x01\x02\x03\x04"
-    assert rd.read_segment(7) == b"dog" * 5
+    assert rd.read_segment(0) == BODIES[0]
+    assert rd.read_segment(7) == BODIES[7]
+
+
+def test_corrupt_mask_fails_its_group_and_the_complement_only():
+    data = bytearray(reference_stream())
+    h = StreamReader(bytes(data)).header
+    data[h.masks_offset + h.group(1).mask_offset] ^= 0x01
+    rd = StreamReader(bytes(data))
+    with pytest.raises(CorruptSegmentError, match="mask") as ei:
+        rd.group_mask(1)
+    assert ei.value.group_id == 1
+    with pytest.raises(CorruptSegmentError, match="needs the mask of group 1") as ei:
+        rd.group_mask(0)
+    assert ei.value.group_id == 0
+    assert np.array_equal(rd.group_mask(7), reference_labels()[10:18, 15:29] == 7)
+    assert rd.read_segment(1) == BODIES[1]  # the segment itself is intact
+
+
+def test_truncated_payload_fails_only_the_cut_groups():
+    data = reference_stream()
+    rd = StreamReader(data[:-3])
+    with pytest.raises(CorruptSegmentError, match="segment missing") as ei:
+        rd.read_segment(7)
+    assert ei.value.group_id == 7
+    assert rd.read_segment(0) == BODIES[0] and rd.read_segment(1) == BODIES[1]
+    assert rd.group_mask(7).sum() == 108
 
 
 def test_unknown_group():
     with pytest.raises(GroupNotFoundError):
         StreamReader(reference_stream()).read_segment(3)
+    with pytest.raises(GroupNotFoundError):
+        StreamReader(reference_stream()).group_mask(3)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +154,7 @@ def test_unknown_group():
         (lambda d: d[:10], "shorter than"),
         (lambda d: d[:40], "truncated"),
         (lambda d: d[:20] + bytes([d[20] ^ 1]) + d[21:], "header CRC"),
-        (lambda d: d[:-3], "beyond the payload"),
+        (lambda d: d + b"\0", "after the last segment"),
         (lambda d: b"", "shorter than"),
     ],
 )
@@ -90,41 +163,90 @@ def test_malformed_streams_are_refused(mutate, err):
         StreamReader(mutate(reference_stream()))
 
 
-def _forge_header(data: bytes, patch) -> bytes:
-    """Rewrite the header body and fix its CRC, to test the semantic checks behind the CRC."""
-    hlen = struct.unpack_from("<I", data, 4)[0]
-    body = bytearray(data[PREAMBLE.size : PREAMBLE.size + hlen])
-    patch(body)
-    return data[:4] + struct.pack("<II", len(body), crc32(bytes(body))) + bytes(body) + data[PREAMBLE.size + hlen :]
+def test_stream_cut_inside_the_mask_section_is_refused():
+    data = reference_stream()
+    h = StreamReader(data).header
+    with pytest.raises(BitstreamError, match="mask section"):
+        StreamReader(data[: h.masks_offset + 2])
 
 
-def test_huge_declared_size_refused_before_allocation():
-    def big(body):
-        struct.pack_into("<II", body, 1, 100000, 100000)
+def _forge(header: StreamHeader, data: bytes | None = None) -> bytes:
+    """A stream whose header is ``header`` (re-encoded, valid CRC) followed by the original masks and
+    payload: reaches the semantic checks behind the CRC."""
+    data = reference_stream() if data is None else data
+    old = StreamReader(data).header
+    body = _encode_header_body(header)
+    return PREAMBLE.pack(b"SSC", 2, len(body), crc32(body)) + body + data[old.masks_offset :]
 
-    with pytest.raises(ResourceLimitError):
-        StreamReader(_forge_header(reference_stream(), big))
+
+def _groups(**changes) -> tuple[GroupEntry, ...]:
+    h = StreamReader(reference_stream()).header
+    return tuple(replace(g, **changes.get(str(g.group_id), {})) for g in h.groups)
 
 
-def test_forged_box_outside_image_refused():
-    def width(body):
-        struct.pack_into("<I", body, 1, 10)
+def test_forged_headers_are_refused():
+    h = StreamReader(reference_stream()).header
+    cases = [
+        (replace(h, width=100000, height=100000), ResourceLimitError, "exceeds the limit"),
+        (replace(h, width=10), BitstreamError, "outside"),
+        (replace(h, height=21), BitstreamError, "areas sum"),
+        (replace(h, groups=_groups(**{"1": {"mask_length": 0}})), BitstreamError, "exactly one group"),
+        (replace(h, groups=_groups(**{"1": {"seg_length": 3}})), BitstreamError, "too small"),
+        (replace(h, mask_codec=9), BitstreamError, "mask codec"),
+    ]
+    for forged, err, match in cases:
+        with pytest.raises(err, match=match):
+            StreamReader(_forge(forged))
 
-    with pytest.raises(BitstreamError, match="outside"):
-        StreamReader(_forge_header(reference_stream(), width))
+
+def test_forged_segment_length_fails_the_groups_it_misframes():
+    h = StreamReader(reference_stream()).header
+    rd = StreamReader(_forge(replace(h, groups=_groups(**{"1": {"seg_length": h.group(1).seg_length + 9}}))))
+    assert rd.read_segment(0) == BODIES[0]
+    for gid in (1, 7):
+        with pytest.raises(CorruptSegmentError):
+            rd.read_segment(gid)
+
+
+def test_forged_area_is_caught_by_the_mask_check():
+    h = StreamReader(reference_stream()).header
+    forged = replace(h, groups=_groups(**{"1": {"area": 53}, "0": {"area": h.group(0).area + 1}}))
+    rd = StreamReader(_forge(forged))
+    with pytest.raises(CorruptSegmentError, match="table says 53"):
+        rd.group_mask(1)
+    with pytest.raises(CorruptSegmentError):
+        rd.group_mask(0)
+    assert rd.group_mask(7).sum() == 108
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**32, 2**64 - 1])
+def test_varint_roundtrip(value):
+    b = varint(value)
+    c = Cursor(b)
+    assert c.varint("v") == value and c.pos == len(b)
+
+
+@pytest.mark.parametrize("raw, err", [(b"\x80\x00", "redundant"), (b"\xff" * 11, "longer"), (b"\x80", "truncated"),
+                                      (b"\xff" * 9 + b"\x7f", "64 bits")])
+def test_bad_varints(raw, err):
+    with pytest.raises(BitstreamError, match=err):
+        Cursor(raw).varint("v")
 
 
 def test_segment_framing():
     rd = StreamReader(reference_stream())
     assert all(g.seg_length >= SEGMENT_OVERHEAD for g in rd.header.groups)
+    masks = encode_group_masks(reference_labels(), rd.header.groups)
     with pytest.raises(BitstreamError):
-        build_stream(rd.header, {0: b"", 1: b""})  # missing group 7
+        build_stream(rd.header, {0: b"", 1: b""}, masks)  # missing group 7
+    with pytest.raises(BitstreamError, match="every group but one"):
+        build_stream(rd.header, BODIES, {})
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_fuzz_bit_flips_truncations_and_splices(data):
-    ref = reference_stream()
+    ref = data.draw(st.sampled_from([reference_stream(), GOLDEN_V1.read_bytes()]))
     kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "random"]))
     if kind == "flip":
         b = bytearray(ref)
@@ -137,26 +259,37 @@ def test_fuzz_bit_flips_truncations_and_splices(data):
         at = data.draw(st.integers(0, len(ref)))
         blob = ref[:at] + data.draw(st.binary(max_size=64)) + ref[at:]
     else:
-        blob = b"SSC\x01" + data.draw(st.binary(max_size=200))
+        blob = b"SSC" + bytes([data.draw(st.sampled_from([1, 2]))]) + data.draw(st.binary(max_size=200))
     exercise(blob)  # raises on anything but an ssc error
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.binary(min_size=0, max_size=300))
-def test_fuzz_forged_header_bodies_with_valid_crc(body):
-    blob = PREAMBLE.pack(b"SSC", 1, len(body), crc32(body)) + body
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([1, 2]), st.binary(min_size=0, max_size=300))
+def test_fuzz_forged_header_bodies_with_valid_crc(version, body):
+    blob = PREAMBLE.pack(b"SSC", version, len(body), crc32(body)) + body
     try:
-        parse_header(blob, payload_length=0)
+        parse_header(blob, stream_length=len(blob))
     except SSCError:
         pass
 
 
-def test_group_areas_must_partition_the_image():
-    def height(body):
-        struct.pack_into("<I", body, 5, 21)  # one more row than the group areas cover
-
-    with pytest.raises(BitstreamError, match="areas sum"):
-        StreamReader(_forge_header(reference_stream(), height))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzz_forged_table_fields_behind_a_valid_crc(data):
+    """Random table values (areas, boxes, lengths, label refs) with a valid header CRC."""
+    h = StreamReader(reference_stream()).header
+    g = data.draw(st.sampled_from(h.groups))
+    field_name = data.draw(st.sampled_from(["area", "box", "mask_length", "seg_length", "quality"]))
+    if field_name == "box":
+        value = tuple(data.draw(st.integers(0, 40)) for _ in range(4))
+    else:
+        value = data.draw(st.integers(0, 2**33))
+    groups = tuple(replace(x, **{field_name: value}) if x is g else x for x in h.groups)
+    try:
+        blob = _forge(replace(h, groups=groups))
+    except SSCError:
+        return  # not encodable (e.g. an inverted box)
+    exercise(blob)
 
 
 @pytest.mark.slow

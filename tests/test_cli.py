@@ -67,7 +67,7 @@ def test_errors_are_one_line_and_nonzero(files, capsys):
     t = files
     run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "x.ssc", "--model", "test-small")
     data = (t / "x.ssc").read_bytes()
-    (t / "trunc.ssc").write_bytes(data[: len(data) // 2])
+    (t / "trunc.ssc").write_bytes(data[:30])  # cut inside the header
     (t / "notimg.png").write_bytes(b"hello")
     small = np.zeros((10, 10), np.int32)
     save_png(GroupMap.from_labels(small), t / "small.png")
@@ -101,6 +101,12 @@ def test_corrupted_segment_writes_other_groups_and_exits_3(files, capsys):
     assert run("decode", t / "bad.ssc", "-o", t / "o.png") == 3
     assert "group 2" in capsys.readouterr().err
     assert (t / "o.png").is_file()
+    # a file cut inside its payload (interrupted download) keeps every complete segment
+    last = h.groups[-1]
+    (t / "cut.ssc").write_bytes((t / "x.ssc").read_bytes()[: h.payload_offset + last.seg_offset + 5])
+    assert run("decode", t / "cut.ssc", "-o", t / "c.png") == 3
+    err = capsys.readouterr().err
+    assert f"group {last.group_id}: segment missing" in err and err.count("ssc: error") == 1
 
 
 def test_refuses_without_weights(tmp_path, monkeypatch, files):

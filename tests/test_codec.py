@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssc.api import decode_image, encode_image, group_crop
-from ssc.bitstream import StreamReader, build_stream
+from ssc.bitstream import StreamReader, build_stream, encode_group_mask
 from ssc.errors import GroupNotFoundError, MaskError, SSCError, WeightsError
 from ssc.masks import GroupMap
 
@@ -76,16 +76,19 @@ def test_independence_decode_group_from_stream_without_other_segments(codec, sce
     img, gm = scene
     enc = encode_image(img, gm, codec, quality=1.0)
     rd = StreamReader(enc.data)
-    # rebuild a stream in which every other group's segment is replaced by garbage of another length
+    # rebuild a stream in which every other group's mask and segment is garbage of another length
     bodies = {g: (rd.read_segment(g) if g == 2 else b"\x00" * 3) for g in rd.header.group_ids}
-    stripped = build_stream(rd.header, bodies)
+    assert rd.header.complement.group_id == 0
+    masks = {g: (encode_group_mask(rd.group_mask(g)) if g == 2 else b"\xff" * 5) for g in rd.header.group_ids if g != 0}
+    stripped = build_stream(rd.header, bodies, masks)
     full = decode_image(enc.data, codec)
     alone = decode_image(stripped, codec, groups=[2])
     m = gm.labels == 2
     assert alone.decoded == [2]
     assert np.array_equal(alone.image[m], full.image[m])
     assert (alone.image[~m] == 0).all()
-    assert alone.bytes_read == rd.header.payload_offset + rd.header.group(2).seg_length
+    sh = StreamReader(stripped).header
+    assert alone.bytes_read == sh.masks_offset + sh.group(2).mask_length + sh.group(2).seg_length
 
 
 def test_corrupted_segment_fails_only_its_group(codec, scene):

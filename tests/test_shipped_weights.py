@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssc.api import decode_image, encode_image, mask_crop, read_image
+from ssc.api import box_mask_crop, decode_image, encode_image, read_image
 from ssc.bitstream import StreamReader
 from ssc.masks import apply_policy, from_coco
 from ssc.models.zoo import available, load_codec
@@ -20,6 +20,8 @@ from .conftest import COCO_VAL, COCO_VAL_ANN
 MODEL = "gi-hyper-ckbd-s"
 GOLD = Path(__file__).parent / "golden"
 STREAM = GOLD / f"{MODEL}_139_crop.ssc"
+#: the same image coded by ssc 0.x in bitstream version 1: old files must keep decoding identically
+STREAM_V1 = GOLD / f"{MODEL}_139_crop.v1.ssc"
 EXPECT = GOLD / f"{MODEL}_139_crop.json"
 
 pytestmark = pytest.mark.skipif(MODEL not in available(), reason="shipped weights not present")
@@ -29,7 +31,7 @@ def _latent_digests(codec, data: bytes) -> dict[str, str]:
     rd = StreamReader(data)
     out = {}
     for g in rd.header.groups:
-        m = mask_crop(rd.group_map, g.box, g.group_id, torch.device("cpu"))
+        m = box_mask_crop(rd.group_mask(g.group_id), g.box, torch.device("cpu"))
         y = codec.model.decompress_latents(rd.read_segment(g.group_id), m)
         out[str(g.group_id)] = hashlib.sha256(y.numpy().tobytes()).hexdigest()
     return out
@@ -56,11 +58,12 @@ def test_shipped_weights_verify_against_their_card():
     assert codec.weights_id == bytes.fromhex(codec.card.sha256[:16])
 
 
-def test_golden_stream_decodes_to_identical_latents_and_an_image():
+@pytest.mark.parametrize("stream", [STREAM, STREAM_V1], ids=["v2", "v1"])
+def test_golden_stream_decodes_to_identical_latents_and_an_image(stream):
     codec = load_codec(MODEL)
     expect = json.loads(EXPECT.read_text())
     assert expect["weights_sha256"] == codec.card.sha256, "weights changed: regenerate the golden stream"
-    data = STREAM.read_bytes()
+    data = stream.read_bytes()
     assert _latent_digests(codec, data) == expect["latents_sha256"]
     res = decode_image(data)  # model taken from the header via the zoo
     assert not res.failed and res.image.shape == (192, 256, 3)

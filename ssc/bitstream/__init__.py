@@ -1,14 +1,15 @@
-"""The ssc container: one header (with group table and lossless group map) plus one CRC-checked
-segment per group. The whole specification lives in :mod:`ssc.bitstream.format`."""
+"""The ssc container: a compact header (group table), one CRC-checked mask record and one
+CRC-checked segment per group. The whole specification lives in :mod:`ssc.bitstream.format`."""
 from .format import (
     MAGIC,
     VERSION,
     GroupEntry,
     StreamHeader,
     build_stream,
+    choose_complement,
     parse_header,
 )
-from .groupmap import decode_group_map, encode_group_map
+from .groupmap import decode_group_map, decode_group_mask, encode_group_map, encode_group_mask, encode_group_masks
 from .reader import StreamReader
 
 __all__ = [
@@ -18,7 +19,11 @@ __all__ = [
     "StreamHeader",
     "StreamReader",
     "build_stream",
+    "choose_complement",
     "decode_group_map",
+    "decode_group_mask",
     "encode_group_map",
+    "encode_group_mask",
+    "encode_group_masks",
     "parse_header",
 ]

@@ -1,52 +1,60 @@
-"""The ssc bitstream specification (version 1). This module is the single source of truth; the prose
-version is docs/bitstream.md and golden files in tests/golden pin the bytes.
+"""The ssc bitstream specification (version 2). This module is the single source of truth; the prose
+version is docs/bitstream.md and golden files in tests/golden pin the bytes. Version-1 streams are
+still read (:mod:`ssc.bitstream.v1`); only version 2 is written.
 
 Semantically structured streams (SSIC, Feng et al. ICCV 2023): the header carries each group's class
-label and box, so "which objects, where" is answered without decoding any segment, and every group's
-segment can be located, checked and decoded on its own.
+label and box, so "which objects, where" is answered without decoding anything, and every group's
+mask and segment can be located, checked and decoded on their own. A reader that decodes one group
+reads the preamble, the compact header, that group's mask record and that group's segment only.
 
-All integers are little-endian. ``str8`` is a u8 byte count followed by that many UTF-8 bytes.
+All integers are little-endian. ``varint`` is unsigned LEB128 (7 bits per byte, low bits first, at
+most 10 bytes, no redundant trailing zero byte). ``str8`` is a u8 byte count and that many UTF-8 bytes.
 
 Preamble (12 bytes)::
 
     magic        3 bytes  b"SSC"
-    version      u8       1
+    version      u8       2
     header_len   u32      length H of the header body that follows
     header_crc   u32      CRC-32 of the header body
 
 Header body (H bytes)::
 
     kind         u8       0 = image (1 = video, reserved)
-    width        u32
-    height       u32
-    frames       u16      1 for images
+    width        varint
+    height       varint
+    frames       varint   1 for images
     model_id     str8     stable architecture name from the model registry
     weights_id   8 bytes  first 8 bytes of the SHA-256 of the weights file (zeros: unregistered)
-    quality      u16      default quality, in 1/256 steps of the model's quality levels
-    num_groups   u16
+    quality      varint   default quality, in 1/256 steps of the model's quality levels
+    mask_codec   u8       3 = row-transition binary masks (groupmap_rows, exclusive labels)
+    num_labels   varint   label dictionary: (class_id varint, label str8) per entry
+    num_groups   varint
     num_groups x group entry:
-        group_id   u16    value of the group in the group map (0 = background)
-        class_id   u16    COCO category id, 0 when none
-        label      str8   class name ("" when none)
-        box        4 x u32  x0, y0, x1, y1 (exclusive), the group's bounding box in pixels
-        area       u32    number of pixels of the group
-        quality    u16    quality actually used for this group (1/256 steps; ROI quality)
-        seg_offset u64    offset of the group's segment, from the start of the payload
-        seg_length u32    total length of the segment (prefix + body + CRC)
-    map_codec    u8       group-map codec id (see groupmap.py)
-    map_length   u32
-    map_bytes    map_length bytes
+        id_delta    varint  group_id = previous group_id + 1 + id_delta (first: group_id = id_delta)
+        label_ref   varint  0 = no class (class_id 0, label ""), i > 0 = dictionary entry i - 1
+        x0, y0, w, h varint the group's bounding box in pixels (w, h >= 1)
+        area        varint  number of pixels of the group
+        quality     varint  0 = the default quality, else the group's quality + 1 (ROI quality)
+        mask_length varint  length of the group's mask record; 0 marks the complement group
+        seg_length  varint  total length of the segment (prefix + body + CRC)
 
-Payload: the segments, back to back. A segment is::
+Mask section: the mask records of all groups but the complement, back to back in table order. A
+record is the group's binary mask on its box (``w x h``, row-major, coded with ``mask_codec``)
+followed by a u32 CRC-32 of ``group_id (u16) | mask bytes``. The complement group (exactly one per
+stream, the background in practice) has no record: its pixels are those no other group covers.
+
+Payload: the segments, back to back in table order. A segment is::
 
     group_id     u16      must equal the table entry's group_id
     body_length  u32      must equal seg_length - 10
     body         body_length bytes (entropy-coded latents of that group only)
     crc          u32      CRC-32 of group_id | body_length | body
 
-Group ids are unique and ascending in the table; boxes lie inside the image; the group areas sum to
-width x height (every pixel belongs to exactly one group); segments lie inside the payload and do not
-overlap. A reader must refuse anything else with a clear error.
+Offsets are not stored: a record or segment starts where the previous one ends. Group ids are
+unique, ascending and at most 65535; boxes lie inside the image; the group areas sum to
+width x height. A reader must refuse anything else with a clear error. A segment or mask that fails
+its checks fails only its own group (the complement also needs every other mask); a stream cut short
+inside the payload still decodes every group whose segment is complete.
 """
 from __future__ import annotations
 
@@ -54,22 +62,25 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from ..errors import BitstreamError, ResourceLimitError
+from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError
 
 MAGIC = b"SSC"
-VERSION = 1
+VERSION = 2
+#: Versions this reader understands (version 1: see :mod:`ssc.bitstream.v1`).
+READABLE_VERSIONS = (1, 2)
 KIND_IMAGE = 0
 KIND_VIDEO = 1
 PREAMBLE = struct.Struct("<3sBII")
 SEGMENT_PREFIX = struct.Struct("<HI")
 SEGMENT_OVERHEAD = SEGMENT_PREFIX.size + 4
+MASK_CRC = struct.Struct("<I")
+MASK_CODEC_ROWS_BINARY = 3
 QUALITY_SCALE = 256
+MAX_GROUP_ID = 0xFFFF
 #: Refuse declared images larger than this many pixels unless the caller raises the limit.
 DEFAULT_MAX_PIXELS = 1 << 26
 MAX_HEADER_BYTES = 1 << 30
-
-_GROUP_FIXED = struct.Struct("<HH")
-_GROUP_TAIL = struct.Struct("<IIIIIHQI")
+_VARINT_MAX_BYTES = 10
 
 
 def crc32(data: bytes) -> int:
@@ -79,21 +90,28 @@ def crc32(data: bytes) -> int:
 
 @dataclass(frozen=True)
 class GroupEntry:
-    """One row of the group table."""
+    """One row of the group table. Offsets are relative to the mask section / payload start and are
+    derived from the lengths when a stream is parsed or built."""
 
     group_id: int
     class_id: int = 0
     label: str = ""
-    box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # x0, y0, x1, y1 (exclusive)
     area: int = 0
     quality: int = 0
     seg_offset: int = 0
     seg_length: int = 0
+    mask_offset: int = 0
+    mask_length: int = 0  # 0: the complement group (no mask record)
+
+    @property
+    def is_complement(self) -> bool:
+        return self.mask_length == 0
 
 
 @dataclass(frozen=True)
 class StreamHeader:
-    """Everything before the payload."""
+    """Everything before the payload (for version 1, ``legacy_map`` holds the in-header map)."""
 
     width: int
     height: int
@@ -101,30 +119,73 @@ class StreamHeader:
     weights_id: bytes = b"\x00" * 8
     quality: int = 0
     groups: tuple[GroupEntry, ...] = ()
-    map_codec: int = 0
-    map_bytes: bytes = b""
+    mask_codec: int = MASK_CODEC_ROWS_BINARY
     kind: int = KIND_IMAGE
     frames: int = 1
     version: int = VERSION
     header_length: int = field(default=0, compare=False)
+    legacy_map: tuple[int, bytes] | None = None
+
+    @property
+    def masks_offset(self) -> int:
+        """Absolute offset of the mask section."""
+        return PREAMBLE.size + self.header_length
+
+    @property
+    def masks_length(self) -> int:
+        return sum(g.mask_length for g in self.groups)
 
     @property
     def payload_offset(self) -> int:
-        """Absolute offset of the payload in the stream."""
-        return PREAMBLE.size + self.header_length
+        """Absolute offset of the payload (first segment) in the stream."""
+        return self.masks_offset + self.masks_length
+
+    @property
+    def payload_length(self) -> int:
+        return sum(g.seg_length for g in self.groups)
+
+    @property
+    def stream_length(self) -> int:
+        return self.payload_offset + self.payload_length
 
     def group(self, group_id: int) -> GroupEntry:
         for g in self.groups:
             if g.group_id == group_id:
                 return g
-        from ..errors import GroupNotFoundError
-
         known = ", ".join(str(g.group_id) for g in self.groups)
         raise GroupNotFoundError(f"group {group_id} is not in this stream (groups: {known})")
 
     @property
     def group_ids(self) -> tuple[int, ...]:
         return tuple(g.group_id for g in self.groups)
+
+    @property
+    def complement(self) -> GroupEntry | None:
+        """The group whose pixels are those no other group's mask covers (None for version 1)."""
+        if self.version < 2:
+            return None
+        return next((g for g in self.groups if g.is_complement), None)
+
+
+def choose_complement(groups: tuple[GroupEntry, ...] | list) -> int:
+    """Encoder convention: the largest group (lowest id on ties) goes without a mask record."""
+    return min(groups, key=lambda g: (-g.area, g.group_id)).group_id
+
+
+def varint(value: int, what: str = "value") -> bytes:
+    """Unsigned LEB128 encoding of ``value`` (< 2**64)."""
+    value = int(value)
+    if not 0 <= value < (1 << 64):
+        raise BitstreamError(f"{what}={value} does not fit in a varint")
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
 
 
 def _str8(s: str) -> bytes:
@@ -140,82 +201,9 @@ def _u(value: int, bits: int, what: str) -> int:
     return int(value)
 
 
-def _encode_header_body(h: StreamHeader) -> bytes:
-    out = bytearray()
-    out += struct.pack(
-        "<BIIH",
-        _u(h.kind, 8, "kind"),
-        _u(h.width, 32, "width"),
-        _u(h.height, 32, "height"),
-        _u(h.frames, 16, "frames"),
-    )
-    out += _str8(h.model_id)
-    if len(h.weights_id) != 8:
-        raise BitstreamError("weights_id must be 8 bytes")
-    out += h.weights_id
-    out += struct.pack("<HH", _u(h.quality, 16, "quality"), _u(len(h.groups), 16, "num_groups"))
-    for g in h.groups:
-        out += _GROUP_FIXED.pack(_u(g.group_id, 16, "group_id"), _u(g.class_id, 16, "class_id"))
-        out += _str8(g.label)
-        x0, y0, x1, y1 = g.box
-        out += _GROUP_TAIL.pack(
-            _u(x0, 32, "x0"), _u(y0, 32, "y0"), _u(x1, 32, "x1"), _u(y1, 32, "y1"),
-            _u(g.area, 32, "area"), _u(g.quality, 16, "quality"),
-            _u(g.seg_offset, 64, "seg_offset"), _u(g.seg_length, 32, "seg_length"),
-        )
-    out += struct.pack("<BI", _u(h.map_codec, 8, "map_codec"), _u(len(h.map_bytes), 32, "map_length"))
-    out += h.map_bytes
-    return bytes(out)
+class Cursor:
+    """Bounds-checked reads from a header body."""
 
-
-def pack_segment(group_id: int, body: bytes) -> bytes:
-    """Frame one group's entropy-coded body as a length-prefixed, CRC-checked segment."""
-    prefix = SEGMENT_PREFIX.pack(_u(group_id, 16, "group_id"), _u(len(body), 32, "body_length"))
-    return prefix + body + struct.pack("<I", crc32(prefix + body))
-
-
-def unpack_segment(segment: bytes, expected_group: int) -> bytes:
-    """Check a framed segment and return its body. Raises CorruptSegmentError for that group only."""
-    from ..errors import CorruptSegmentError
-
-    if len(segment) < SEGMENT_OVERHEAD:
-        raise CorruptSegmentError(expected_group, f"segment truncated ({len(segment)} bytes)")
-    gid, blen = SEGMENT_PREFIX.unpack_from(segment, 0)
-    if gid != expected_group:
-        raise CorruptSegmentError(expected_group, f"segment is labelled as group {gid}")
-    if blen != len(segment) - SEGMENT_OVERHEAD:
-        raise CorruptSegmentError(expected_group, f"segment length field {blen} != {len(segment) - SEGMENT_OVERHEAD}")
-    (crc,) = struct.unpack_from("<I", segment, len(segment) - 4)
-    if crc != crc32(segment[:-4]):
-        raise CorruptSegmentError(expected_group, "CRC-32 mismatch (segment corrupted)")
-    return segment[SEGMENT_PREFIX.size : -4]
-
-
-def build_stream(header: StreamHeader, bodies: dict[int, bytes]) -> bytes:
-    """Assemble a complete stream. ``bodies`` maps group id -> entropy-coded body; segment offsets and
-    lengths in the table are filled in here, in ascending group-id order."""
-    ids = [g.group_id for g in header.groups]
-    if ids != sorted(set(ids)):
-        raise BitstreamError(f"group ids must be unique and ascending, got {ids}")
-    if set(bodies) != set(ids):
-        raise BitstreamError(f"segments {sorted(bodies)} do not match group table {ids}")
-    segments = [pack_segment(gid, bodies[gid]) for gid in ids]
-    offset = 0
-    groups = []
-    for g, seg in zip(header.groups, segments):
-        groups.append(GroupEntry(g.group_id, g.class_id, g.label, tuple(g.box), g.area, g.quality, offset, len(seg)))
-        offset += len(seg)
-    full = StreamHeader(
-        width=header.width, height=header.height, model_id=header.model_id, weights_id=header.weights_id,
-        quality=header.quality, groups=tuple(groups), map_codec=header.map_codec, map_bytes=header.map_bytes,
-        kind=header.kind, frames=header.frames,
-    )
-    _validate(full, payload_length=offset)
-    body = _encode_header_body(full)
-    return PREAMBLE.pack(MAGIC, VERSION, len(body), crc32(body)) + body + b"".join(segments)
-
-
-class _Cursor:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
@@ -239,69 +227,213 @@ class _Cursor:
         except UnicodeDecodeError as e:
             raise BitstreamError(f"{what} is not valid UTF-8") from e
 
+    def varint(self, what: str) -> int:
+        value = 0
+        for i in range(_VARINT_MAX_BYTES):
+            (b,) = self.take(1, what)
+            value |= (b & 0x7F) << (7 * i)
+            if not b & 0x80:
+                if b == 0 and i > 0:
+                    raise BitstreamError(f"{what}: varint has a redundant zero byte")
+                if value >= 1 << 64:
+                    raise BitstreamError(f"{what}: varint exceeds 64 bits")
+                return value
+        raise BitstreamError(f"{what}: varint longer than {_VARINT_MAX_BYTES} bytes")
 
-def parse_preamble(data: bytes) -> tuple[int, int]:
-    """Check magic and version; return (header_length, header_crc)."""
+
+def _encode_header_body(h: StreamHeader) -> bytes:
+    out = bytearray(struct.pack("<B", _u(h.kind, 8, "kind")))
+    out += varint(h.width, "width") + varint(h.height, "height") + varint(h.frames, "frames")
+    out += _str8(h.model_id)
+    if len(h.weights_id) != 8:
+        raise BitstreamError("weights_id must be 8 bytes")
+    out += h.weights_id
+    out += varint(h.quality, "quality")
+    out += struct.pack("<B", _u(h.mask_codec, 8, "mask_codec"))
+    labels: list[tuple[int, str]] = []
+    for g in h.groups:  # dictionary in order of first use: deterministic, independent of dict order
+        if (g.class_id, g.label) != (0, "") and (g.class_id, g.label) not in labels:
+            labels.append((g.class_id, g.label))
+    out += varint(len(labels), "num_labels")
+    for cls, name in labels:
+        out += varint(cls, "class_id") + _str8(name)
+    out += varint(len(h.groups), "num_groups")
+    prev = -1
+    for g in h.groups:
+        x0, y0, x1, y1 = g.box
+        ref = 0 if (g.class_id, g.label) == (0, "") else labels.index((g.class_id, g.label)) + 1
+        q = 0 if g.quality == h.quality else g.quality + 1
+        out += b"".join(varint(v, f"group {g.group_id}") for v in (
+            g.group_id - prev - 1, ref, x0, y0, x1 - x0, y1 - y0, g.area, q, g.mask_length, g.seg_length))
+        prev = g.group_id
+    return bytes(out)
+
+
+def pack_segment(group_id: int, body: bytes) -> bytes:
+    """Frame one group's entropy-coded body as a length-prefixed, CRC-checked segment."""
+    prefix = SEGMENT_PREFIX.pack(_u(group_id, 16, "group_id"), _u(len(body), 32, "body_length"))
+    return prefix + body + struct.pack("<I", crc32(prefix + body))
+
+
+def unpack_segment(segment: bytes, expected_group: int) -> bytes:
+    """Check a framed segment and return its body. Raises CorruptSegmentError for that group only."""
+    if len(segment) < SEGMENT_OVERHEAD:
+        raise CorruptSegmentError(expected_group, f"segment truncated ({len(segment)} bytes)")
+    gid, blen = SEGMENT_PREFIX.unpack_from(segment, 0)
+    if gid != expected_group:
+        raise CorruptSegmentError(expected_group, f"segment is labelled as group {gid}")
+    if blen != len(segment) - SEGMENT_OVERHEAD:
+        raise CorruptSegmentError(expected_group, f"segment length field {blen} != {len(segment) - SEGMENT_OVERHEAD}")
+    (crc,) = struct.unpack_from("<I", segment, len(segment) - 4)
+    if crc != crc32(segment[:-4]):
+        raise CorruptSegmentError(expected_group, "CRC-32 mismatch (segment corrupted)")
+    return segment[SEGMENT_PREFIX.size : -4]
+
+
+def pack_mask(group_id: int, mask_bytes: bytes) -> bytes:
+    """A mask record: the coded mask and the CRC-32 of ``group_id (u16) | mask bytes``."""
+    return mask_bytes + MASK_CRC.pack(crc32(struct.pack("<H", _u(group_id, 16, "group_id")) + mask_bytes))
+
+
+def unpack_mask(record: bytes, group_id: int) -> bytes:
+    """Check a mask record and return the coded mask. Raises CorruptSegmentError for that group."""
+    if len(record) <= MASK_CRC.size:
+        raise CorruptSegmentError(group_id, f"mask record truncated ({len(record)} bytes)")
+    body = record[: -MASK_CRC.size]
+    if MASK_CRC.unpack(record[-MASK_CRC.size :])[0] != crc32(struct.pack("<H", group_id) + body):
+        raise CorruptSegmentError(group_id, "mask CRC-32 mismatch (mask record corrupted)")
+    return body
+
+
+def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int, bytes]) -> bytes:
+    """Assemble a complete version-2 stream. ``bodies`` maps group id -> entropy-coded body;
+    ``masks`` maps every group id but the complement's -> its coded mask (``mask_codec``). Lengths
+    and offsets in the table are filled in here, in ascending group-id order."""
+    ids = [g.group_id for g in header.groups]
+    if ids != sorted(set(ids)):
+        raise BitstreamError(f"group ids must be unique and ascending, got {ids}")
+    if set(bodies) != set(ids):
+        raise BitstreamError(f"segments {sorted(bodies)} do not match group table {ids}")
+    missing = [gid for gid in ids if gid not in masks]
+    if len(missing) != 1 or set(masks) - set(ids):
+        raise BitstreamError(f"masks must be given for every group but one (the complement); missing {missing}")
+    segments = [pack_segment(gid, bodies[gid]) for gid in ids]
+    records = [pack_mask(gid, masks[gid]) if gid in masks else b"" for gid in ids]
+    groups = _with_offsets(
+        [GroupEntry(g.group_id, g.class_id, g.label, tuple(g.box), g.area, g.quality, 0, len(s), 0, len(r))
+         for g, s, r in zip(header.groups, segments, records)]
+    )
+    full = StreamHeader(
+        width=header.width, height=header.height, model_id=header.model_id, weights_id=header.weights_id,
+        quality=header.quality, groups=groups, mask_codec=header.mask_codec, kind=header.kind, frames=header.frames,
+    )
+    _validate(full)
+    body = _encode_header_body(full)
+    return PREAMBLE.pack(MAGIC, VERSION, len(body), crc32(body)) + body + b"".join(records) + b"".join(segments)
+
+
+def _with_offsets(groups: list[GroupEntry]) -> tuple[GroupEntry, ...]:
+    out, m_off, s_off = [], 0, 0
+    for g in groups:
+        out.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, g.quality, s_off, g.seg_length,
+                              m_off, g.mask_length))
+        m_off += g.mask_length
+        s_off += g.seg_length
+    return tuple(out)
+
+
+def parse_preamble(data: bytes) -> tuple[int, int, int]:
+    """Check magic and version; return (version, header_length, header_crc)."""
     if len(data) < PREAMBLE.size:
         raise BitstreamError(f"not an ssc stream: {len(data)} bytes is shorter than the {PREAMBLE.size}-byte preamble")
     magic, version, hlen, hcrc = PREAMBLE.unpack_from(data, 0)
     if magic != MAGIC:
         raise BitstreamError(f"not an ssc stream (magic {magic!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported ssc bitstream version {version} (this reader knows {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise BitstreamError(f"unsupported ssc bitstream version {version} (this reader knows {READABLE_VERSIONS})")
     if hlen > MAX_HEADER_BYTES:
         raise BitstreamError(f"header length {hlen} exceeds the {MAX_HEADER_BYTES}-byte limit")
-    return hlen, hcrc
+    return version, hlen, hcrc
 
 
 def parse_header(
-    data: bytes, *, payload_length: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes, *, stream_length: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> StreamHeader:
-    """Parse and validate the preamble and header body. ``data`` must hold at least the header (the
-    payload may be absent). When ``payload_length`` is known (whole stream or file size), segment
-    bounds are checked against it. Declared sizes above ``max_pixels`` are refused before any
-    allocation."""
-    hlen, hcrc = parse_preamble(data)
+    """Parse and validate the preamble and header body. ``data`` must hold at least the header (mask
+    section and payload may be absent). When ``stream_length`` is known (file size), a stream cut
+    inside its mask section or carrying bytes after its last segment is refused; a stream cut inside
+    its payload is accepted (the cut groups fail when read). Declared sizes above ``max_pixels`` are
+    refused before any allocation."""
+    version, hlen, hcrc = parse_preamble(data)
     if len(data) < PREAMBLE.size + hlen:
         raise BitstreamError(f"stream truncated inside the header ({len(data)} of {PREAMBLE.size + hlen} bytes)")
     body = bytes(data[PREAMBLE.size : PREAMBLE.size + hlen])
     if crc32(body) != hcrc:
         raise BitstreamError("header CRC-32 mismatch (header corrupted)")
-    c = _Cursor(body)
-    kind, width, height, frames = c.unpack("<BIIH", "image size")
+    if version == 1:
+        from .v1 import parse_header_body_v1
+
+        return parse_header_body_v1(body, stream_length=stream_length, max_pixels=max_pixels)
+    c = Cursor(body)
+    (kind,) = c.unpack("<B", "kind")
+    width, height, frames = c.varint("width"), c.varint("height"), c.varint("frames")
+    check_size(kind, width, height, max_pixels)
+    model_id = c.str8("model_id")
+    weights_id = c.take(8, "weights_id")
+    quality = c.varint("quality")
+    (mask_codec,) = c.unpack("<B", "mask_codec")
+    if mask_codec != MASK_CODEC_ROWS_BINARY:
+        raise BitstreamError(f"unknown mask codec {mask_codec}")
+    n_labels = c.varint("num_labels")
+    if n_labels > len(body):  # every entry takes at least 2 bytes: refuse before looping
+        raise BitstreamError(f"label count {n_labels} exceeds the header size")
+    labels = [(c.varint("class_id"), c.str8("label")) for _ in range(n_labels)]
+    n = c.varint("num_groups")
+    if n > len(body):
+        raise BitstreamError(f"group count {n} exceeds the header size")
+    groups, prev = [], -1
+    for i in range(n):
+        what = f"group entry {i}"
+        gid = prev + 1 + c.varint(what)
+        if gid > MAX_GROUP_ID:
+            raise BitstreamError(f"{what}: group id {gid} exceeds {MAX_GROUP_ID}")
+        ref, x0, y0, w, h, area, q, mlen, slen = (c.varint(what) for _ in range(9))
+        if ref > len(labels):
+            raise BitstreamError(f"group {gid}: label reference {ref} outside the {len(labels)}-entry dictionary")
+        cls, name = labels[ref - 1] if ref else (0, "")
+        gq = quality if q == 0 else q - 1
+        groups.append(GroupEntry(gid, cls, name, (x0, y0, x0 + w, y0 + h), area, gq, 0, slen, 0, mlen))
+        prev = gid
+    if c.pos != len(body):
+        raise BitstreamError(f"{len(body) - c.pos} unexpected bytes at the end of the header")
+    hdr = StreamHeader(
+        width=width, height=height, model_id=model_id, weights_id=weights_id, quality=quality,
+        groups=_with_offsets(groups), mask_codec=mask_codec, kind=kind, frames=frames, version=2, header_length=hlen,
+    )
+    _validate(hdr)
+    if stream_length is not None:
+        if stream_length < hdr.payload_offset:
+            raise BitstreamError(
+                f"stream truncated inside the mask section ({stream_length} of {hdr.payload_offset} bytes)")
+        if stream_length > hdr.stream_length:
+            raise BitstreamError(f"{stream_length - hdr.stream_length} unexpected bytes after the last segment")
+    return hdr
+
+
+def check_size(kind: int, width: int, height: int, max_pixels: int) -> None:
     if kind not in (KIND_IMAGE, KIND_VIDEO):
         raise BitstreamError(f"unknown stream kind {kind}")
     if width == 0 or height == 0:
         raise BitstreamError(f"invalid image size {width}x{height}")
     if width * height > max_pixels:
         raise ResourceLimitError(f"declared size {width}x{height} exceeds the limit of {max_pixels} pixels")
-    model_id = c.str8("model_id")
-    weights_id = c.take(8, "weights_id")
-    quality, n = c.unpack("<HH", "group count")
-    groups = []
-    for i in range(n):
-        gid, cls = c.unpack(_GROUP_FIXED, f"group entry {i}")
-        label = c.str8(f"label of group {gid}")
-        x0, y0, x1, y1, area, gq, off, slen = c.unpack(_GROUP_TAIL, f"group entry {gid}")
-        groups.append(GroupEntry(gid, cls, label, (x0, y0, x1, y1), area, gq, off, slen))
-    map_codec, map_len = c.unpack("<BI", "group map")
-    map_bytes = c.take(map_len, "group map")
-    if c.pos != len(body):
-        raise BitstreamError(f"{len(body) - c.pos} unexpected bytes at the end of the header")
-    h = StreamHeader(
-        width=width, height=height, model_id=model_id, weights_id=weights_id, quality=quality,
-        groups=tuple(groups), map_codec=map_codec, map_bytes=map_bytes, kind=kind, frames=frames,
-        header_length=hlen,
-    )
-    _validate(h, payload_length)
-    return h
 
 
-def _validate(h: StreamHeader, payload_length: int | None) -> None:
+def validate_groups(h: StreamHeader) -> None:
+    """Checks common to every version: ids, boxes, areas, segment lengths."""
     ids = [g.group_id for g in h.groups]
     if ids != sorted(set(ids)):
         raise BitstreamError(f"group ids must be unique and ascending, got {ids[:20]}")
-    spans = []
     for g in h.groups:
         x0, y0, x1, y1 = g.box
         if not (x0 < x1 <= h.width and y0 < y1 <= h.height):
@@ -310,16 +442,16 @@ def _validate(h: StreamHeader, payload_length: int | None) -> None:
             raise BitstreamError(f"group {g.group_id}: area {g.area} inconsistent with its box")
         if g.seg_length < SEGMENT_OVERHEAD:
             raise BitstreamError(f"group {g.group_id}: segment length {g.seg_length} too small")
-        if payload_length is not None and g.seg_offset + g.seg_length > payload_length:
-            raise BitstreamError(
-                f"group {g.group_id}: segment [{g.seg_offset}, {g.seg_offset + g.seg_length}) lies beyond "
-                f"the payload ({payload_length} bytes)"
-            )
-        spans.append((g.seg_offset, g.seg_offset + g.seg_length, g.group_id))
     total_area = sum(g.area for g in h.groups)
     if h.groups and total_area != h.width * h.height:
         raise BitstreamError(f"group areas sum to {total_area}, not {h.width}x{h.height} = {h.width * h.height} pixels")
-    spans.sort()
-    for (_, a1, ga), (b0, _, gb) in zip(spans, spans[1:]):
-        if b0 < a1:
-            raise BitstreamError(f"segments of groups {ga} and {gb} overlap")
+
+
+def _validate(h: StreamHeader) -> None:
+    validate_groups(h)
+    n_comp = sum(g.is_complement for g in h.groups)
+    if h.groups and n_comp != 1:
+        raise BitstreamError(f"exactly one group must be the complement (mask length 0), found {n_comp}")
+    for g in h.groups:
+        if not g.is_complement and g.mask_length <= MASK_CRC.size:
+            raise BitstreamError(f"group {g.group_id}: mask record length {g.mask_length} too small")

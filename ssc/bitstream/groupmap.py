@@ -1,5 +1,11 @@
-"""Lossless coding of the group map (H x W integer labels, 0 = background). The encoder tries both
-codecs and keeps the smaller; codec 2 is in :mod:`ssc.bitstream.groupmap_rows`.
+"""Lossless coding of group masks and group maps.
+
+Bitstream version 2 codes one binary mask per group on the group's box (:func:`encode_group_mask`,
+mask codec 3 = the row-transition coder of :mod:`ssc.bitstream.groupmap_rows` with exclusive labels),
+so a reader decodes one group's mask without the others.
+
+Version 1 coded the whole (H x W) label map in the header with one of two codecs (the encoder kept the
+smaller); :func:`decode_group_map` still reads them and :func:`encode_group_map` remains for tests.
 
 Codec 1 ("delta-deflate"): one byte giving the sample width (1 or 2 bytes per label), then
 DEFLATE (zlib container) of the label plane after a vertical prediction: each row is replaced by
@@ -10,14 +16,40 @@ never produces more than H*W*width bytes, so a forged map cannot blow up memory.
 from __future__ import annotations
 
 import zlib
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import BitstreamError
+from .format import GroupEntry, choose_complement
 from .groupmap_rows import decode_rows, encode_rows
 
 MAP_CODEC_DELTA_DEFLATE = 1
 MAP_CODEC_ROWS = 2
+
+
+def encode_group_mask(mask: np.ndarray) -> bytes:
+    """Code a 2-D boolean mask (a group's pixels on its box) with mask codec 3."""
+    if mask.ndim != 2 or mask.size == 0:
+        raise ValueError(f"mask must be a non-empty 2-D array, got shape {mask.shape}")
+    return encode_rows(mask.astype(np.int32), 2, exclusive=True)
+
+
+def encode_group_masks(labels: np.ndarray, groups: Sequence[GroupEntry]) -> dict[int, bytes]:
+    """Coded masks of every group but the complement (:func:`choose_complement`), each on its box,
+    ready for :func:`ssc.bitstream.format.build_stream`."""
+    comp = choose_complement(groups)
+    out = {}
+    for g in groups:
+        if g.group_id != comp:
+            x0, y0, x1, y1 = g.box
+            out[g.group_id] = encode_group_mask(labels[y0:y1, x0:x1] == g.group_id)
+    return out
+
+
+def decode_group_mask(data: bytes, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`encode_group_mask`: a (height, width) bool array."""
+    return decode_rows(data, height, width, 2, exclusive=True).astype(bool)
 
 
 def encode_group_map(labels: np.ndarray, ids: np.ndarray | None = None) -> tuple[int, bytes]:

@@ -15,6 +15,10 @@ The mode's context is how the referenced transition was itself coded one row up 
 so smooth object edges cost a fraction of a bit per row. The first label of each row is coded as
 "same as the row above" or explicitly. Label indices refer to the group table's ids in ascending
 order. All models are adaptive counts that encoder and decoder update identically.
+
+With ``exclusive=True`` (the per-group binary masks of bitstream v2) a label that is known to differ
+from another one (a NEW run's label differs from the run before it; a row's first label, when it is
+not the one above) is coded among the k - 1 remaining labels, so binary masks spend no bits on labels.
 """
 from __future__ import annotations
 
@@ -51,13 +55,14 @@ class _Adaptive:
 
 
 class _Models:
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, exclusive: bool) -> None:
         prior = np.ones(NUM_MODES)
         prior[V_RANGE] = 8  # V(0) is the common case
         prior[END] = 4
         self.mode = [_Adaptive(NUM_MODES, prior) for _ in range(NUM_CTX)]
         self.same_first = _Adaptive(2, np.array([1.0, 8.0]))
         self.label = _Adaptive(k)
+        self.other_label = _Adaptive(max(k - 1, 1)) if exclusive else None
         self.nbits = _Adaptive(MAX_BITS + 1)
 
 
@@ -69,9 +74,16 @@ def _runs(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Coder:
     """Shared walk over rows; subclasses supply the symbol I/O."""
 
-    def __init__(self, k: int) -> None:
-        self.m = _Models(k)
+    def __init__(self, k: int, exclusive: bool = False) -> None:
+        self.m = _Models(k, exclusive)
         self.k = k
+
+    def label(self, lab: int | None, differs_from: int) -> int:
+        """Code a label; in exclusive mode one that must differ from ``differs_from`` (>= 0)."""
+        if self.m.other_label is None or differs_from < 0:
+            return self.sym(self.m.label, lab)
+        s = self.sym(self.m.other_label, None if lab is None else lab - (lab > differs_from))
+        return s + (s >= differs_from)
 
     def sym(self, model: _Adaptive, s: int | None) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -103,7 +115,7 @@ class _Coder:
         if same:
             first = p_first
         else:
-            first = self.sym(self.m.label, first if enc else None)
+            first = self.label(first if enc else None, p_first)
         out_pos, out_lab, out_cls = [], [], []
         last, j, i = 0, 0, 0
         while True:
@@ -135,7 +147,7 @@ class _Coder:
             if mode == NEW:
                 g = self.gap((x - last - 1) if enc else None)
                 x_new = last + 1 + g
-                lab_new = self.sym(self.m.label, lab if enc else None)
+                lab_new = self.label(lab if enc else None, out_lab[-1] if out_lab else first)
                 cls = CTX_NEW
             else:
                 if j >= len(p_pos):
@@ -154,8 +166,8 @@ class _Coder:
 
 
 class _Enc(_Coder):
-    def __init__(self, k: int) -> None:
-        super().__init__(k)
+    def __init__(self, k: int, exclusive: bool = False) -> None:
+        super().__init__(k, exclusive)
         self.w = SymbolWriter()
 
     def sym(self, model: _Adaptive, s: int | None) -> int:
@@ -177,8 +189,8 @@ class _Enc(_Coder):
 
 
 class _Dec(_Coder):
-    def __init__(self, k: int, data: bytes) -> None:
-        super().__init__(k)
+    def __init__(self, k: int, data: bytes, exclusive: bool = False) -> None:
+        super().__init__(k, exclusive)
         self.r = SymbolReader(data)
 
     def _need(self) -> None:
@@ -207,17 +219,17 @@ class _Dec(_Coder):
         return out
 
 
-def encode_rows(index_map: np.ndarray, k: int) -> bytes:
+def encode_rows(index_map: np.ndarray, k: int, exclusive: bool = False) -> bytes:
     """``index_map`` (H, W) of label indices in [0, k)."""
-    enc = _Enc(k)
+    enc = _Enc(k, exclusive)
     prev: tuple[list[int], list[int], list[int]] = ([-1], [], [])
     for row in index_map:
         prev = enc.walk_row(prev, index_map.shape[1], _runs(row))
     return enc.w.finish()
 
 
-def decode_rows(data: bytes, height: int, width: int, k: int) -> np.ndarray:
-    dec = _Dec(k, data)
+def decode_rows(data: bytes, height: int, width: int, k: int, exclusive: bool = False) -> np.ndarray:
+    dec = _Dec(k, data, exclusive)
     out = np.empty((height, width), dtype=np.int32)
     prev: tuple[list[int], list[int], list[int]] = ([-1], [], [])
     for y in range(height):
