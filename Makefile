@@ -50,6 +50,7 @@ bench: install anchors
 	$(BIN)/python -m ssc.eval.rd --part kodak --images $(DATA)/kodak --limit 24
 	$(BIN)/python -m ssc.eval.rd --part coco --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 6
 	$(BIN)/python -m ssc.eval.partial_decode --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 20
+	$(BIN)/python -m ssc.eval.tiling --images $(DATA)/kodak
 
 # Rate-accuracy on COCO val with the reference detector (tasks issue); results in out/eval/coco/.
 COCO_EVAL = $(BIN)/ssc eval coco --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 40 --fidelity-score 0.15 --out out/eval/coco

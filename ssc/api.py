@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
-from .bitstream.format import DEFAULT_MAX_PIXELS, QUALITY_SCALE
+from .bitstream.format import DEFAULT_MAX_PIXELS, QUALITY_SCALE, pack_tiles, unpack_tiles
 from .errors import GroupNotFoundError, SSCError, WeightsError
 from .masks import GroupMap
 from .models.codec import ALIGN
@@ -50,28 +50,50 @@ def _take(arr: np.ndarray, x0: int, y0: int, w: int, h: int, fill: int = 0) -> n
     return out
 
 
-def mask_crop(labels: np.ndarray, box: tuple[int, int, int, int], gid: int, device: torch.device) -> torch.Tensor:
-    """(1, 1, h, w) float mask of one group on its coding crop, from the full (H, W) label map."""
+#: A tile in image coordinates: (x0, y0, width, height).
+Tile = tuple[int, int, int, int]
+#: Images with more pixels than this are coded in tiles of DEFAULT_TILE unless the caller chooses.
+AUTO_TILE_PIXELS = 1 << 22
+DEFAULT_TILE = 1024
+
+
+def group_tiles(box: tuple[int, int, int, int], tile: int = 0) -> list[Tile]:
+    """The tiles of a group's coding crop in raster order: the whole crop when ``tile`` is 0, else
+    ``tile x tile`` pieces from its top-left corner (bitstream v2, tile_size)."""
     x0, y0, w, h = crop_box(box)
-    return torch.from_numpy(_take(labels, x0, y0, w, h, fill=-1) == gid).float().view(1, 1, h, w).to(device)
+    if not tile:
+        return [(x0, y0, w, h)]
+    return [(x0 + tx, y0 + ty, min(tile, w - tx), min(tile, h - ty)) for ty in range(0, h, tile) for tx in range(0, w, tile)]
 
 
-def box_mask_crop(mask: np.ndarray, box: tuple[int, int, int, int], device: torch.device) -> torch.Tensor:
-    """(1, 1, h, w) float mask on the coding crop from the group's mask on its box (as stored in the
-    stream); the same tensor :func:`mask_crop` gives, since the box is the mask's bounding box."""
-    _, _, w, h = crop_box(box)
+def tile_input(image: np.ndarray, labels: np.ndarray, gid: int, t: Tile, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder side: (x, mask) tensors (1, 3, h, w) / (1, 1, h, w) of group ``gid`` on tile ``t``;
+    x is zero outside the group and past the image edge."""
+    x0, y0, w, h = t
+    mask = torch.from_numpy(_take(labels, x0, y0, w, h, fill=-1) == gid).float().view(1, 1, h, w).to(device)
+    x = torch.from_numpy(_take(image, x0, y0, w, h)).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
+    return x * mask, mask
+
+
+def tile_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], t: Tile, device: torch.device) -> torch.Tensor:
+    """Decoder side: (1, 1, h, w) mask of tile ``t`` from the group's mask on its box (as stored in the
+    stream); equal to the encoder's, since the box is the mask's bounding box."""
+    x0, y0, w, h = t
+    part = box_mask[y0 - box[1] : y0 - box[1] + h, x0 - box[0] : x0 - box[0] + w]
     out = np.zeros((h, w), dtype=np.float32)
-    out[: mask.shape[0], : mask.shape[1]] = mask
+    out[: part.shape[0], : part.shape[1]] = part
     return torch.from_numpy(out).view(1, 1, h, w).to(device)
 
 
 def group_crop(image: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], gid: int,
                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x, mask) tensors (1, 3, h, w) / (1, 1, h, w) of one group; x is zero outside the group."""
-    x0, y0, w, h = crop_box(box)
-    mask = mask_crop(labels, box, gid, device)
-    x = torch.from_numpy(_take(image, x0, y0, w, h)).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
-    return x * mask, mask
+    """(x, mask) of one group on its whole (untiled) coding crop."""
+    return tile_input(image, labels, gid, group_tiles(box)[0], device)
+
+
+def box_mask_crop(mask: np.ndarray, box: tuple[int, int, int, int], device: torch.device) -> torch.Tensor:
+    """(1, 1, h, w) mask on the whole (untiled) coding crop from the group's mask on its box."""
+    return tile_mask(mask, box, group_tiles(box)[0], device)
 
 
 def _device(codec: LoadedCodec) -> torch.device:
@@ -95,9 +117,12 @@ def encode_image(
     codec: LoadedCodec,
     quality: float = 2.0,
     group_quality: dict[int, float] | None = None,
+    tile: int | None = None,
 ) -> EncodeResult:
     """Encode an (H, W, 3) uint8 image; every group of ``group_map`` gets its own segment.
-    ``group_quality`` overrides the quality per group id (ROI coding)."""
+    ``group_quality`` overrides the quality per group id (ROI coding). ``tile`` (a multiple of 64)
+    codes every group in tiles of that side, which bounds memory on very large images; None tiles
+    with DEFAULT_TILE above AUTO_TILE_PIXELS pixels, 0 never tiles."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise SSCError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
@@ -110,18 +135,26 @@ def encode_image(
     for q in [quality, *group_quality.values()]:
         if not 0 <= q <= nq - 1:
             raise ValueError(f"quality {q} outside [0, {nq - 1}] for model {codec.card.name}")
+    if tile is None:
+        tile = DEFAULT_TILE if h * w > AUTO_TILE_PIXELS else 0
+    if tile % ALIGN or tile < 0:
+        raise ValueError(f"tile size {tile} must be a non-negative multiple of {ALIGN}")
     t0 = time.perf_counter()
     dev = _device(codec)
     bodies, entries = {}, []
     for g in group_map.groups:
         gq = group_quality.get(g.group_id, quality)
         gq_code = int(round(gq * QUALITY_SCALE))
-        x, mask = group_crop(image, group_map.labels, g.box, g.group_id, dev)
-        bodies[g.group_id] = codec.model.compress_group(x, mask, gq_code / QUALITY_SCALE)
+        coded = []
+        for t in group_tiles(g.box, tile):
+            x, mask = tile_input(image, group_map.labels, g.group_id, t, dev)
+            if mask.any():
+                coded.append(codec.model.compress_group(x, mask, gq_code / QUALITY_SCALE))
+        bodies[g.group_id] = pack_tiles(coded) if tile else coded[0]
         entries.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, gq_code))
     header = StreamHeader(
         width=w, height=h, model_id=codec.card.name, weights_id=codec.weights_id,
-        quality=int(round(quality * QUALITY_SCALE)), groups=tuple(entries),
+        quality=int(round(quality * QUALITY_SCALE)), groups=tuple(entries), tile_size=tile,
     )
     data = build_stream(header, bodies, encode_group_masks(group_map.labels, entries))
     return EncodeResult(data, StreamReader(data).header, time.perf_counter() - t0)
@@ -174,6 +207,23 @@ def codec_for_stream(header: StreamHeader, codec: LoadedCodec | None, device: st
     return codec
 
 
+def _decode_group(codec: LoadedCodec, body: bytes, e: GroupEntry, sel: np.ndarray, tile: int, out: np.ndarray,
+                  dev: torch.device) -> None:
+    """Decode one group's body tile by tile into ``out`` at its pixels. The group is written only
+    when every tile decodes, so a corrupt group leaves ``out`` untouched."""
+    x0, y0, x1, y1 = e.box
+    tiles = [t for t in group_tiles(e.box, tile) if sel[t[1] - y0 : t[1] - y0 + t[3], t[0] - x0 : t[0] - x0 + t[2]].any()]
+    coded = unpack_tiles(body, len(tiles), e.group_id) if tile else [body]
+    pix = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
+    for t, data in zip(tiles, coded):
+        tx, ty = t[0], t[1]
+        x = codec.model.decompress_group(data, tile_mask(sel, e.box, t, dev), e.quality / QUALITY_SCALE)
+        part = pix[ty - y0 :, tx - x0 :]
+        h, w = min(part.shape[0], x.shape[2]), min(part.shape[1], x.shape[3])
+        part[:h, :w] = (x[0, :, :h, :w].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    out[y0:y1, x0:x1][sel] = pix[sel]
+
+
 def decode_image(
     source: bytes | str | Path,
     codec: LoadedCodec | None = None,
@@ -198,13 +248,10 @@ def decode_image(
             try:
                 sel = rd.group_mask(gid)
                 res.group_map[y0:y1, x0:x1][sel] = gid
-                body = rd.read_segment(gid)
-                x = codec.model.decompress_group(body, box_mask_crop(sel, e.box, dev), e.quality / QUALITY_SCALE)
+                _decode_group(codec, rd.read_segment(gid), e, sel, hdr.tile_size, out, dev)
             except SSCError as err:
                 res.failed[gid] = str(err)
                 continue
-            pix = (x[0, :, : y1 - y0, : x1 - x0].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-            out[y0:y1, x0:x1][sel] = pix[sel]
             res.decoded.append(gid)
         res.bytes_read = rd.bytes_read
     res.seconds = time.perf_counter() - t0

@@ -45,7 +45,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     codec = _codec(args)
     roi = {gid: args.roi_quality for gid in gm.ids if gid != 0} if args.roi_quality is not None else None
     quality = args.quality if args.quality is not None else default_quality(codec.model.num_qualities)
-    res = encode_image(image, gm, codec, quality=quality, group_quality=roi)
+    res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile)
     Path(args.output).write_bytes(res.data)
     px = image.shape[0] * image.shape[1]
     print(f"{args.output}: {len(res.data)} bytes, {8 * len(res.data) / px:.4f} bpp, {len(gm.groups)} groups, {res.seconds:.2f} s")
@@ -71,6 +71,7 @@ def header_summary(header) -> dict:
         "width": header.width, "height": header.height, "model_id": header.model_id,
         "weights_id": header.weights_id.hex(), "quality": header.quality / 256,
         "version": header.version, "header_bytes": header.masks_offset, "mask_bytes": header.masks_length,
+        "tile_size": header.tile_size,
         "groups": [
             {"id": g.group_id, "class_id": g.class_id, "label": g.label, "box": list(g.box), "area": g.area,
              "quality": g.quality / 256, "bytes": g.seg_length, "mask_bytes": g.mask_length}
@@ -175,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--roi-quality", type=float, default=None, help="quality of every object group (ROI coding)")
     e.add_argument("--policy", default="instance", choices=["instance", "class", "objects"])
     e.add_argument("--min-area", type=int, default=0, help="merge objects smaller than this into the background")
+    e.add_argument("--tile", type=int, default=None,
+                   help="code in tiles of this side (multiple of 64) to bound memory; 0 = never; "
+                        "default: 1024 above 4 megapixels")
     model_args(e)
     e.set_defaults(fn=cmd_encode)
 

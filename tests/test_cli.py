@@ -42,6 +42,19 @@ def test_encode_info_decode(files, capsys):
     assert np.array_equal(one[lab == 1], full[lab == 1]) and (one[lab != 1] == 0).all()
 
 
+def test_encode_tiled(files, capsys):
+    t = files
+    assert run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "x.ssc", "--model", "test-small",
+               "--quality", "0.5", "--tile", "64") == 0
+    capsys.readouterr()
+    assert run("info", t / "x.ssc", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["tile_size"] == 64
+    assert run("decode", t / "x.ssc", "-o", t / "all.png") == 0
+    assert run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "y.ssc", "--model", "test-small",
+               "--tile", "65") == 1
+    assert "multiple of 64" in capsys.readouterr().err
+
+
 def test_analyze_header_only_and_errors(files, capsys):
     t = files
     assert run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "x.ssc", "--model", "test-small", "--quality", "0.5") == 0

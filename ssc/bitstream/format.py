@@ -27,6 +27,7 @@ Header body (H bytes)::
     weights_id   8 bytes  first 8 bytes of the SHA-256 of the weights file (zeros: unregistered)
     quality      varint   default quality, in 1/256 steps of the model's quality levels
     mask_codec   u8       3 = row-transition binary masks (groupmap_rows, exclusive labels)
+    tile_size    varint   0 = untiled; T > 0 (a multiple of 64): segment bodies are tiled, see below
     num_labels   varint   label dictionary: (class_id varint, label str8) per entry
     num_groups   varint
     num_groups x group entry:
@@ -49,6 +50,11 @@ Payload: the segments, back to back in table order. A segment is::
     body_length  u32      must equal seg_length - 10
     body         body_length bytes (entropy-coded latents of that group only)
     crc          u32      CRC-32 of group_id | body_length | body
+
+Untiled (tile_size 0), the body is one coded crop: the group's box grown right and down to multiples
+of 64 pixels. Tiled (very large images, bounded memory), that crop is cut into T x T tiles from its
+top-left corner (the last column / row narrower), and the body is, for every tile holding at least one
+of the group's pixels, in raster order: ``length varint | coded tile``; each tile is coded on its own.
 
 Offsets are not stored: a record or segment starts where the previous one ends. Group ids are
 unique, ascending and at most 65535; boxes lie inside the image; the group areas sum to
@@ -75,6 +81,9 @@ SEGMENT_PREFIX = struct.Struct("<HI")
 SEGMENT_OVERHEAD = SEGMENT_PREFIX.size + 4
 MASK_CRC = struct.Struct("<I")
 MASK_CODEC_ROWS_BINARY = 3
+#: Tile sides are multiples of this (the codec's latent grid); and at most MAX_TILE_SIZE.
+TILE_ALIGN = 64
+MAX_TILE_SIZE = 1 << 16
 QUALITY_SCALE = 256
 MAX_GROUP_ID = 0xFFFF
 #: Refuse declared images larger than this many pixels unless the caller raises the limit.
@@ -120,6 +129,7 @@ class StreamHeader:
     quality: int = 0
     groups: tuple[GroupEntry, ...] = ()
     mask_codec: int = MASK_CODEC_ROWS_BINARY
+    tile_size: int = 0
     kind: int = KIND_IMAGE
     frames: int = 1
     version: int = VERSION
@@ -250,6 +260,7 @@ def _encode_header_body(h: StreamHeader) -> bytes:
     out += h.weights_id
     out += varint(h.quality, "quality")
     out += struct.pack("<B", _u(h.mask_codec, 8, "mask_codec"))
+    out += varint(h.tile_size, "tile_size")
     labels: list[tuple[int, str]] = []
     for g in h.groups:  # dictionary in order of first use: deterministic, independent of dict order
         if (g.class_id, g.label) != (0, "") and (g.class_id, g.label) not in labels:
@@ -305,6 +316,24 @@ def unpack_mask(record: bytes, group_id: int) -> bytes:
     return body
 
 
+def pack_tiles(tiles: list[bytes]) -> bytes:
+    """Body of a tiled segment: ``length varint | coded tile`` per non-empty tile."""
+    return b"".join(varint(len(t), "tile length") + t for t in tiles)
+
+
+def unpack_tiles(body: bytes, count: int, group_id: int) -> list[bytes]:
+    """Split a tiled body into its ``count`` coded tiles (CorruptSegmentError for that group)."""
+    c, out = Cursor(body), []
+    try:
+        for _ in range(count):
+            out.append(c.take(c.varint("tile length"), "tile"))
+    except BitstreamError as e:
+        raise CorruptSegmentError(group_id, f"tiled segment is malformed ({e})") from e
+    if c.pos != len(body):
+        raise CorruptSegmentError(group_id, f"tiled segment has {len(body) - c.pos} bytes after its {count} tiles")
+    return out
+
+
 def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int, bytes]) -> bytes:
     """Assemble a complete version-2 stream. ``bodies`` maps group id -> entropy-coded body;
     ``masks`` maps every group id but the complement's -> its coded mask (``mask_codec``). Lengths
@@ -325,7 +354,8 @@ def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int
     )
     full = StreamHeader(
         width=header.width, height=header.height, model_id=header.model_id, weights_id=header.weights_id,
-        quality=header.quality, groups=groups, mask_codec=header.mask_codec, kind=header.kind, frames=header.frames,
+        quality=header.quality, groups=groups, mask_codec=header.mask_codec, tile_size=header.tile_size,
+        kind=header.kind, frames=header.frames,
     )
     _validate(full)
     body = _encode_header_body(full)
@@ -384,6 +414,7 @@ def parse_header(
     (mask_codec,) = c.unpack("<B", "mask_codec")
     if mask_codec != MASK_CODEC_ROWS_BINARY:
         raise BitstreamError(f"unknown mask codec {mask_codec}")
+    tile_size = c.varint("tile_size")
     n_labels = c.varint("num_labels")
     if n_labels > len(body):  # every entry takes at least 2 bytes: refuse before looping
         raise BitstreamError(f"label count {n_labels} exceeds the header size")
@@ -408,7 +439,8 @@ def parse_header(
         raise BitstreamError(f"{len(body) - c.pos} unexpected bytes at the end of the header")
     hdr = StreamHeader(
         width=width, height=height, model_id=model_id, weights_id=weights_id, quality=quality,
-        groups=_with_offsets(groups), mask_codec=mask_codec, kind=kind, frames=frames, version=2, header_length=hlen,
+        groups=_with_offsets(groups), mask_codec=mask_codec, tile_size=tile_size, kind=kind, frames=frames, version=2,
+        header_length=hlen,
     )
     _validate(hdr)
     if stream_length is not None:
@@ -449,6 +481,8 @@ def validate_groups(h: StreamHeader) -> None:
 
 def _validate(h: StreamHeader) -> None:
     validate_groups(h)
+    if h.tile_size % TILE_ALIGN or h.tile_size > MAX_TILE_SIZE:
+        raise BitstreamError(f"tile size {h.tile_size} is not a multiple of {TILE_ALIGN} up to {MAX_TILE_SIZE}")
     n_comp = sum(g.is_complement for g in h.groups)
     if h.groups and n_comp != 1:
         raise BitstreamError(f"exactly one group must be the complement (mask length 0), found {n_comp}")
