@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights peer-weights det-weights anchors bench bench-coco clean
+.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-coco bench-omni clean
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ det-weights:
 	cp runs/det-ref/det-ref.safetensors runs/det-ref/det-ref.json ssc/weights/
 	cp runs/det-ref/log.jsonl ssc/weights/det-ref.train_log.jsonl
 
+# The Omni-ICM feature codec (ssc train --config configs/gi-omni-s.yaml) into the package zoo.
+omni-weights:
+	cp runs/gi-omni-s/gi-omni-s.safetensors runs/gi-omni-s/gi-omni-s.json ssc/weights/
+	cp runs/gi-omni-s/log.jsonl ssc/weights/gi-omni-s.train_log.jsonl
+
 # Command-line anchors (ffmpeg with x264/x265, from Debian).
 anchors:
 	sh eval/setup_anchors.sh
@@ -59,6 +64,10 @@ bench-coco: install
 	$(COCO_EVAL) --codec jpeg --quality 10 25 50 75 90
 	$(COCO_EVAL) --codec ssc --quality 0 1.5 3
 	$(COCO_EVAL) --codec ssc --partial --quality 1.5 3
+
+# Omni-ICM feature path vs pixel path and the Pillow anchors, same detector; results in out/eval/omni/.
+bench-omni: install
+	$(BIN)/python -m ssc.eval.omni --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 20
 
 clean:
 	rm -rf out runs .pytest_cache

@@ -12,9 +12,12 @@ import numpy as np
 
 from .api import decode_image, select_groups
 from .bitstream import StreamReader
+from .errors import WeightsError
 from .models.zoo import LoadedCodec
 
 PIXEL_TASKS = ("detect", "segment")
+#: where the task head reads: decoded pixels, or decoded latents through the Omni-ICM feature head
+DOMAINS = ("pixels", "features")
 #: the pixel tasks and the decoding-free "header" answer (the CLI's --task choices)
 TASK_CHOICES = (*PIXEL_TASKS, "header")
 #: grey level of groups that are not decoded: mid-grey gives detectors the least to see
@@ -52,21 +55,51 @@ def header_results(source: bytes | str | Path, image_id: int = 0, groups: Iterab
     return res
 
 
+def feature_detector(source: bytes | str | Path, codec: LoadedCodec | None, det_weights: str | None,
+                     backend: str = "torchvision", device: str = "cpu") -> tuple[LoadedCodec, str]:
+    """For ``--domain features``: the stream's codec (checked to have a feature head) and the
+    detector its feature head was distilled from; another detector cannot read those features."""
+    from .api import codec_for_stream
+    from .omni.decode import require_feature_codec
+
+    with StreamReader(source) as rd:
+        codec = codec_for_stream(rd.header, codec, device)
+    require_feature_codec(codec)
+    teacher = codec.model.teacher
+    if backend != "torchvision" or (det_weights is not None and Path(det_weights).stem != teacher):
+        raise WeightsError(f"the feature head of {codec.card.name} was distilled from the torchvision detector "
+                           f"{teacher!r}; only that detector can read its features (use --domain pixels for others)")
+    return codec, teacher
+
+
 def analyze_stream(source: bytes | str | Path, head, task: str = "segment", codec: LoadedCodec | None = None,
                    groups: Iterable[int] | None = None, classes: Iterable[str] | None = None, image_id: int = 0,
-                   keep_inside_frac: float = 0.5, device: str = "cpu") -> AnalyzeResult:
-    """Decode only the selected groups (all by default), run ``head`` on the composite (undecoded
-    pixels mid-grey) and keep the predictions lying mostly inside the decoded groups."""
+                   keep_inside_frac: float = 0.5, device: str = "cpu", domain: str = "pixels") -> AnalyzeResult:
+    """Decode only the selected groups (all by default) and run ``head`` on them, then keep the
+    predictions lying mostly inside the decoded groups. ``domain="pixels"``: the head sees the
+    composite image (undecoded pixels mid-grey). ``domain="features"``: the stream's Omni model turns
+    the decoded latents into the head's feature pyramid and only the head's RPN and ROI stages run
+    (``head`` must be the detector the feature head was distilled from)."""
     from ssc.tasks.coco_results import instances_to_coco, keep_inside
 
     if task not in PIXEL_TASKS:
         raise ValueError(f"task must be detect or segment, got {task!r}")
+    if domain not in DOMAINS:
+        raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
     t0 = time.perf_counter()
-    dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)
-    inst = head.predict(dec.image)
+    if domain == "features":
+        from .omni.decode import decode_features
+
+        dec = decode_features(source, codec, groups=groups, classes=classes, device=device)
+        inst = head.predict_features(dec.features, (dec.header.height, dec.header.width))
+        size = (dec.header.height, dec.header.width)
+    else:
+        dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)
+        inst = head.predict(dec.image)
+        size = dec.image.shape[:2]
     region = np.isin(dec.group_map, dec.decoded)
     if keep_inside_frac > 0 and not region.all():
         inst = keep_inside(inst, region, keep_inside_frac)
     total = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
-    return AnalyzeResult(task, dec.image.shape[:2], instances_to_coco(inst, image_id, task), dec.decoded, dec.failed,
+    return AnalyzeResult(task, size, instances_to_coco(inst, image_id, task), dec.decoded, dec.failed,
                          dec.bytes_read, total, time.perf_counter() - t0)

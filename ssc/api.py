@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
 from .bitstream.format import DEFAULT_MAX_PIXELS, QUALITY_SCALE, pack_tiles, unpack_tiles
-from .errors import GroupNotFoundError, SSCError, WeightsError
+from .errors import BitstreamError, GroupNotFoundError, SSCError, WeightsError
 from .masks import GroupMap
 from .models.codec import ALIGN
 from .models.zoo import UNREGISTERED_ID, LoadedCodec, load_codec
@@ -207,21 +207,57 @@ def codec_for_stream(header: StreamHeader, codec: LoadedCodec | None, device: st
     return codec
 
 
-def _decode_group(codec: LoadedCodec, body: bytes, e: GroupEntry, sel: np.ndarray, tile: int, out: np.ndarray,
-                  dev: torch.device) -> None:
-    """Decode one group's body tile by tile into ``out`` at its pixels. The group is written only
-    when every tile decodes, so a corrupt group leaves ``out`` untouched."""
-    x0, y0, x1, y1 = e.box
+def group_latents(codec: LoadedCodec, body: bytes, e: GroupEntry, sel: np.ndarray, tile: int,
+                  dev: torch.device) -> list[tuple[Tile, torch.Tensor, torch.Tensor]]:
+    """Entropy-decode one group's body: (tile, tile mask (1, 1, h, w), quantised latents y_hat) for
+    every coded tile (one when the stream is untiled). Raises an SSCError for a malformed body."""
+    x0, y0 = e.box[0], e.box[1]
     tiles = [t for t in group_tiles(e.box, tile) if sel[t[1] - y0 : t[1] - y0 + t[3], t[0] - x0 : t[0] - x0 + t[2]].any()]
     coded = unpack_tiles(body, len(tiles), e.group_id) if tile else [body]
-    pix = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
+    out = []
     for t, data in zip(tiles, coded):
-        tx, ty = t[0], t[1]
-        x = codec.model.decompress_group(data, tile_mask(sel, e.box, t, dev), e.quality / QUALITY_SCALE)
+        m = tile_mask(sel, e.box, t, dev)
+        try:
+            out.append((t, m, codec.model.decompress_latents(data, m)))
+        except (ValueError, OverflowError) as err:  # from the ANS decoder on forged data
+            raise BitstreamError(f"group {e.group_id}: segment could not be decoded ({err})") from err
+    return out
+
+
+def _paint_group(codec: LoadedCodec, tiles: list[tuple[Tile, torch.Tensor, torch.Tensor]], e: GroupEntry,
+                 sel: np.ndarray, out: np.ndarray) -> None:
+    """Synthesise a group's decoded tiles into ``out`` at its pixels."""
+    x0, y0, x1, y1 = e.box
+    pix = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
+    for (tx, ty, _, _), m, y_hat in tiles:
+        x = codec.model.synthesize(y_hat, m, e.quality / QUALITY_SCALE)
         part = pix[ty - y0 :, tx - x0 :]
         h, w = min(part.shape[0], x.shape[2]), min(part.shape[1], x.shape[3])
         part[:h, :w] = (x[0, :, :h, :w].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
     out[y0:y1, x0:x1][sel] = pix[sel]
+
+
+def decode_groups(rd: StreamReader, codec: LoadedCodec, chosen: list[int], on_group) -> tuple[list[int], dict[int, str], np.ndarray]:
+    """Read and entropy-decode the chosen groups of an open stream; ``on_group(entry, mask, tiles)``
+    consumes each group (pixels or features). Returns (decoded ids, {failed id: reason}, group map
+    with the ids of the groups whose masks were read, -1 elsewhere). A group that fails (mask,
+    segment or body) is reported and skipped; the others are unaffected."""
+    hdr = rd.header
+    dev = _device(codec)
+    labels = np.full((hdr.height, hdr.width), -1, dtype=np.int32)
+    decoded, failed = [], {}
+    for gid in chosen:
+        e = hdr.group(gid)
+        x0, y0, x1, y1 = e.box
+        try:
+            sel = rd.group_mask(gid)
+            labels[y0:y1, x0:x1][sel] = gid
+            on_group(e, sel, group_latents(codec, rd.read_segment(gid), e, sel, hdr.tile_size, dev))
+        except SSCError as err:
+            failed[gid] = str(err)
+            continue
+        decoded.append(gid)
+    return decoded, failed, labels
 
 
 def decode_image(
@@ -239,20 +275,8 @@ def decode_image(
         hdr = rd.header
         chosen = select_groups(hdr, groups, classes)
         codec = codec_for_stream(hdr, codec, device)
-        dev = _device(codec)
         out = np.full((hdr.height, hdr.width, 3), fill, dtype=np.uint8)
-        res = DecodeResult(out, np.full((hdr.height, hdr.width), -1, dtype=np.int32), hdr)
-        for gid in chosen:
-            e = hdr.group(gid)
-            x0, y0, x1, y1 = e.box
-            try:
-                sel = rd.group_mask(gid)
-                res.group_map[y0:y1, x0:x1][sel] = gid
-                _decode_group(codec, rd.read_segment(gid), e, sel, hdr.tile_size, out, dev)
-            except SSCError as err:
-                res.failed[gid] = str(err)
-                continue
-            res.decoded.append(gid)
-        res.bytes_read = rd.bytes_read
+        decoded, failed, labels = decode_groups(rd, codec, chosen, lambda e, sel, tiles: _paint_group(codec, tiles, e, sel, out))
+        res = DecodeResult(out, labels, hdr, decoded, failed, rd.bytes_read)
     res.seconds = time.perf_counter() - t0
     return res

@@ -109,8 +109,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from ssc.tasks import build_head
 
         codec = _codec(args) if (args.weights or args.model_given) else None
-        head = build_head(args.backend, args.det_weights, device=args.device, score_thresh=args.score_thresh)
-        res = analyze_stream(args.stream, head, args.task, codec, args.groups, classes, args.image_id, device=args.device)
+        det = args.det_weights
+        if args.domain == "features":
+            from .analyze import feature_detector
+
+            codec, det = feature_detector(args.stream, codec, det, args.backend, args.device)
+        head = build_head(args.backend, det, device=args.device, score_thresh=args.score_thresh)
+        res = analyze_stream(args.stream, head, args.task, codec, args.groups, classes, args.image_id,
+                             device=args.device, domain=args.domain)
     Path(args.output).write_text(json.dumps(res.results))
     print(f"{args.output}: {len(res.results)} {args.task} results, read {res.bytes_read} of {res.total_bytes} bytes"
           + (f", decoded groups {res.decoded_groups}" if args.task != "header" else " (header only, no segment decoded)")
@@ -153,7 +159,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(**raw)
         if args.steps:
             cfg.steps = args.steps
-        path = train(cfg, resume=not args.restart)
+        if cfg.kind == "omni":
+            from .omni.train import train_omni
+
+            path = train_omni(cfg, resume=not args.restart)
+        else:
+            path = train(cfg, resume=not args.restart)
     print(f"weights: {path} (card: {path.with_suffix('.json')})")
     return 0
 
@@ -207,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--det-weights", default=None,
                    help="detector weights: zoo name, .safetensors with card, or your own COCO checkpoint (.pth/.pkl)")
     a.add_argument("--score-thresh", type=float, default=0.05)
+    a.add_argument("--domain", choices=["pixels", "features"], default="pixels",  # ssc.analyze.DOMAINS
+                   help="pixels: decode and run the whole detector; features: the stream's Omni model feeds "
+                        "decoded latents to the detector's RPN/ROI heads (no pixel reconstruction)")
     model_args(a)
     a.set_defaults(fn=cmd_analyze)
 

@@ -25,8 +25,10 @@ DEFAULT_DETECTOR = "det-ref"
 NUM_LABEL_SLOTS = 91  # torchvision's COCO convention: label index = COCO category id, 0 = background
 
 
-def build_maskrcnn(arch: str, num_classes: int = NUM_LABEL_SLOTS, min_size: int = 800, max_size: int = 1333) -> torch.nn.Module:
-    """Untrained Mask R-CNN of a named architecture (no download: every backbone starts random)."""
+def build_maskrcnn(arch: str, num_classes: int = NUM_LABEL_SLOTS, min_size: int = 800, max_size: int = 1333,
+                   fpn_channels: int = 128) -> torch.nn.Module:
+    """Untrained Mask R-CNN of a named architecture (no download: every backbone starts random).
+    ``fpn_channels`` applies to the "lite" variants."""
     from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
     from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 
@@ -46,7 +48,7 @@ def build_maskrcnn(arch: str, num_classes: int = NUM_LABEL_SLOTS, min_size: int 
         anchors = AnchorGenerator(anchor_sizes, ((0.5, 1.0, 2.0),) * len(anchor_sizes))
         return MaskRCNN(bb, num_classes=num_classes, rpn_anchor_generator=anchors, min_size=min_size, max_size=max_size)
     if arch in ("maskrcnn_mobilenet_v3_lite", "maskrcnn_resnet18_lite"):
-        return _lite_maskrcnn(arch, num_classes, min_size, max_size)
+        return _lite_maskrcnn(arch, num_classes, min_size, max_size, fpn_channels)
     raise ValueError(f"unknown detector architecture {arch!r}")
 
 
@@ -120,6 +122,26 @@ class TorchvisionMaskRCNN(TaskHead):
         out = self.model([x])[0]
         masks = (out["masks"][:, 0] > 0.5).cpu() if "masks" in out else None
         return Instances(tuple(image.shape[:2]), out["boxes"].cpu(), out["scores"].cpu(), out["labels"].cpu(), masks)
+
+    @torch.no_grad()
+    def predict_features(self, features: "dict[str, torch.Tensor]", image_size: tuple[int, int]) -> Instances:
+        """RPN + ROI heads on a ready feature pyramid (the Omni-ICM feature path: no pixels, no
+        backbone). ``features`` are at the image's own scale, level "0" at 1/16 and padded to whole
+        64-pixel cells; boxes and masks come back in pixels of ``image_size`` (H, W)."""
+        from torchvision.models.detection.image_list import ImageList
+
+        h, w = image_size
+        f0 = features["0"]
+        padded = (f0.shape[-2] * 16, f0.shape[-1] * 16)
+        if padded[0] < h or padded[1] < w or padded[0] % 64 or padded[1] % 64:
+            raise ValueError(f"feature level 0 {tuple(f0.shape[-2:])} does not cover a {w}x{h} image in 64-pixel cells")
+        feats = {k: v.to(self.device) for k, v in features.items()}
+        images = ImageList(torch.empty(1, 3, *padded, device=self.device), [(h, w)])
+        proposals, _ = self.model.rpn(images, feats)
+        det, _ = self.model.roi_heads(feats, proposals, images.image_sizes)
+        out = self.model.transform.postprocess(det, images.image_sizes, [(h, w)])[0]
+        masks = (out["masks"][:, 0] > 0.5).cpu() if "masks" in out else None
+        return Instances((h, w), out["boxes"].cpu(), out["scores"].cpu(), out["labels"].cpu(), masks)
 
 
 @register_backend("torchvision")

@@ -105,11 +105,19 @@ class GroupCodec(CodingTables, nn.Module):
         return torch.exp(log_gain[lo] * (1 - f) + log_gain[lo + 1] * f).view(-1, self.M, 1, 1)
 
     # ----------------------------------------------------------------- training path
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, quality: torch.Tensor, hard: bool = False) -> CodecOutput:
-        """Differentiable pass. ``x`` (B, 3, H, W) in [0, 1], ``mask`` (B, 1, H, W) in {0, 1}, H and W
-        multiples of 64. Rate: additive-noise proxy (``hard=False``) or straight-through rounding."""
+    def encode_y(self, x: torch.Tensor, pyr: list[torch.Tensor], quality: torch.Tensor) -> torch.Tensor:
+        """Analysis: the latents y of crops ``x`` at per-sample ``quality`` (before quantisation).
+        Subclasses (the Omni-ICM feature codec) add their filter here, so training and the exact
+        coding path see the same latents."""
+        return self.g_a(x, pyr) * self._gains(quality, self.log_gain)
+
+    def latent_forward(self, x: torch.Tensor, mask: torch.Tensor, quality: torch.Tensor,
+                       hard: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Differentiable analysis, quantisation and rate: (y_ste (quantised, straight-through, on the
+        support), bits_y, bits_z, support pyramid). Rate: additive-noise proxy (``hard=False``) or
+        straight-through rounding."""
         pyr = support_pyramid(mask, LEVELS)
-        y = self.g_a(x, pyr) * self._gains(quality, self.log_gain)
+        y = self.encode_y(x, pyr, quality)
         z = self.h_a(y, pyr)
         if hard:
             z_q = z + (torch.round(z) - z).detach()
@@ -136,7 +144,13 @@ class GroupCodec(CodingTables, nn.Module):
         lik_y = gaussian_likelihood(y_rate, mu, scale).clamp(min=LIKELIHOOD_BOUND)
         bits_y = (-torch.log2(lik_y) * pyr[4]).sum((1, 2, 3))
         bits_z = (-torch.log2(lik_z) * pyr[6]).sum((1, 2, 3))
-        x_hat = self.g_s(y_ste * pyr[4] * self._gains(quality, self.log_inv_gain), pyr) * pyr[0]
+        return y_ste * pyr[4], bits_y, bits_z, pyr
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, quality: torch.Tensor, hard: bool = False) -> CodecOutput:
+        """Differentiable pass. ``x`` (B, 3, H, W) in [0, 1], ``mask`` (B, 1, H, W) in {0, 1}, H and W
+        multiples of 64."""
+        y_ste, bits_y, bits_z, pyr = self.latent_forward(x, mask, quality, hard)
+        x_hat = self.g_s(y_ste * self._gains(quality, self.log_inv_gain), pyr) * pyr[0]
         return CodecOutput(x_hat, bits_y, bits_z, mask.sum((1, 2, 3)))
 
     # ----------------------------------------------------------------- exact parameter path
@@ -178,7 +192,7 @@ class GroupCodec(CodingTables, nn.Module):
     def analysis(self, x: torch.Tensor, pyr: list[torch.Tensor], quality: float) -> torch.Tensor:
         """Unquantised latents y (float64) of a crop at ``quality`` (encoder side)."""
         q = torch.tensor([quality], dtype=torch.float32, device=x.device)
-        return (self.g_a(x.contiguous(memory_format=torch.channels_last), pyr) * self._gains(q, self.log_gain)).double()
+        return self.encode_y(x.contiguous(memory_format=torch.channels_last), pyr, q).double()
 
     def encode_hyper(self, w: SymbolWriter, y: torch.Tensor, pyr: list[torch.Tensor]) -> torch.Tensor:
         """Quantise and code z (on the group's z support); returns the exact hyper features."""
