@@ -8,6 +8,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import yaml
@@ -81,8 +82,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     return step, elapsed
 
 
-def train(cfg: TrainConfig, resume: bool = True) -> Path:
-    """Run (or resume) training; returns the exported weights path."""
+def start_run(cfg: TrainConfig) -> tuple[Path, str, torch.nn.Module]:
+    """Seed, threads, run folder (with the config), device, and the untrained model of ``cfg``."""
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -90,46 +91,80 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.__dict__))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = create_model(cfg.model["arch"], **{k: v for k, v in cfg.model.items() if k != "arch"}).to(device)
+    model = create_model(cfg.model["arch"], **{k: v for k, v in cfg.model.items() if k != "arch"})
     if len(cfg.lambdas) != model.num_qualities:
         raise ValueError(f"{len(cfg.lambdas)} lambdas for {model.num_qualities} quality levels")
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, before = 0, 0.0
+    return out, device, model
+
+
+def resume_from(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, resume: bool) -> tuple[int, float]:
+    """(step, training seconds so far): from the run's checkpoint when resuming, else (0, 0)."""
     ck = _ckpt_path(cfg)
     if resume and ck.is_file():
         step, before = load_checkpoint(ck, model, opt)
         print(f"resumed from {ck} at step {step}")
+        return step, before
+    return 0, 0.0
+
+
+def crop_sampler(cfg: TrainConfig, step: int, default_crop: int) -> CropSampler:
     d = cfg.data
     samples = load_samples(d["photos"], d.get("coco_images"), d.get("coco_ann"), d.get("max_side", 512))
-    sampler = CropSampler(samples, d.get("crop", 128), d.get("mix", {"full": 1.0}), seed=cfg.seed + step)
+    return CropSampler(samples, d.get("crop", default_crop), d.get("mix", {"full": 1.0}), seed=cfg.seed + step)
+
+
+def set_lr(cfg: TrainConfig, opt: torch.optim.Optimizer, step: int) -> float:
+    """Step schedule: ``lr`` until ``lr_decay_at`` of the steps, a tenth after."""
+    lr = cfg.lr * (0.1 if step >= cfg.lr_decay_at * cfg.steps else 1.0)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    return lr
+
+
+def backprop(opt: torch.optim.Optimizer, loss: torch.Tensor, params, clip: float) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+
+
+def finish_step(cfg: TrainConfig, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, t0: float, log,
+                bar: tqdm, metrics: Callable[[], dict]) -> None:
+    """Every ``log_every`` steps a JSON line (and the progress bar) with ``metrics()``; every
+    ``ckpt_every`` steps and at the end a checkpoint."""
+    if (step + 1) % cfg.log_every == 0:
+        rec = {"step": step + 1, **metrics(), "elapsed_s": round(time.time() - t0, 1)}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k not in ("step", "lr", "elapsed_s")})
+    if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+        save_checkpoint(_ckpt_path(cfg), model, opt, step + 1, time.time() - t0)
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> Path:
+    """Run (or resume) training; returns the exported weights path."""
+    out, device, model = start_run(cfg)
+    model = model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, before = resume_from(cfg, model, opt, resume)
+    sampler = crop_sampler(cfg, step, 128)
     lam = torch.tensor(cfg.lambdas, device=device)
     log = open(out / "log.jsonl", "a")
     t0 = time.time() - before  # training time accumulates across resumes
     model.train()
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train {cfg.name}")
     for step in bar:
-        lr = cfg.lr * (0.1 if step >= cfg.lr_decay_at * cfg.steps else 1.0)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(cfg, opt, step)
         x, m = sampler.batch(cfg.batch)
         x, m = x.to(device), m.to(device)
         q = torch.randint(0, model.num_qualities, (cfg.batch,), device=device)
         res = model(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
         mse = ((res.x_hat - x * m) ** 2).sum((1, 2, 3)) / (3 * res.pixels)
         loss = (lam[q] * 255**2 * mse + res.bpp).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        if (step + 1) % cfg.log_every == 0:
-            psnr = (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item()
-            rec = {"step": step + 1, "loss": loss.item(), "bpp": res.bpp.mean().item(), "psnr": psnr, "lr": lr,
-                   "elapsed_s": round(time.time() - t0, 1)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", bpp=f"{rec['bpp']:.3f}", psnr=f"{psnr:.2f}")
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_checkpoint(ck, model, opt, step + 1, time.time() - t0)
+        backprop(opt, loss, model.parameters(), cfg.grad_clip)
+        finish_step(cfg, step, model, opt, t0, log, bar, lambda: {
+            "loss": loss.item(), "bpp": res.bpp.mean().item(),
+            "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr})
     log.close()
     return export(cfg, model, device, time.time() - t0)
 

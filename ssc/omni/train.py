@@ -8,19 +8,15 @@ codec (``extra.init_from``); ``extra.freeze`` lists modules kept fixed (the anal
 budgets). Resumable, JSON-lines log, safetensors checkpoints, as :mod:`ssc.train`."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
-import yaml
 from tqdm import tqdm
 
-from ..data import CropSampler, load_samples
 from ..errors import WeightsError
-from ..models import create_model
 from ..models.layers import support_pyramid
-from ..train import TrainConfig, _ckpt_path, export, load_checkpoint, save_checkpoint
+from ..train import TrainConfig, _ckpt_path, backprop, crop_sampler, export, finish_step, resume_from, set_lr, start_run
 from .ssl import info_nce, second_view
 
 NEW_MODULES = ("filter.", "feature_head.", "projector.")
@@ -59,32 +55,18 @@ def distill_loss(student: dict, teacher: dict) -> torch.Tensor:
 def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
     """Run (or resume) Omni training; returns the exported weights path."""
     ex = cfg.extra
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir) / cfg.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.__dict__))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = create_model(cfg.model["arch"], **{k: v for k, v in cfg.model.items() if k != "arch"})
-    if len(cfg.lambdas) != model.num_qualities:
-        raise ValueError(f"{len(cfg.lambdas)} lambdas for {model.num_qualities} quality levels")
-    step, before = 0, 0.0
-    ck = _ckpt_path(cfg)
-    if not (resume and ck.is_file()) and ex.get("init_from"):
+    out, device, model = start_run(cfg)
+    ck_exists = resume and _ckpt_path(cfg).is_file()
+    if not ck_exists and ex.get("init_from"):
         init_from_codec(model, ex["init_from"])
     model = model.to(device)
     for name in ex.get("freeze", []):
         getattr(model, name).requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    if resume and ck.is_file():
-        step, before = load_checkpoint(ck, model, opt)
-        print(f"resumed from {ck} at step {step}")
+    step, before = resume_from(cfg, model, opt, resume)
     teacher, mean, std = load_teacher(model.teacher, device)
-    d = cfg.data
-    samples = load_samples(d["photos"], d.get("coco_images"), d.get("coco_ann"), d.get("max_side", 512))
-    sampler = CropSampler(samples, d.get("crop", 192), d.get("mix", {"full": 1.0}), seed=cfg.seed + step)
+    sampler = crop_sampler(cfg, step, 192)
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * step)
     lam = torch.tensor(cfg.lambdas, device=device)
     ssl_w, tau = float(ex.get("ssl_weight", 0.1)), float(ex.get("temperature", 0.2))
@@ -95,9 +77,7 @@ def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
         getattr(model, name).eval()
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train {cfg.name}")
     for step in bar:
-        lr = cfg.lr * (0.1 if step >= cfg.lr_decay_at * cfg.steps else 1.0)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        lr = set_lr(cfg, opt, step)
         x, m = sampler.batch(cfg.batch)
         x2, m2 = second_view(x, m, gen)
         xs, ms = torch.cat([x, x2]).to(device), torch.cat([m, m2]).to(device)
@@ -111,17 +91,8 @@ def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
         ssl = info_nce(emb[: cfg.batch], emb[cfg.batch :], tau)
         bpp = bits / px.clamp(min=1)
         loss = (bpp + lam[q] * dist).mean() + ssl_w * ssl
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        if (step + 1) % cfg.log_every == 0:
-            rec = {"step": step + 1, "loss": loss.item(), "bpp": bpp.mean().item(), "distill": dist.mean().item(),
-                   "ssl": ssl.item(), "lr": lr, "elapsed_s": round(time.time() - t0, 1)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            bar.set_postfix(bpp=f"{rec['bpp']:.3f}", distill=f"{rec['distill']:.3f}", ssl=f"{rec['ssl']:.2f}")
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_checkpoint(ck, model, opt, step + 1, time.time() - t0)
+        backprop(opt, loss, params, cfg.grad_clip)
+        finish_step(cfg, step, model, opt, t0, log, bar, lambda: {
+            "loss": loss.item(), "bpp": bpp.mean().item(), "distill": dist.mean().item(), "ssl": ssl.item(), "lr": lr})
     log.close()
     return export(cfg, model, device, time.time() - t0)
