@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.stream}: {info['width']}x{info['height']}, model {info['model_id']} ({info['weights_id']}), "
           f"{info['total_bytes']} bytes (bitstream v{info['version']}: {info['header_bytes']} header, "
-          f"{info['mask_bytes']} masks)")
+          f"{info['mask_bytes']} masks" + (f", tiles of {info['tile_size']} px" if info["tile_size"] else "") + ")")
     print(f"{'id':>4} {'class':<20} {'box':<22} {'area':>8} {'q':>5} {'mask B':>7} {'bytes':>8}")
     for g in info["groups"]:
         print(f"{g['id']:>4} {g['label'][:20]:<20} {','.join(map(str, g['box'])):<22} {g['area']:>8} {g['quality']:>5.2f} "
@@ -255,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
         print(f"ssc: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -38,6 +38,11 @@ def weights_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("weights")
     c = make_codec(1, "test-small")
     export_weights(c.model, ModelCard("test-small", "gi-hyper-ckbd", dict(SMALL)), d / "test-small.safetensors", half=False)
+    torch.manual_seed(2)  # an Omni feature codec whose head speaks det-ref's 128-channel FPN
+    omni_cfg = dict(SMALL, feature_channels=128, head_width=32, head_blocks=1, proj_dim=16)
+    m = create_model("gi-omni", **omni_cfg).eval()
+    m.update_tables()
+    export_weights(m, ModelCard("test-omni", "gi-omni", omni_cfg), d / "test-omni.safetensors", half=False)
     return d
 
 

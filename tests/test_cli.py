@@ -69,6 +69,20 @@ def test_analyze_header_only_and_errors(files, capsys):
     assert "not found" in capsys.readouterr().err
 
 
+def test_analyze_in_the_feature_domain(files, capsys):
+    t = files
+    assert run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "o.ssc", "--model", "test-omni",
+               "--quality", "1") == 0
+    assert run("analyze", t / "o.ssc", "--task", "segment", "--domain", "features", "--groups", "1,2", "-o", t / "f.json") == 0
+    assert "decoded groups [1, 2]" in capsys.readouterr().out
+    assert isinstance(json.loads((t / "f.json").read_text()), list)
+    assert run("analyze", t / "o.ssc", "--domain", "features", "--det-weights", t / "mine.pth", "-o", t / "f.json") == 1
+    assert "distilled from" in capsys.readouterr().err
+    run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "p.ssc", "--model", "test-small")
+    assert run("analyze", t / "p.ssc", "--domain", "features", "-o", t / "f.json") == 1
+    assert "no feature head" in capsys.readouterr().err
+
+
 def test_encode_real_coco_image_with_annotation_masks(tmp_path, zoo_env):
     img = require(COCO_VAL / "000000000139.jpg")
     out = tmp_path / "c.ssc"
