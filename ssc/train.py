@@ -186,6 +186,7 @@ def export(cfg: TrainConfig, model: torch.nn.Module, device: str, seconds: float
             "steps": cfg.steps, "batch": cfg.batch, "crop": cfg.data.get("crop", 128), "lr": cfg.lr,
             "data": cfg.data, "device": device, "seconds": round(seconds, 1),
             "command": f"ssc train --config configs/{cfg.name}.yaml",
+            **({"kind": cfg.kind, "extra": cfg.extra} if cfg.extra else {}),
         },
     )
     path = Path(cfg.out_dir) / cfg.name / f"{cfg.name}.safetensors"
