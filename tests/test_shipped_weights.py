@@ -27,18 +27,18 @@ EXPECT = GOLD / f"{MODEL}_139_crop.json"
 pytestmark = pytest.mark.skipif(MODEL not in available(), reason="shipped weights not present")
 
 
-def _latent_digests(codec, data: bytes) -> dict[str, str]:
+def _latent_digests(codec, data: bytes, device: str = "cpu") -> dict[str, str]:
     rd = StreamReader(data)
     out = {}
     for g in rd.header.groups:
-        m = box_mask_crop(rd.group_mask(g.group_id), g.box, torch.device("cpu"))
+        m = box_mask_crop(rd.group_mask(g.group_id), g.box, torch.device(device))
         y = codec.model.decompress_latents(rd.read_segment(g.group_id), m)
-        out[str(g.group_id)] = hashlib.sha256(y.numpy().tobytes()).hexdigest()
+        out[str(g.group_id)] = hashlib.sha256(y.cpu().numpy().tobytes()).hexdigest()
     return out
 
 
-def build_golden() -> None:
-    codec = load_codec(MODEL)
+def golden_scene():
+    """The COCO 139 crop (256x192) and its instance groups that the golden stream codes."""
     img = read_image(COCO_VAL / "000000000139.jpg")
     gm = apply_policy(from_coco(COCO_VAL_ANN, "000000000139.jpg"), "instance", min_area=256)
     y0, x0 = 200, 300
@@ -46,6 +46,12 @@ def build_golden() -> None:
     from ssc.masks import GroupMap
 
     sub = GroupMap.from_labels(gm.labels[y0 : y0 + 192, x0 : x0 + 256], {g.group_id: (g.class_id, g.label) for g in gm.groups})
+    return crop_img, sub
+
+
+def build_golden() -> None:
+    codec = load_codec(MODEL)
+    crop_img, sub = golden_scene()
     enc = encode_image(crop_img, sub, codec, quality=2.0)
     STREAM.write_bytes(enc.data)
     EXPECT.write_text(json.dumps({"model": MODEL, "weights_sha256": codec.card.sha256,
