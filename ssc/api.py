@@ -231,6 +231,8 @@ def _paint_group(codec: LoadedCodec, tiles: list[tuple[Tile, torch.Tensor, torch
     pix = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
     for (tx, ty, _, _), m, y_hat in tiles:
         x = codec.model.synthesize(y_hat, m, e.quality / QUALITY_SCALE)
+        if not torch.isfinite(x).all():  # only forged latents (valid CRC, absurd values) get here
+            raise BitstreamError(f"group {e.group_id}: segment decodes to non-finite pixels (corrupt or forged)")
         part = pix[ty - y0 :, tx - x0 :]
         h, w = min(part.shape[0], x.shape[2]), min(part.shape[1], x.shape[3])
         part[:h, :w] = (x[0, :, :h, :w].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)

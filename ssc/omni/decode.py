@@ -53,8 +53,13 @@ def decode_features(source: bytes | str | Path, codec: LoadedCodec | None = None
 
         def collect(e, sel, tiles) -> None:
             q = torch.tensor([e.quality / QUALITY_SCALE])
+            mine = []
             for (tx, ty, _, _), m, y_hat in tiles:
-                parts.append((model.dequantize(y_hat, q), support_pyramid(m, 4)[4], tx, ty))
+                f0 = model.feature_head.level0(model.dequantize(y_hat, q))
+                if not torch.isfinite(f0).all():  # only forged latents (valid CRC, absurd values) get here
+                    raise BitstreamError(f"group {e.group_id}: segment decodes to non-finite features (corrupt or forged)")
+                mine.append((f0, support_pyramid(m, 4)[4], tx, ty))
+            parts.extend(mine)  # a group contributes only when all its tiles decode
 
         decoded, failed, labels = decode_groups(rd, codec, chosen, collect)
         if not parts:

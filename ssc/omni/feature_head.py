@@ -45,7 +45,7 @@ class FeatureHead(nn.Module):
 
     def empty(self, like: torch.Tensor) -> torch.Tensor:
         """(1, C, 1, 1): the 1/16 feature of a position without latents (undecoded or outside)."""
-        return self.level0(torch.zeros(1, self.inp.in_channels, 1, 1, device=like.device, dtype=like.dtype))
+        return self.level0(torch.zeros(1, self.inp.in_channels, 1, 1, device=like.device))
 
     def pyramid(self, p0: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         """The coarser levels from a full 1/16 canvas, named as the detector's FPN outputs."""
@@ -60,16 +60,16 @@ class FeatureHead(nn.Module):
         return self.pyramid(p0)
 
     def compose(self, height: int, width: int, parts: list[tuple[torch.Tensor, torch.Tensor, int, int]]) -> "OrderedDict[str, torch.Tensor]":
-        """Image-level pyramid from decoded groups: ``parts`` = (latents (1, M, h, w), support (1, 1,
-        h, w), crop x0, crop y0) per group, in pixels. Later groups win on shared boundary cells."""
+        """Image-level pyramid from decoded groups: ``parts`` = (:meth:`level0` features (1, C, h, w),
+        support (1, 1, h, w), crop x0, crop y0 in pixels) per group or tile. Later parts win on
+        shared boundary cells."""
         if not parts:
             raise ValueError("no decoded group to build features from")
         ref = parts[0][0]
         # whole 64-pixel cells, so every coarser level has an integer stride (as the detector's padding)
         gh, gw = 4 * -(-height // 64), 4 * -(-width // 64)
-        canvas = self.empty(ref.float()).expand(1, -1, gh, gw).clone()
-        for y, sup, x0, y0 in parts:
-            f = self.level0(y.float())
+        canvas = self.empty(ref).expand(1, -1, gh, gw).clone()
+        for f, sup, x0, y0 in parts:
             cx, cy = int(round(x0 / STRIDE)), int(round(y0 / STRIDE))
             h, w = min(f.shape[2], gh - cy), min(f.shape[3], gw - cx)
             if h <= 0 or w <= 0:
