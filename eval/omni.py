@@ -76,10 +76,10 @@ def pyramid_error(feats: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) 
     return float(np.mean([rel_error(feats[k], ref[k]) for k in ref]))
 
 
-def _predict(head, image: np.ndarray, image_id: int) -> list[dict]:
+def _predict(head, image: np.ndarray, image_id: int, task: str) -> list[dict]:
     from ssc.tasks.coco_results import instances_to_coco
 
-    return instances_to_coco(head.predict(image), image_id, "segment")
+    return instances_to_coco(head.predict(image, masks=task == "segment"), image_id, task)
 
 
 def run_image(x: np.ndarray, gm, image_id: int, head, teacher: Teacher, ref: dict, pixel_codec, omni_codec,
@@ -92,7 +92,7 @@ def run_image(x: np.ndarray, gm, image_id: int, head, teacher: Teacher, ref: dic
         enc = encode_image(x, gm, pixel_codec, quality=q)
         t0 = time.perf_counter()
         dec = decode_image(enc.data, pixel_codec)
-        preds = _predict(head, dec.image, image_id)
+        preds = _predict(head, dec.image, image_id, args.task)
         s = settings.setdefault(("pixels (ssc)", q), Setting("pixels (ssc)", q))
         s.seconds.append(time.perf_counter() - t0)
         s.bpp.append(bpp(len(enc.data), px))
@@ -102,17 +102,17 @@ def run_image(x: np.ndarray, gm, image_id: int, head, teacher: Teacher, ref: dic
         enc = encode_image(x, gm, omni_codec, quality=q)
         t0 = time.perf_counter()
         fd = decode_features(enc.data, omni_codec)
-        inst = head.predict_features(fd.features, x.shape[:2])
+        inst = head.predict_features(fd.features, x.shape[:2], masks=args.task == "segment")
         s = settings.setdefault(("features (omni)", q), Setting("features (omni)", q))
         s.seconds.append(time.perf_counter() - t0)
         s.bpp.append(bpp(len(enc.data), px))
         s.feat_err.append(pyramid_error(fd.features, ref))
-        s.preds.append((image_id, instances_to_coco(inst, image_id, "segment")))
+        s.preds.append((image_id, instances_to_coco(inst, image_id, args.task)))
     for name in args.anchors:
         for q in args.anchor_quality:
             c = pillow_code(name, x, q)
             t0 = time.perf_counter()
-            preds = _predict(head, c.decoded, image_id)
+            preds = _predict(head, c.decoded, image_id, args.task)
             s = settings.setdefault((name, q), Setting(name, q))
             s.seconds.append(time.perf_counter() - t0)
             s.bpp.append(bpp(c.nbytes, px))
@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--min-area", type=int, default=256)
     ap.add_argument("--fidelity-score", type=float, default=0.15)
+    ap.add_argument("--task", choices=["segment", "detect"], default="segment",
+                    help="detect skips the detector's mask branch in every path")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/eval/omni")
     args = ap.parse_args(argv)
@@ -211,11 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.images) / rec["file_name"]
         x = read_image(path)
         gm = apply_policy(from_coco(Path(args.ann), path), "instance", min_area=args.min_area)
-        originals.extend(_predict(head, x, rec["id"]))
+        originals.extend(_predict(head, x, rec["id"], args.task))
         run_image(x, gm, rec["id"], head, teacher, teacher.features(x), pixel_codec, omni_codec, settings, args)
     rows = summarize(settings, coco_gt, records, originals, args.fidelity_score)
     tg = targets(rows)
-    meta = run_meta(pixel_model=args.pixel_model, omni_model=args.omni_model, detector=head.info.weights)
+    meta = run_meta(pixel_model=args.pixel_model, omni_model=args.omni_model, detector=head.info.weights, task=args.task)
     lines = markdown_table(
         ["path", "setting", "bpp", "feature error", "bbox AP", "fidelity bbox AP", "decode+task ms"],
         [[r["path"], r["quality"], r["bpp"], r["feature_error"], r["bbox_AP"], r["fid_bbox_AP"], r["decode_task_ms"]]

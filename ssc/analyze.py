@@ -91,11 +91,11 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
         from .omni.decode import decode_features
 
         dec = decode_features(source, codec, groups=groups, classes=classes, device=device)
-        inst = head.predict_features(dec.features, (dec.header.height, dec.header.width))
+        inst = head.predict_features(dec.features, (dec.header.height, dec.header.width), masks=task == "segment")
         size = (dec.header.height, dec.header.width)
     else:
         dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)
-        inst = head.predict(dec.image)
+        inst = head.predict(dec.image, masks=task == "segment")
         size = dec.image.shape[:2]
     region = np.isin(dec.group_map, dec.decoded)
     if keep_inside_frac > 0 and not region.all():

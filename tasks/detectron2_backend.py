@@ -31,11 +31,11 @@ class Detectron2Head(TaskHead):
         self.to_coco = contiguous_to_coco
 
     @torch.no_grad()
-    def predict(self, image: np.ndarray) -> Instances:
+    def predict(self, image: np.ndarray, masks: bool = True) -> Instances:
         out = self.predictor(np.ascontiguousarray(image[:, :, ::-1]))["instances"].to("cpu")  # detectron2 wants BGR
         classes = torch.tensor([self.to_coco[int(c)] for c in out.pred_classes], dtype=torch.long)
-        masks = out.pred_masks.bool() if out.has("pred_masks") else None
-        return Instances(tuple(image.shape[:2]), out.pred_boxes.tensor, out.scores, classes, masks)
+        m = out.pred_masks.bool() if (masks and out.has("pred_masks")) else None
+        return Instances(tuple(image.shape[:2]), out.pred_boxes.tensor, out.scores, classes, m)
 
 
 @register_backend("detectron2")

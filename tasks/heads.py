@@ -45,8 +45,9 @@ class TaskHead(ABC):
     info: HeadInfo
 
     @abstractmethod
-    def predict(self, image: np.ndarray) -> Instances:
-        """Boxes xyxy in pixels, scores, COCO category ids, and (N, H, W) bool masks."""
+    def predict(self, image: np.ndarray, masks: bool = True) -> Instances:
+        """Boxes xyxy in pixels, scores, COCO category ids, and (N, H, W) bool masks (None when
+        ``masks`` is False: detection only, the mask branch is skipped where the backend allows)."""
 
 
 _BACKENDS: dict[str, Callable[..., TaskHead]] = {}

@@ -10,6 +10,7 @@ Weights, in order of preference:
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -116,15 +117,29 @@ class TorchvisionMaskRCNN(TaskHead):
         self.info = info
         self.device = device
 
-    @torch.no_grad()
-    def predict(self, image: np.ndarray) -> Instances:
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255).to(self.device)
-        out = self.model([x])[0]
-        masks = (out["masks"][:, 0] > 0.5).cpu() if "masks" in out else None
-        return Instances(tuple(image.shape[:2]), out["boxes"].cpu(), out["scores"].cpu(), out["labels"].cpu(), masks)
+    @contextmanager
+    def _mask_branch(self, on: bool):
+        """Run the ROI heads with or without the mask branch (boxes do not depend on it)."""
+        heads = self.model.roi_heads
+        saved = heads.mask_roi_pool
+        if not on:
+            heads.mask_roi_pool = None  # RoIHeads.has_mask() is then False
+        try:
+            yield
+        finally:
+            heads.mask_roi_pool = saved
 
     @torch.no_grad()
-    def predict_features(self, features: "dict[str, torch.Tensor]", image_size: tuple[int, int]) -> Instances:
+    def predict(self, image: np.ndarray, masks: bool = True) -> Instances:
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255).to(self.device)
+        with self._mask_branch(masks):
+            out = self.model([x])[0]
+        m = (out["masks"][:, 0] > 0.5).cpu() if "masks" in out else None
+        return Instances(tuple(image.shape[:2]), out["boxes"].cpu(), out["scores"].cpu(), out["labels"].cpu(), m)
+
+    @torch.no_grad()
+    def predict_features(self, features: "dict[str, torch.Tensor]", image_size: tuple[int, int],
+                         masks: bool = True) -> Instances:
         """RPN + ROI heads on a ready feature pyramid (the Omni-ICM feature path: no pixels, no
         backbone). ``features`` are at the image's own scale, level "0" at 1/16 and padded to whole
         64-pixel cells; boxes and masks come back in pixels of ``image_size`` (H, W)."""
@@ -138,10 +153,11 @@ class TorchvisionMaskRCNN(TaskHead):
         feats = {k: v.to(self.device) for k, v in features.items()}
         images = ImageList(torch.empty(1, 3, *padded, device=self.device), [(h, w)])
         proposals, _ = self.model.rpn(images, feats)
-        det, _ = self.model.roi_heads(feats, proposals, images.image_sizes)
+        with self._mask_branch(masks):
+            det, _ = self.model.roi_heads(feats, proposals, images.image_sizes)
         out = self.model.transform.postprocess(det, images.image_sizes, [(h, w)])[0]
-        masks = (out["masks"][:, 0] > 0.5).cpu() if "masks" in out else None
-        return Instances((h, w), out["boxes"].cpu(), out["scores"].cpu(), out["labels"].cpu(), masks)
+        m = (out["masks"][:, 0] > 0.5).cpu() if "masks" in out else None
+        return Instances((h, w), out["boxes"].cpu(), out["scores"].cpu(), out["labels"].cpu(), m)
 
 
 @register_backend("torchvision")

@@ -131,7 +131,7 @@ def test_analyze_decodes_only_selected_groups(codec):
         def __init__(self):
             self.seen = None
 
-        def predict(self, image):
+        def predict(self, image, masks=True):
             self.seen = image.copy()
             h, w = image.shape[:2]
             return Instances((h, w), torch.tensor([[0.0, 0, 10, 10], [85.0, 65, 120, 85]]),
