@@ -30,7 +30,7 @@ from ssc.masks import apply_policy, from_coco
 
 from .anchors import pillow_available, pillow_code
 from .metrics import bpp
-from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
+from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 CODECS = ("none", "ssc", "jpeg", "webp", "avif")
 FIDELITY_SCORE = 0.5
@@ -214,12 +214,7 @@ def plot(points: list[dict], path: Path) -> None:
         ref = [p for p in points if p["codec"] == "none"]
         if ref and key == "bbox_AP" and ref[0][key] is not None:
             ax.axhline(ref[0][key], color="k", ls="--", lw=1, label="uncompressed")
-        ax.set_xlabel("bpp")
-        ax.set_ylabel("AP (%)")
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+        style_axis(ax, "bpp", "AP (%)", title)
     save_figure(fig, path)
 
 

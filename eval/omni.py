@@ -34,7 +34,7 @@ from ssc.models.zoo import load_codec
 from .anchors import pillow_available, pillow_code
 from .coco import COCOEvaluator, pseudo_ground_truth
 from .metrics import bpp
-from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
+from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 
 @dataclass
@@ -166,10 +166,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax[1].plot(b, [r["fid_bbox_AP"] or 0 for r in rs], "o-", label=name)
         ax[2].plot(b, [r["decode_task_ms"] for r in rs], "o-", label=name)
     for a, yl in zip(ax, ("feature error (relative, mean of 4 levels)", "task fidelity bbox AP", "decode + task (ms / image)")):
-        a.set_xlabel("bpp")
-        a.set_ylabel(yl)
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
+        style_axis(a, "bpp", yl)
     fig.suptitle("Omni-ICM feature path vs pixel path (COCO val, det-ref)")
     save_figure(fig, path)
 

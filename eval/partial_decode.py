@@ -27,7 +27,7 @@ from ssc.masks import apply_policy, from_coco
 from ssc.models.zoo import load_codec
 
 from .metrics import bpp, psnr
-from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
+from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 
 @dataclass
@@ -106,10 +106,7 @@ def plot(objs: list[ObjectRecord], path: Path) -> None:
         axis.scatter(a, v, s=10, alpha=0.6)
         xs = np.linspace(0, max(1e-3, a.max()), 50)
         axis.plot(xs, xs + slack, "r--", label=f"target a + {slack}")
-        axis.set_xlabel("object area fraction a")
-        axis.set_ylabel(f"{name}, fraction of full")
-        axis.legend()
-        axis.grid(alpha=0.3)
+        style_axis(axis, "object area fraction a", f"{name}, fraction of full", legend_size=None)
     fig.suptitle("ssc partial decode: one object vs whole image (COCO val)")
     save_figure(fig, path)
 

@@ -40,7 +40,7 @@ from .anchors import (
 )
 from .bdrate import bd_rate
 from .metrics import bpp, ms_ssim, psnr
-from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
+from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 ANCHOR_SETTINGS = {"jpeg": [5, 10, 20, 30, 45, 60, 75, 90], "webp": [2, 8, 20, 35, 50, 70, 85, 95],
                    "avif": [10, 25, 40, 55, 70, 85], "x265": [51, 47, 43, 39, 35, 31, 27]}
@@ -109,10 +109,7 @@ def plot(curves: dict[str, dict[str, tuple[list[float], list[float]]]], title: s
     for ax, metric, label in ((axes[0], "psnr", "PSNR (dB)"), (axes[1], "ms_ssim_db", "MS-SSIM (dB)")):
         for name, c in curves[metric].items():
             ax.plot(*c, "o-", label=name, markersize=3)
-        ax.set_xlabel("bpp")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        style_axis(ax, "bpp", label)
     fig.suptitle(title)
     save_figure(fig, path)
 

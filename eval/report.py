@@ -48,6 +48,17 @@ def subplots(*args, **kw):
     return plt.subplots(*args, **kw)
 
 
+def style_axis(ax, xlabel: str, ylabel: str, title: str | None = None, legend_size: int | None = 8) -> None:
+    """Labels, a light grid and (when anything is labelled) a legend: the look every eval plot shares."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend_size)
+
+
 def save_figure(fig, path: str | Path) -> None:
     """Lay out, write (120 dpi) and close a figure made by :func:`subplots`."""
     import matplotlib.pyplot as plt
