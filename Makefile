@@ -58,7 +58,7 @@ bench: install anchors
 	$(BIN)/python -m ssc.eval.tiling --images $(DATA)/kodak
 
 # Rate-accuracy on COCO val with the reference detector (tasks issue); results in out/eval/coco/.
-COCO_EVAL = $(BIN)/ssc eval coco --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 40 --fidelity-score 0.15 --out out/eval/coco
+COCO_EVAL = $(BIN)/ssc eval coco --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 158 --fidelity-score 0.15 --out out/eval/coco
 bench-coco: install
 	$(COCO_EVAL) --codec none
 	$(COCO_EVAL) --codec jpeg --quality 10 25 50 75 90
