@@ -10,6 +10,7 @@ Weights, in order of preference:
 from __future__ import annotations
 
 import json
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,18 +117,21 @@ class TorchvisionMaskRCNN(TaskHead):
         self.model.roi_heads.score_thresh = score_thresh
         self.info = info
         self.device = device
+        self._lock = threading.Lock()
 
     @contextmanager
     def _mask_branch(self, on: bool):
-        """Run the ROI heads with or without the mask branch (boxes do not depend on it)."""
+        """Run the ROI heads with or without the mask branch (boxes do not depend on it). The switch
+        is an attribute of the shared model, so calls are serialised by a lock."""
         heads = self.model.roi_heads
-        saved = heads.mask_roi_pool
-        if not on:
-            heads.mask_roi_pool = None  # RoIHeads.has_mask() is then False
-        try:
-            yield
-        finally:
-            heads.mask_roi_pool = saved
+        with self._lock:
+            saved = heads.mask_roi_pool
+            if not on:
+                heads.mask_roi_pool = None  # RoIHeads.has_mask() is then False
+            try:
+                yield
+            finally:
+                heads.mask_roi_pool = saved
 
     @torch.no_grad()
     def predict(self, image: np.ndarray, masks: bool = True) -> Instances:

@@ -164,3 +164,17 @@ def test_copy_paste_sampler_keeps_masks_and_labels_consistent():
         assert (a.masks.reshape(len(a.masks), -1).sum(1) >= 16).all()
         img, tgt = to_target(a, "cpu")
         assert tgt["boxes"].shape == (len(a.labels), 4) and bool((tgt["boxes"][:, 2:] > tgt["boxes"][:, :2]).all())
+
+
+def test_detect_only_skips_the_mask_branch_and_keeps_the_boxes():
+    from ssc.tasks.heads import HeadInfo
+    from ssc.tasks.torchvision_backend import TorchvisionMaskRCNN
+
+    torch.manual_seed(0)
+    head = TorchvisionMaskRCNN(build_maskrcnn(LITE, min_size=96, max_size=160), HeadInfo("torchvision", LITE, "random"),
+                               score_thresh=0.0)
+    img, _ = synthetic_scene()
+    with_masks, boxes_only = head.predict(img), head.predict(img, masks=False)
+    assert boxes_only.masks is None and with_masks.masks is not None
+    assert torch.equal(with_masks.boxes, boxes_only.boxes) and torch.equal(with_masks.scores, boxes_only.scores)
+    assert head.model.roi_heads.has_mask()  # the switch is restored
