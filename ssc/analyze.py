@@ -92,14 +92,12 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
 
         dec = decode_features(source, codec, groups=groups, classes=classes, device=device)
         inst = head.predict_features(dec.features, (dec.header.height, dec.header.width), masks=task == "segment")
-        size = (dec.header.height, dec.header.width)
     else:
         dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)
         inst = head.predict(dec.image, masks=task == "segment")
-        size = dec.image.shape[:2]
     region = np.isin(dec.group_map, dec.decoded)
     if keep_inside_frac > 0 and not region.all():
         inst = keep_inside(inst, region, keep_inside_frac)
     total = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
-    return AnalyzeResult(task, size, instances_to_coco(inst, image_id, task), dec.decoded, dec.failed,
+    return AnalyzeResult(task, (dec.header.height, dec.header.width), instances_to_coco(inst, image_id, task), dec.decoded, dec.failed,
                          dec.bytes_read, total, time.perf_counter() - t0)

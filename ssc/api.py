@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
 from .bitstream.format import DEFAULT_MAX_PIXELS, QUALITY_SCALE, pack_tiles, unpack_tiles
-from .errors import BitstreamError, GroupNotFoundError, SSCError, WeightsError
+from .errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, SSCError, WeightsError
 from .masks import GroupMap
 from .models.codec import ALIGN
 from .models.zoo import UNREGISTERED_ID, LoadedCodec, load_codec
@@ -75,11 +75,17 @@ def tile_input(image: np.ndarray, labels: np.ndarray, gid: int, t: Tile, device:
     return x * mask, mask
 
 
+def _box_part(box_mask: np.ndarray, box: tuple[int, int, int, int], t: Tile) -> np.ndarray:
+    """The part of a group's box mask that tile ``t`` covers (smaller than the tile at the crop's edge)."""
+    x0, y0, w, h = t
+    return box_mask[y0 - box[1] : y0 - box[1] + h, x0 - box[0] : x0 - box[0] + w]
+
+
 def tile_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], t: Tile, device: torch.device) -> torch.Tensor:
     """Decoder side: (1, 1, h, w) mask of tile ``t`` from the group's mask on its box (as stored in the
     stream); equal to the encoder's, since the box is the mask's bounding box."""
-    x0, y0, w, h = t
-    part = box_mask[y0 - box[1] : y0 - box[1] + h, x0 - box[0] : x0 - box[0] + w]
+    w, h = t[2], t[3]
+    part = _box_part(box_mask, box, t)
     out = np.zeros((h, w), dtype=np.float32)
     out[: part.shape[0], : part.shape[1]] = part
     return torch.from_numpy(out).view(1, 1, h, w).to(device)
@@ -211,16 +217,12 @@ def group_latents(codec: LoadedCodec, body: bytes, e: GroupEntry, sel: np.ndarra
                   dev: torch.device) -> list[tuple[Tile, torch.Tensor, torch.Tensor]]:
     """Entropy-decode one group's body: (tile, tile mask (1, 1, h, w), quantised latents y_hat) for
     every coded tile (one when the stream is untiled). Raises an SSCError for a malformed body."""
-    x0, y0 = e.box[0], e.box[1]
-    tiles = [t for t in group_tiles(e.box, tile) if sel[t[1] - y0 : t[1] - y0 + t[3], t[0] - x0 : t[0] - x0 + t[2]].any()]
+    tiles = [t for t in group_tiles(e.box, tile) if _box_part(sel, e.box, t).any()]
     coded = unpack_tiles(body, len(tiles), e.group_id) if tile else [body]
     out = []
     for t, data in zip(tiles, coded):
         m = tile_mask(sel, e.box, t, dev)
-        try:
-            out.append((t, m, codec.model.decompress_latents(data, m)))
-        except (ValueError, OverflowError) as err:  # from the ANS decoder on forged data
-            raise BitstreamError(f"group {e.group_id}: segment could not be decoded ({err})") from err
+        out.append((t, m, codec.model.decompress_latents(data, m)))
     return out
 
 
@@ -232,7 +234,7 @@ def _paint_group(codec: LoadedCodec, tiles: list[tuple[Tile, torch.Tensor, torch
     for (tx, ty, _, _), m, y_hat in tiles:
         x = codec.model.synthesize(y_hat, m, e.quality / QUALITY_SCALE)
         if not torch.isfinite(x).all():  # only forged latents (valid CRC, absurd values) get here
-            raise BitstreamError(f"group {e.group_id}: segment decodes to non-finite pixels (corrupt or forged)")
+            raise BitstreamError("segment decodes to non-finite pixels (corrupt or forged)")
         part = pix[ty - y0 :, tx - x0 :]
         h, w = min(part.shape[0], x.shape[2]), min(part.shape[1], x.shape[3])
         part[:h, :w] = (x[0, :, :h, :w].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
@@ -255,8 +257,8 @@ def decode_groups(rd: StreamReader, codec: LoadedCodec, chosen: list[int], on_gr
             sel = rd.group_mask(gid)
             labels[y0:y1, x0:x1][sel] = gid
             on_group(e, sel, group_latents(codec, rd.read_segment(gid), e, sel, hdr.tile_size, dev))
-        except SSCError as err:
-            failed[gid] = str(err)
+        except SSCError as err:  # one message per group, always naming it
+            failed[gid] = f"group {gid}: {err.reason if isinstance(err, CorruptSegmentError) else err}"
             continue
         decoded.append(gid)
     return decoded, failed, labels

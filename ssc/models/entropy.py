@@ -207,7 +207,10 @@ class SymbolReader:
         """Decode ``n`` symbols with one constriction model."""
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        return np.asarray(self._coder.decode(model, n), dtype=np.int64)
+        try:
+            return np.asarray(self._coder.decode(model, n), dtype=np.int64)
+        except (ValueError, OverflowError) as e:  # the ANS decoder on forged data
+            raise BitstreamError(f"entropy-coded data does not decode (corrupted or forged segment: {e})") from e
 
     def decode_values(self, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
         order = np.argsort(table_index, kind="stable")

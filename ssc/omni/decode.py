@@ -57,7 +57,7 @@ def decode_features(source: bytes | str | Path, codec: LoadedCodec | None = None
             for (tx, ty, _, _), m, y_hat in tiles:
                 f0 = model.feature_head.level0(model.dequantize(y_hat, q))
                 if not torch.isfinite(f0).all():  # only forged latents (valid CRC, absurd values) get here
-                    raise BitstreamError(f"group {e.group_id}: segment decodes to non-finite features (corrupt or forged)")
+                    raise BitstreamError("segment decodes to non-finite features (corrupt or forged)")
                 mine.append((f0, support_pyramid(m, 4)[4], tx, ty))
             parts.extend(mine)  # a group contributes only when all its tiles decode
 
