@@ -53,15 +53,12 @@ class Teacher:
     """The detector's backbone at the image's own scale (no resize), for feature fidelity."""
 
     def __init__(self, head) -> None:
-        t = head.model.transform
-        self.backbone = head.model.backbone.eval()
-        self.mean = torch.tensor(t.image_mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(t.image_std).view(1, 3, 1, 1)
+        self.head = head
 
     @torch.no_grad()
     def features(self, image: np.ndarray) -> dict[str, torch.Tensor]:
         x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255).unsqueeze(0)
-        return self.backbone((x - self.mean) / self.std)
+        return self.head.backbone_features(x)
 
 
 def rel_error(f: torch.Tensor, ref: torch.Tensor) -> float:

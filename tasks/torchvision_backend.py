@@ -141,6 +141,15 @@ class TorchvisionMaskRCNN(TaskHead):
         m = (out["masks"][:, 0] > 0.5).cpu() if "masks" in out else None
         return Instances(tuple(image.shape[:2]), out["boxes"].cpu(), out["scores"].cpu(), out["labels"].cpu(), m)
 
+    def backbone_features(self, x: torch.Tensor) -> "dict[str, torch.Tensor]":
+        """The detector's own feature pyramid of images ``x`` (B, 3, H, W) in [0, 1] at their own
+        scale (normalised as the detector expects, not resized): what the Omni feature head is
+        distilled to, and what feature fidelity is measured against."""
+        t = self.model.transform
+        mean = torch.tensor(t.image_mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(t.image_std, device=x.device).view(1, 3, 1, 1)
+        return self.model.backbone((x - mean) / std)
+
     @torch.no_grad()
     def predict_features(self, features: "dict[str, torch.Tensor]", image_size: tuple[int, int],
                          masks: bool = True) -> Instances:

@@ -33,16 +33,14 @@ def init_from_codec(model: torch.nn.Module, name: str) -> None:
         raise WeightsError(f"{name} does not fit {type(model).__name__}: {bad[:5]}")
 
 
-def load_teacher(name: str, device: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """The detector backbone the feature head learns to emulate, frozen; with its normalisation."""
+def load_teacher(name: str, device: str):
+    """The detector whose backbone the feature head learns to emulate, frozen (its
+    :meth:`backbone_features` gives the targets)."""
     from ssc.tasks import build_head
 
-    det = build_head("torchvision", name).model
-    t = det.transform
-    mean = torch.tensor(t.image_mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(t.image_std, device=device).view(1, 3, 1, 1)
-    backbone = det.backbone.to(device).eval().requires_grad_(False)
-    return backbone, mean, std
+    head = build_head("torchvision", name, device=device)
+    head.model.requires_grad_(False)
+    return head
 
 
 def distill_loss(student: dict, teacher: dict) -> torch.Tensor:
@@ -65,7 +63,7 @@ def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     step, before = resume_from(cfg, model, opt, resume)
-    teacher, mean, std = load_teacher(model.teacher, device)
+    teacher = load_teacher(model.teacher, device)
     sampler = crop_sampler(cfg, step, 192)
     gen = torch.Generator().manual_seed(cfg.seed + 7919 * step)
     lam = torch.tensor(cfg.lambdas, device=device)
@@ -84,7 +82,7 @@ def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
         q = torch.randint(0, model.num_qualities, (cfg.batch,), device=device).repeat(2)
         feats, bits, px = model.forward_features(xs * ms, ms, q.float(), hard=step >= cfg.hard_from * cfg.steps)
         with torch.no_grad():
-            target = teacher(((xs * ms + 0.5 * (1 - ms)) - mean) / std)
+            target = teacher.backbone_features(xs * ms + 0.5 * (1 - ms))
         dist = distill_loss(feats, target)
         sup = support_pyramid(ms, 4)[4]
         emb = model.embed(feats, sup)
