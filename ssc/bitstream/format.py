@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError
 
@@ -349,7 +349,7 @@ def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int
     segments = [pack_segment(gid, bodies[gid]) for gid in ids]
     records = [pack_mask(gid, masks[gid]) if gid in masks else b"" for gid in ids]
     groups = _with_offsets(
-        [GroupEntry(g.group_id, g.class_id, g.label, tuple(g.box), g.area, g.quality, 0, len(s), 0, len(r))
+        [replace(g, box=tuple(g.box), seg_length=len(s), mask_length=len(r))
          for g, s, r in zip(header.groups, segments, records)]
     )
     full = StreamHeader(
@@ -363,10 +363,10 @@ def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int
 
 
 def _with_offsets(groups: list[GroupEntry]) -> tuple[GroupEntry, ...]:
+    """The entries with each mask record's and segment's offset: where the previous one ends."""
     out, m_off, s_off = [], 0, 0
     for g in groups:
-        out.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, g.quality, s_off, g.seg_length,
-                              m_off, g.mask_length))
+        out.append(replace(g, seg_offset=s_off, mask_offset=m_off))
         m_off += g.mask_length
         s_off += g.seg_length
     return tuple(out)
