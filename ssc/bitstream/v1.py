@@ -2,18 +2,8 @@
 kept here so that old files still decode; docs/bitstream.md describes it under "Version 1" and the
 golden file tests/golden/v1_three_groups.ssc pins it. Nothing writes version 1 any more.
 
-Semantically structured streams (SSIC, Feng et al. ICCV 2023): the header carries each group's class
-label and box, so "which objects, where" is answered without decoding any segment, and every group's
-segment can be located, checked and decoded on its own.
-
-All integers are little-endian. ``str8`` is a u8 byte count followed by that many UTF-8 bytes.
-
-Preamble (12 bytes)::
-
-    magic        3 bytes  b"SSC"
-    version      u8       1
-    header_len   u32      length H of the header body that follows
-    header_crc   u32      CRC-32 of the header body
+The preamble is version 2's (:mod:`ssc.bitstream.format`) with version byte 1; segments and their
+bodies are identical. Only the header body differs:
 
 Header body (H bytes)::
 
@@ -38,12 +28,7 @@ Header body (H bytes)::
     map_length   u32
     map_bytes    map_length bytes
 
-Payload: the segments, back to back. A segment is::
-
-    group_id     u16      must equal the table entry's group_id
-    body_length  u32      must equal seg_length - 10
-    body         body_length bytes (entropy-coded latents of that group only)
-    crc          u32      CRC-32 of group_id | body_length | body
+Payload: the segments, framed as in version 2, at the offsets the table gives.
 
 Group ids are unique and ascending in the table; boxes lie inside the image; the group areas sum to
 width x height (every pixel belongs to exactly one group); segments lie inside the payload and do not
