@@ -79,6 +79,16 @@ def _predict(head, image: np.ndarray, image_id: int, task: str) -> list[dict]:
     return instances_to_coco(head.predict(image, masks=task == "segment"), image_id, task)
 
 
+def _record(settings: dict[tuple[str, float], Setting], path: str, quality: float, seconds: float, bits: float,
+            feat_err: float, image_id: int, preds: list[dict]) -> None:
+    """Add one image's measurements to the setting (path, quality)."""
+    s = settings.setdefault((path, quality), Setting(path, quality))
+    s.seconds.append(seconds)
+    s.bpp.append(bits)
+    s.feat_err.append(feat_err)
+    s.preds.append((image_id, preds))
+
+
 def run_image(x: np.ndarray, gm, image_id: int, head, teacher: Teacher, ref: dict, pixel_codec, omni_codec,
               settings: dict[tuple[str, float], Setting], args: argparse.Namespace) -> None:
     from ssc.tasks.coco_results import instances_to_coco
@@ -90,31 +100,22 @@ def run_image(x: np.ndarray, gm, image_id: int, head, teacher: Teacher, ref: dic
         t0 = time.perf_counter()
         dec = decode_image(enc.data, pixel_codec)
         preds = _predict(head, dec.image, image_id, args.task)
-        s = settings.setdefault(("pixels (ssc)", q), Setting("pixels (ssc)", q))
-        s.seconds.append(time.perf_counter() - t0)
-        s.bpp.append(bpp(len(enc.data), px))
-        s.feat_err.append(pyramid_error(teacher.features(dec.image), ref))
-        s.preds.append((image_id, preds))
+        _record(settings, "pixels (ssc)", q, time.perf_counter() - t0, bpp(len(enc.data), px),
+                pyramid_error(teacher.features(dec.image), ref), image_id, preds)
 
         enc = encode_image(x, gm, omni_codec, quality=q)
         t0 = time.perf_counter()
         fd = decode_features(enc.data, omni_codec)
         inst = head.predict_features(fd.features, x.shape[:2], masks=args.task == "segment")
-        s = settings.setdefault(("features (omni)", q), Setting("features (omni)", q))
-        s.seconds.append(time.perf_counter() - t0)
-        s.bpp.append(bpp(len(enc.data), px))
-        s.feat_err.append(pyramid_error(fd.features, ref))
-        s.preds.append((image_id, instances_to_coco(inst, image_id, args.task)))
+        _record(settings, "features (omni)", q, time.perf_counter() - t0, bpp(len(enc.data), px),
+                pyramid_error(fd.features, ref), image_id, instances_to_coco(inst, image_id, args.task))
     for name in args.anchors:
         for q in args.anchor_quality:
             c = pillow_code(name, x, q)
             t0 = time.perf_counter()
             preds = _predict(head, c.decoded, image_id, args.task)
-            s = settings.setdefault((name, q), Setting(name, q))
-            s.seconds.append(time.perf_counter() - t0)
-            s.bpp.append(bpp(c.nbytes, px))
-            s.feat_err.append(pyramid_error(teacher.features(c.decoded), ref))
-            s.preds.append((image_id, preds))
+            _record(settings, name, q, time.perf_counter() - t0, bpp(c.nbytes, px),
+                    pyramid_error(teacher.features(c.decoded), ref), image_id, preds)
 
 
 def summarize(settings: dict, coco_gt, records: list[dict], originals: list[dict], fid_score: float) -> list[dict]:
