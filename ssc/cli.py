@@ -1,4 +1,4 @@
-"""Command line: ``ssc encode | decode | info | analyze | eval | demo | train``. Every failure exits non-zero with a
+"""Command line: ``ssc encode | decode | info | analyze | eval | demo | train | encode-video | decode-video``. Every failure exits non-zero with a
 one-line ``ssc: error: ...`` message; a decode in which some groups' segments are corrupt writes the
 other groups and exits with status 3."""
 from __future__ import annotations
@@ -83,7 +83,15 @@ def header_summary(header) -> dict:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .bitstream import StreamReader
+    from .video import format as vf
 
+    if Path(args.stream).is_file():
+        with open(args.stream, "rb") as f:
+            if f.read(len(vf.MAGIC)) == vf.MAGIC:
+                from .video.cli import print_video_info
+
+                print_video_info(args.stream, args.json)
+                return 0
     with StreamReader(args.stream) as rd:
         info = header_summary(rd.header)
         info["total_bytes"] = rd.total_length
@@ -203,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(d)
     d.set_defaults(fn=cmd_decode)
 
-    i = sub.add_parser("info", help="print the group table (no segment is decoded)")
+    i = sub.add_parser("info", help="print the group table, or a video's track table (no segment is decoded)")
     i.add_argument("stream")
     i.add_argument("--json", action="store_true")
     i.set_defaults(fn=cmd_info)
@@ -224,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "decoded latents to the detector's RPN/ROI heads (no pixel reconstruction)")
     model_args(a)
     a.set_defaults(fn=cmd_analyze)
+
+    from .video.cli import add_video_commands
+
+    add_video_commands(sub, model_args, _ids)
 
     v = sub.add_parser("eval", help="benchmarks: `ssc eval coco --help`", add_help=False)
     v.add_argument("rest", nargs=argparse.REMAINDER)

@@ -1,0 +1,134 @@
+"""``ssc encode-video | decode-video`` and the video part of ``ssc info`` (SSVC streams, ``.ssv``)."""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+from ..errors import SSCError
+
+EXIT_PARTIAL = 3
+
+
+def _names(items: list[str] | None) -> dict[int, tuple[int, str]]:
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        if not sep or not k.strip().isdigit() or not v:
+            raise SSCError(f"--label wants ID=NAME, got {it!r}")
+        out[int(k)] = (0, v)
+    return out
+
+
+def cmd_encode_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..masks.video import load_video_masks
+    from ..models.zoo import load_codec
+    from . import RateControl, VideoEncoder
+    from .io import open_frames
+
+    src = open_frames(args.video, fps=args.fps)
+    masks = load_video_masks(args.masks, _names(args.label), device=args.device)
+    codec = load_codec(args.weights or args.model, device=args.device)
+    rate = RateControl(qp=args.qp, roi_offset=args.roi_offset, target_kbps=args.kbps)
+    n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
+    frames = itertools.islice(src, args.frames) if args.frames else iter(src)
+    with VideoEncoder(args.output, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False) as enc:
+        bar = tqdm(frames, total=n, unit="frame", desc=Path(args.output).name, disable=args.quiet)
+        for i, frame in enumerate(bar):
+            st = enc.encode(frame, masks(i, frame))
+            bar.set_postfix(kB=enc.pos // 1000, qp=min(st.track_qp.values()))
+        summ = enc.close()
+    secs = summ.frames / float(src.fps) if summ.frames else 0
+    print(f"{args.output}: {summ.frames} frames, {summ.bytes} bytes, {8 * summ.bytes / 1000 / max(secs, 1e-9):.1f} kbit/s, "
+          f"{len(summ.tracks)} tracks, {summ.frames / max(summ.seconds, 1e-9):.2f} frames/s")
+    return 0
+
+
+def cmd_decode_video(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..models.zoo import load_codec
+    from . import VideoDecoder, VideoReader
+    from .io import FrameWriter
+
+    codec = load_codec(args.weights or args.model, device=args.device) if (args.weights or args.model_given) else None
+    failures = 0
+    with VideoReader(args.stream) as rd:
+        if rd.scan_error:
+            print(f"ssc: warning: {rd.scan_error}", file=sys.stderr)
+        labels = args.labels.split(",") if args.labels else None
+        dec = VideoDecoder(rd, codec, args.tracks, labels, args.device)
+        stop = rd.num_frames if args.stop is None else args.stop
+        h = rd.header
+        from fractions import Fraction
+
+        with FrameWriter(args.output, h.width, h.height, Fraction(h.fps_num, h.fps_den)) as out:
+            for fr in tqdm(dec.frames(args.start, stop, args.fill), total=max(0, min(stop, rd.num_frames) - args.start),
+                           unit="frame", disable=args.quiet):
+                out.write(fr.image)
+                for why in fr.failed.values():
+                    failures += 1
+                    print(f"ssc: error: {why}", file=sys.stderr)
+        print(f"{args.output}: {out.n} frames of tracks {dec.tracks}, read {rd.bytes_read} of {rd.size} bytes")
+    return EXIT_PARTIAL if failures else 0
+
+
+def video_info(path: str) -> dict:
+    from . import VideoReader
+
+    with VideoReader(path) as rd:
+        h = rd.header
+        return {
+            "kind": "video", "width": h.width, "height": h.height, "fps": h.fps, "frames": rd.num_frames,
+            "model_id": h.model_id, "weights_id": h.weights_id.hex(), "gop": h.gop,
+            "complement_track": h.complement_track, "total_bytes": rd.size,
+            "i_frames": [i for i, v in enumerate(rd.index.intra) if v], "index": "trailer" if rd.scan_error is None else rd.scan_error,
+            "tracks": [{"id": t.track_id, "class_id": t.class_id, "label": t.label, "first": t.first, "last": t.last,
+                        "bytes": t.bytes} for t in sorted(rd.index.tracks.values(), key=lambda t: t.track_id)],
+        }
+
+
+def print_video_info(path: str, as_json: bool) -> None:
+    info = video_info(path)
+    if as_json:
+        print(json.dumps(info, indent=1))
+        return
+    print(f"{path}: SSVC video {info['width']}x{info['height']} @ {info['fps']:.3g} fps, {info['frames']} frames "
+          f"({len(info['i_frames'])} I-frames), model {info['model_id']}, {info['total_bytes']} bytes")
+    print(f"{'track':>5} {'label':<20} {'frames':<12} {'bytes':>10}")
+    for t in info["tracks"]:
+        print(f"{t['id']:>5} {t['label'][:20]:<20} {str(t['first']) + '-' + str(t['last']):<12} {t['bytes']:>10}")
+
+
+def add_video_commands(sub, model_args, ids_type) -> None:
+    e = sub.add_parser("encode-video", help="encode a video (file or folder of frames) with per-frame group masks")
+    e.add_argument("video")
+    e.add_argument("--masks", required=True,
+                   help="folder:DIR | propagate:FIRST.png | detect:foreground[,every=N] | detect:MODEL[,every=N][,score=S]")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps)")
+    e.add_argument("--kbps", type=float, default=None, help="target bitrate (rate control moves the qp)")
+    e.add_argument("--roi-offset", type=int, default=6, help="background qp minus object qp")
+    e.add_argument("--gop", type=int, default=16, help="I-frame period")
+    e.add_argument("--frames", type=int, default=None, help="encode only the first N frames")
+    e.add_argument("--fps", type=float, default=None, help="frame rate (folders of frames; default 25)")
+    e.add_argument("--label", action="append", help="ID=NAME for a track id (repeatable)")
+    e.add_argument("--quiet", action="store_true")
+    model_args(e)
+    e.set_defaults(fn=cmd_encode_video)
+
+    d = sub.add_parser("decode-video", help="decode all or selected tracks over a frame range")
+    d.add_argument("stream")
+    d.add_argument("-o", "--output", required=True, help="folder of PNGs, or .mkv (lossless) / .mp4")
+    d.add_argument("--tracks", type=ids_type, default=None, help="comma-separated track ids")
+    d.add_argument("--labels", default=None, help="comma-separated track labels")
+    d.add_argument("--start", type=int, default=0, help="first frame (decoding starts at the I-frame before it)")
+    d.add_argument("--stop", type=int, default=None, help="frame after the last")
+    d.add_argument("--fill", type=int, default=0)
+    d.add_argument("--quiet", action="store_true")
+    model_args(d)
+    d.set_defaults(fn=cmd_decode_video)

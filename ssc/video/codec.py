@@ -1,0 +1,376 @@
+"""SSVC encoder and decoder: per-track intra / inter coding over the container of :mod:`ssc.video.format`.
+
+Every track (group id of the per-frame group maps) keeps its own reference: the latest reconstruction
+of the pixels it covered, padded where it was never seen (:mod:`ssc.video.motion`). Intra entries code
+the group with the image codec (the group-independent model of :mod:`ssc.models.codec`, Feng et al.
+ICCV 2023) plus an integer refinement layer; inter entries code motion and residual against the track's
+own reference (:mod:`ssc.video.texture`). No entry depends on another track, so one track can be
+decoded through time from its own bytes (the complement track also reads the others' mask records).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from ..api import box_mask_crop, codec_for_stream, tile_input
+from ..bitstream.format import QUALITY_SCALE, Cursor, pack_mask, pack_segment, varint
+from ..bitstream.groupmap import decode_group_mask, encode_group_mask
+from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, SSCError
+from ..masks import GroupMap
+from ..models.zoo import LoadedCodec
+from . import format as vf
+from .motion import pad_reference
+from .ratecontrol import RateControl, intra_quality
+from .stream import VideoReader
+from .texture import decode_layer, encode_layer
+
+
+@dataclass
+class TrackState:
+    """What one track's decoder keeps between frames (encoder and decoder alike)."""
+
+    canvas: np.ndarray  # (H, W, 3) uint8, latest reconstruction where seen
+    seen: np.ndarray  # (H, W) bool
+    mask: np.ndarray | None = None  # previous frame's mask (H, W) bool
+    box: tuple[int, int, int, int] | None = None
+    live: bool = False  # False until an intra entry (or after a failure)
+
+    @classmethod
+    def empty(cls, h: int, w: int) -> "TrackState":
+        return cls(np.zeros((h, w, 3), np.uint8), np.zeros((h, w), bool))
+
+    def update(self, recon: np.ndarray, region: tuple[int, int, int, int], mask: np.ndarray) -> None:
+        h, w = self.seen.shape
+        x0, y0, x1, y1 = region
+        x1, y1 = min(x1, w), min(y1, h)
+        m = mask[y0:y1, x0:x1]
+        self.canvas[y0:y1, x0:x1][m] = recon[: y1 - y0, : x1 - x0][m]
+        self.seen[y0:y1, x0:x1] |= m
+
+
+def _full_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], h: int, w: int) -> np.ndarray:
+    out = np.zeros((h, w), bool)
+    x0, y0, x1, y1 = box
+    out[y0:y1, x0:x1] = box_mask
+    return out
+
+
+def _intra_base(codec: LoadedCodec, image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
+                qcode: int) -> tuple[bytes, np.ndarray]:
+    """Image-codec body of the group's crop and the base frame the decoder will rebuild from it."""
+    dev = next(codec.model.parameters()).device
+    x, m = tile_input(image, mask.astype(np.int32), 1, _crop(box), dev)
+    body = codec.model.compress_group(x, m, qcode / QUALITY_SCALE)
+    return body, _decode_base(codec, body, mask, box, qcode)
+
+
+def _crop(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    from ..api import crop_box
+
+    return crop_box(box)
+
+
+def _decode_base(codec: LoadedCodec, body: bytes, mask: np.ndarray, box: tuple[int, int, int, int], qcode: int) -> np.ndarray:
+    dev = next(codec.model.parameters()).device
+    x0, y0, x1, y1 = box
+    h, w = mask.shape
+    px = codec.model.decompress_group(body, box_mask_crop(mask[y0:y1, x0:x1], box, dev), qcode / QUALITY_SCALE)
+    if not torch.isfinite(px).all():
+        raise BitstreamError("intra base decodes to non-finite pixels (corrupt or forged)")
+    base = np.zeros((h, w, 3), np.uint8)
+    part = (px[0].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    base[y0:y1, x0:x1] = part[: y1 - y0, : x1 - x0]
+    return base
+
+
+def _intra_body(qcode: int, base: bytes, layer: bytes) -> bytes:
+    return varint(qcode, "quality") + varint(len(base), "base length") + base + layer
+
+
+def _split_intra(body: bytes) -> tuple[int, bytes, bytes]:
+    c = Cursor(body)
+    q, n = c.varint("intra quality"), c.varint("intra base length")
+    base = c.take(n, "intra base")
+    return q, base, body[c.pos :]
+
+
+@dataclass
+class FrameStats:
+    number: int
+    intra: bool
+    bytes: int
+    track_bytes: dict[int, int]
+    track_qp: dict[int, int]
+    seconds: float
+
+
+@dataclass
+class VideoSummary:
+    frames: int
+    bytes: int
+    tracks: dict[int, vf.TrackInfo]
+    seconds: float
+    stats: list[FrameStats] = field(default_factory=list)
+
+
+class VideoEncoder:
+    """Streaming encoder: ``encode(frame, group_map)`` per frame, then ``close()`` (writes the index).
+    Memory is bounded by the tracks' reference frames, independent of the video's length."""
+
+    def __init__(self, sink: BinaryIO | str | Path, width: int, height: int, fps: float | Fraction, codec: LoadedCodec,
+                 gop: int = 16, rate: RateControl | None = None, complement_track: int | None = 0,
+                 keep_stats: bool = True) -> None:
+        if gop < 1:
+            raise ValueError("gop must be >= 1")
+        self._own = isinstance(sink, (str, Path))
+        self.f: BinaryIO = open(sink, "wb") if self._own else sink  # type: ignore[arg-type]
+        fr = Fraction(fps).limit_denominator(1001)
+        if fr <= 0:
+            raise ValueError("fps must be positive")
+        self.header = vf.VideoHeader(width, height, fr.numerator, fr.denominator, codec.card.name, codec.weights_id,
+                                     gop, complement_track)
+        self.codec, self.gop, self.rate = codec, gop, rate or RateControl()
+        self.states: dict[int, TrackState] = {}
+        self.index = vf.Index()
+        self.pos = 0
+        self._write(vf.encode_header(self.header))
+        self.n = 0
+        self.keep_stats = keep_stats
+        self.stats: list[FrameStats] = []
+        self._t = 0.0
+        self._closed = False
+
+    def _write(self, b: bytes) -> None:
+        self.f.write(b)
+        self.pos += len(b)
+
+    def encode(self, frame: np.ndarray, gm: GroupMap, force_intra: bool = False) -> FrameStats:
+        t0 = time.perf_counter()
+        H, W = self.header.height, self.header.width
+        if frame.shape != (H, W, 3) or frame.dtype != np.uint8:
+            raise SSCError(f"frame {self.n} must be ({H}, {W}, 3) uint8, got {frame.shape} {frame.dtype}")
+        gm.check_size(H, W)
+        intra_frame = force_intra or self.n % self.gop == 0
+        self.rate.start_frame(intra_frame, self.header.fps, self.gop)
+        comp = self.header.complement_track
+        present = set(gm.ids)
+        entries, records, qps = [], [], {}
+        for g in gm.groups:
+            tid = g.group_id
+            st = self.states.get(tid)
+            new = tid not in self.index.tracks
+            intra = intra_frame or st is None or not st.live
+            if st is None:
+                st = self.states[tid] = TrackState.empty(H, W)
+            mask = gm.labels == tid
+            qp = self.rate.entry_qp(intra, background=(tid == comp))
+            qps[tid] = qp
+            if intra:
+                qcode = int(round(intra_quality(qp, self.codec.model.num_qualities) * QUALITY_SCALE))
+                base_body, base = _intra_base(self.codec, frame, mask, g.box, qcode)
+                layer, recon, lay = encode_layer(frame, mask, g.box, qp, base=base)
+                body = _intra_body(qcode, base_body, layer)
+            else:
+                layer, recon, lay = encode_layer(frame, mask, g.box, qp, ref_padded=pad_reference(st.canvas, st.seen))
+                body = layer
+            same = (not intra and not new and tid != comp and st.box == g.box and st.mask is not None
+                    and np.array_equal(st.mask, mask))
+            if tid == comp or same:
+                mrec = b""
+            else:
+                x0, y0, x1, y1 = g.box
+                mrec = pack_mask(tid, encode_group_mask(mask[y0:y1, x0:x1]))
+            seg = pack_segment(tid, body)
+            st.update(recon, lay.region, mask)
+            st.mask, st.box, st.live = mask, g.box, True
+            entries.append(vf.Entry(tid, intra, g.box, g.area, len(mrec), len(seg), same, new, g.class_id, g.label))
+            records.append((mrec, seg))
+        for tid, st in self.states.items():  # tracks that left: their next appearance is intra
+            if tid not in present:
+                st.live, st.mask, st.box = False, None, None
+        data = vf.encode_frame(self.n, entries, records)
+        self.index.offsets.append(self.pos)
+        self.index.intra.append(all(e.intra for e in entries))
+        for e in entries:
+            t = self.index.tracks.get(e.track_id)
+            size = e.mask_len + e.seg_len
+            self.index.tracks[e.track_id] = vf.TrackInfo(e.track_id, e.class_id, e.label, self.n, self.n, size) if t is None \
+                else vf.TrackInfo(t.track_id, t.class_id, t.label, t.first, self.n, t.bytes + size)
+        self._write(data)
+        self.rate.end_frame(8 * len(data))
+        dt = time.perf_counter() - t0
+        self._t += dt
+        fs = FrameStats(self.n, self.index.intra[-1], len(data), {e.track_id: e.mask_len + e.seg_len for e in entries}, qps, dt)
+        if self.keep_stats:
+            self.stats.append(fs)
+        self.n += 1
+        return fs
+
+    def close(self) -> VideoSummary:
+        if not self._closed:
+            off = self.pos
+            self._write(vf.encode_index(self.index))
+            self._write(vf.encode_trailer(off))
+            if self._own:
+                self.f.close()
+            self._closed = True
+        return VideoSummary(self.n, self.pos, dict(self.index.tracks), self._t, self.stats)
+
+    def __enter__(self) -> "VideoEncoder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class DecodedFrame:
+    number: int
+    image: np.ndarray  # (H, W, 3) uint8: decoded tracks, ``fill`` elsewhere
+    track_map: np.ndarray  # (H, W) int32: id of the decoded track at each pixel, -1 elsewhere
+    decoded: list[int]
+    failed: dict[int, str]
+
+
+class VideoDecoder:
+    """Decode chosen tracks of a stream over a frame range. Decoding starts at the nearest I-frame at or
+    before ``start``; frames before ``start`` are decoded (they are references) but not yielded."""
+
+    def __init__(self, reader: VideoReader, codec: LoadedCodec | None = None, tracks: Iterable[int] | None = None,
+                 labels: Iterable[str] | None = None, device: str = "cpu") -> None:
+        self.rd = reader
+        hdr = reader.header
+        self.codec = codec_for_stream(_as_stream_header(hdr), codec, device)
+        known = reader.index.tracks
+        chosen: set[int] = set()
+        if tracks is None and labels is None:
+            chosen = set(known)
+        for t in tracks or []:
+            if t not in known:
+                raise GroupNotFoundError(f"track {t} is not in the stream (tracks: {sorted(known)})")
+            chosen.add(t)
+        for lab in labels or []:
+            hit = {t.track_id for t in known.values() if t.label == lab}
+            if not hit:
+                raise GroupNotFoundError(f"no track labelled {lab!r} (labels: {sorted({t.label for t in known.values()})})")
+            chosen |= hit
+        self.tracks = sorted(chosen)
+        self.comp = hdr.complement_track
+        # masks needed: the chosen tracks', plus every other track's when the complement is chosen
+        self._need_all_masks = self.comp in chosen
+        self.states: dict[int, TrackState] = {}
+        self.masks: dict[int, tuple[tuple[int, int, int, int], np.ndarray] | None] = {}
+
+    def _mask(self, fh: vf.FrameHeader, e: vf.Entry) -> np.ndarray:
+        """The entry's mask on its box (reading its record, or reusing the previous one)."""
+        if e.same_mask:
+            prev = self.masks.get(e.track_id)
+            if prev is None or prev[0] != e.box:
+                raise CorruptSegmentError(e.track_id, "mask marked unchanged but the previous mask is unknown")
+            return prev[1]
+        x0, y0, x1, y1 = e.box
+        try:
+            m = decode_group_mask(self.rd.mask_bytes(fh, e), y1 - y0, x1 - x0)
+        except CorruptSegmentError:
+            raise
+        except SSCError as err:
+            raise CorruptSegmentError(e.track_id, f"mask does not decode ({err})") from err
+        if int(m.sum()) != e.area:
+            raise CorruptSegmentError(e.track_id, f"mask has {int(m.sum())} pixels, the entry says {e.area}")
+        return m
+
+    def frames(self, start: int = 0, stop: int | None = None, fill: int = 0) -> Iterator[DecodedFrame]:
+        n = self.rd.num_frames
+        stop = n if stop is None else min(stop, n)
+        if not 0 <= start < max(stop, 1):
+            raise IndexError(f"frame range [{start}, {stop}) is empty or outside [0, {n})")
+        H, W = self.rd.header.height, self.rd.header.width
+        self.states, self.masks = {}, {}
+        for i in range(self.rd.intra_start(start), stop):
+            fr = self._decode_frame(self.rd.frame(i), H, W, fill)
+            if i >= start:
+                yield fr
+
+    def _decode_frame(self, fh: vf.FrameHeader, H: int, W: int, fill: int) -> DecodedFrame:
+        image = np.full((H, W, 3), fill, np.uint8)
+        tmap = np.full((H, W), -1, np.int32)
+        decoded, failed = [], {}
+        present = {e.track_id: e for e in fh.entries}
+        full: dict[int, np.ndarray] = {}
+        mask_fail: dict[int, str] = {}
+        for e in fh.entries:  # masks first: the complement needs all the others
+            if e.track_id == self.comp or not (e.track_id in self.tracks or self._need_all_masks):
+                continue
+            try:
+                bm = self._mask(fh, e)
+                self.masks[e.track_id] = (e.box, bm)
+                full[e.track_id] = _full_mask(bm, e.box, H, W)
+            except SSCError as err:
+                self.masks[e.track_id] = None
+                mask_fail[e.track_id] = str(err)
+        for tid in list(self.masks):
+            if tid not in present:
+                self.masks.pop(tid)
+        for tid in self.tracks:
+            e = present.get(tid)
+            st = self.states.get(tid)
+            if e is None:
+                if st is not None:
+                    st.live = False
+                continue
+            if st is None:
+                st = self.states[tid] = TrackState.empty(H, W)
+            try:
+                if tid in mask_fail:
+                    raise CorruptSegmentError(tid, mask_fail[tid])
+                if tid == self.comp:
+                    if mask_fail:
+                        raise CorruptSegmentError(tid, f"complement needs the masks of tracks {sorted(mask_fail)}, which failed")
+                    mask = np.ones((H, W), bool)
+                    for m in full.values():
+                        mask &= ~m
+                    if int(mask.sum()) != e.area:
+                        raise CorruptSegmentError(tid, "complement mask does not match its area")
+                else:
+                    mask = full[tid]
+                body = self.rd.segment(fh, e)
+                if e.intra:
+                    qcode, base_body, layer = _split_intra(body)
+                    base = _decode_base(self.codec, base_body, mask, e.box, qcode)
+                    recon, lay = decode_layer(layer, mask, e.box, base=base)
+                else:
+                    if not st.live:
+                        raise CorruptSegmentError(tid, "inter entry without a decoded reference (earlier failure)")
+                    recon, lay = decode_layer(body, mask, e.box, ref_padded=pad_reference(st.canvas, st.seen))
+            except SSCError as err:
+                st.live = False
+                failed[tid] = f"track {tid}, frame {fh.number}: {err.reason if isinstance(err, CorruptSegmentError) else err}"
+                continue
+            st.update(recon, lay.region, mask)
+            st.live = True
+            x0, y0, x1, y1 = e.box
+            image[mask] = st.canvas[mask]
+            tmap[mask] = tid
+            decoded.append(tid)
+        return DecodedFrame(fh.number, image, tmap, decoded, failed)
+
+
+def _as_stream_header(h: vf.VideoHeader):
+    """The two fields :func:`ssc.api.codec_for_stream` checks, from a video header."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model_id=h.model_id, weights_id=h.weights_id)
+
+
+def decode_video(source: str | Path | bytes, codec: LoadedCodec | None = None, tracks: Iterable[int] | None = None,
+                 labels: Iterable[str] | None = None, start: int = 0, stop: int | None = None, fill: int = 0,
+                 device: str = "cpu") -> Iterator[DecodedFrame]:
+    """Decode the chosen tracks (all by default) of frames [start, stop)."""
+    with VideoReader(source) as rd:
+        yield from VideoDecoder(rd, codec, tracks, labels, device).frames(start, stop, fill)

@@ -1,0 +1,123 @@
+"""Video I/O: frames from a video file (PyAV, imported lazily) or a folder of images, and writers to a
+video file or a folder of PNGs. Frames are (H, W, 3) uint8 RGB numpy arrays, one at a time (streaming)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from ..errors import SSCError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _av():
+    try:
+        import av  # noqa: PLC0415
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise SSCError("video files need PyAV: pip install 'ssc[video]' (or pip install av)") from e
+    return av
+
+
+@dataclass
+class FrameSource:
+    """A video as a frame iterator with its geometry and rate (``count`` may be None when unknown)."""
+
+    path: Path
+    width: int
+    height: int
+    fps: Fraction
+    count: int | None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self.path.is_dir():
+            for f in image_files(self.path):
+                with Image.open(f) as im:
+                    a = np.asarray(im.convert("RGB"))
+                if a.shape[:2] != (self.height, self.width):
+                    raise SSCError(f"{f}: frame is {a.shape[1]}x{a.shape[0]}, the sequence {self.width}x{self.height}")
+                yield a
+            return
+        av = _av()
+        try:
+            with av.open(str(self.path)) as c:
+                for fr in c.decode(c.streams.video[0]):
+                    yield fr.to_ndarray(format="rgb24")
+        except av.FFmpegError as e:
+            raise SSCError(f"{self.path}: video decoding failed ({e})") from e
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def open_frames(path: str | Path, fps: float | None = None) -> FrameSource:
+    """Open a video file or a folder of frames (sorted by name; ``fps`` defaults to 25 there)."""
+    p = Path(path)
+    if p.is_dir():
+        files = image_files(p)
+        if not files:
+            raise SSCError(f"{p}: no image frames in the folder")
+        with Image.open(files[0]) as im:
+            w, h = im.size
+        return FrameSource(p, w, h, Fraction(fps or 25).limit_denominator(1001), len(files))
+    if not p.is_file():
+        raise FileNotFoundError(f"video not found: {p}")
+    av = _av()
+    try:
+        with av.open(str(p)) as c:
+            if not c.streams.video:
+                raise SSCError(f"{p}: no video stream")
+            s = c.streams.video[0]
+            rate = Fraction(fps).limit_denominator(1001) if fps else Fraction(s.average_rate or 25)
+            return FrameSource(p, s.codec_context.width, s.codec_context.height, rate, s.frames or None)
+    except av.FFmpegError as e:
+        raise SSCError(f"{p}: not a readable video ({e})") from e
+
+
+class FrameWriter:
+    """Write frames to a folder of PNGs (path without a video suffix) or a video file: ``.mkv`` is
+    lossless FFV1, ``.mp4`` / ``.avi`` H.264 at CRF 10 (PyAV)."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: Fraction) -> None:
+        self.path = Path(path)
+        self.n = 0
+        self._c = self._s = None
+        if self.path.suffix.lower() in (".mkv", ".mp4", ".avi", ".mov"):
+            av = _av()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._c = av.open(str(self.path), "w")
+            lossless = self.path.suffix.lower() == ".mkv"
+            self._s = self._c.add_stream("ffv1" if lossless else "libx264", rate=fps)
+            self._s.width, self._s.height = width, height
+            self._s.pix_fmt = "bgr0" if lossless else "yuv420p"
+            if not lossless:
+                self._s.options = {"crf": "10"}
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._c is None:
+            Image.fromarray(frame).save(self.path / f"{self.n:05d}.png")
+        else:
+            av = _av()
+            for pkt in self._s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                self._c.mux(pkt)
+        self.n += 1
+
+    def close(self) -> None:
+        if self._c is not None:
+            for pkt in self._s.encode():
+                self._c.mux(pkt)
+            self._c.close()
+            self._c = None
+
+    def __enter__(self) -> "FrameWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,215 @@
+"""One track's inter / refinement layer in one frame (SSVC): motion vectors and the quantised residual,
+entropy-coded with rANS over fixed integer Laplace tables.
+
+Body layout (all integers little-endian)::
+
+    u8 qp | u8 kind (0 = refinement of an intra base, 1 = motion-compensated P) | u8 mv_table (kind 1)
+    u8 p_coded_luma | u8 p_coded_chroma | 10 bytes: 4-bit level-table index per (luma|chroma, band)
+    rANS words: [mv differences] | coded-block flags | levels of coded blocks (zig-zag)
+
+Which blocks exist follows from the track's mask, which the decoder already has: a 16x16 motion block
+is coded when it touches the mask, an 8x8 transform block likewise, and the residual outside the mask is
+never coded (those pixels belong to other tracks).
+"""
+from __future__ import annotations
+
+import functools
+import struct
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from ..errors import BitstreamError
+from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
+from . import transform as tf
+from .motion import MB, SEARCH, block_origins, compensate, estimate
+
+KIND_REFINE, KIND_P = 0, 1
+_HEAD = struct.Struct("<BBBBB")
+_NSCALES = 16
+SCALES = np.exp(np.linspace(np.log(0.04), np.log(60.0), _NSCALES))
+
+
+@functools.lru_cache(maxsize=1)
+def laplace_tables() -> TableSet:
+    """Discretised zero-mean Laplace tables for SCALES (value k has mass F(k+.5) - F(k-.5))."""
+    half = np.clip(np.ceil(SCALES * 12), 2, 1024).astype(np.int64)
+    counts = np.zeros((len(SCALES), 2 * int(half.max()) + 2), dtype=np.int32)
+    for i, (b, L) in enumerate(zip(SCALES, half)):
+        k = np.arange(-L, L + 1, dtype=np.float64)
+        cdf = lambda v: np.where(v < 0, 0.5 * np.exp(v / b), 1 - 0.5 * np.exp(-v / b))  # noqa: E731
+        p = cdf(k + 0.5) - cdf(k - 0.5)
+        counts[i, : 2 * L + 2] = _counts(np.concatenate([p, [max(0.0, 1 - p.sum())]]))
+    return TableSet(half, counts)
+
+
+def _scale_index(mean_abs: float) -> int:
+    return int(np.argmin(np.abs(np.log(SCALES) - np.log(max(mean_abs, 1e-3)))))
+
+
+def _flag_model(p8: int):
+    return constriction.stream.model.Categorical(np.array([256 - p8, p8], dtype=np.float64), perfect=False)
+
+
+def aligned_region(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """The box grown outwards to the 16-pixel grid (may run past the frame's right/bottom edge)."""
+    x0, y0, x1, y1 = box
+    return x0 // MB * MB, y0 // MB * MB, -(-x1 // MB) * MB, -(-y1 // MB) * MB
+
+
+def _region(a: np.ndarray, reg: tuple[int, int, int, int]) -> np.ndarray:
+    """a[y0:y1, x0:x1] edge-padded where the region runs past the frame."""
+    x0, y0, x1, y1 = reg
+    part = a[y0:y1, x0:x1]
+    return np.pad(part, ((0, y1 - y0 - part.shape[0]), (0, x1 - x0 - part.shape[1])) + ((0, 0),) * (a.ndim - 2), mode="edge")
+
+
+def _touching(mask_reg: np.ndarray, size: int) -> np.ndarray:
+    h, w = mask_reg.shape
+    return mask_reg.reshape(h // size, size, w // size, size).any((1, 3)).ravel()
+
+
+@dataclass
+class Layout:
+    """Which motion / transform blocks a track codes in a frame, derived from its mask alone."""
+
+    region: tuple[int, int, int, int]
+    mask: np.ndarray  # mask on the region (bool)
+    mbs: np.ndarray  # indices of coded 16x16 blocks (raster in region)
+    blocks: np.ndarray  # indices of coded 8x8 blocks (raster in region)
+
+    @classmethod
+    def of(cls, mask: np.ndarray, box: tuple[int, int, int, int]) -> "Layout":
+        reg = aligned_region(box)
+        m = _region(mask, reg) if mask.shape else mask
+        x0, y0, x1, y1 = reg
+        valid = np.zeros_like(m)
+        valid[: max(0, mask.shape[0] - y0), : max(0, mask.shape[1] - x0)] = True  # edge padding is not the group
+        m = m & valid
+        return cls(reg, m, np.flatnonzero(_touching(m, MB)), np.flatnonzero(_touching(m, tf.BLOCK)))
+
+    def mb_origins(self) -> tuple[np.ndarray, np.ndarray]:
+        ys, xs = block_origins(self.region)
+        return ys[self.mbs], xs[self.mbs]
+
+
+def _predict_region(lay: Layout, ref_padded: np.ndarray, mv: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = lay.region
+    pred = np.zeros((y1 - y0, x1 - x0, 3), np.int64)
+    ys, xs = lay.mb_origins()
+    blocks = compensate(ref_padded, ys, xs, mv)
+    for (y, x), b in zip(zip(ys - y0, xs - x0), blocks):
+        pred[y : y + MB, x : x + MB] = b
+    return pred
+
+
+def _planes_to_blocks(res: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """(h, w, 3) -> (3, len(sel), 8, 8) selected 8x8 blocks per YCoCg plane."""
+    return np.stack([tf.to_blocks(res[..., c])[sel] for c in range(3)])
+
+
+def _blocks_to_residual(blk: np.ndarray, sel: np.ndarray, h: int, w: int) -> np.ndarray:
+    out = np.zeros((3, (h // tf.BLOCK) * (w // tf.BLOCK), tf.BLOCK, tf.BLOCK), np.int64)
+    out[:, sel] = blk
+    return tf.ycocg_to_rgb(np.stack([tf.from_blocks(out[c], h, w) for c in range(3)], -1))
+
+
+def _mv_diffs(mv: np.ndarray) -> np.ndarray:
+    prev = np.vstack([np.zeros((1, 2), np.int64), mv[:-1]])
+    return (mv - prev).ravel()
+
+
+def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], qp: int,
+                 ref_padded: np.ndarray | None = None, base: np.ndarray | None = None) -> tuple[bytes, np.ndarray, Layout]:
+    """Code ``cur`` (H, W, 3 uint8) inside ``mask`` either as motion-compensated prediction from
+    ``ref_padded`` (P) or as a refinement of ``base`` (H, W, 3, the intra layer's reconstruction).
+    Returns the body, the reconstruction on the layout's region (h, w, 3 uint8) and the layout."""
+    lay = Layout.of(mask, box)
+    x0, y0, x1, y1 = lay.region
+    h, w = y1 - y0, x1 - x0
+    tables = laplace_tables()
+    wr = SymbolWriter()
+    if ref_padded is not None:
+        ys, xs = lay.mb_origins()
+        mv = estimate(cur, ref_padded, ys, xs, weight=mask)
+        pred = _predict_region(lay, ref_padded, mv)
+        d = _mv_diffs(mv)
+        mv_idx = _scale_index(float(np.abs(d).mean()) if d.size else 0.0)
+        wr.encode_values(d, np.full(d.size, mv_idx), tables)
+        kind = KIND_P
+    else:
+        assert base is not None
+        pred, mv_idx, kind = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE
+    res = (_region(cur, lay.region).astype(np.int64) - pred) * lay.mask[..., None]
+    blk = _planes_to_blocks(tf.rgb_to_ycocg(res), lay.blocks)
+    steps = [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
+    levels = np.stack([tf.quantise(blk[c], steps[c]) for c in range(3)])  # (3, n, 64)
+    coded = levels.any(-1)  # (3, n)
+    p8, idx = [], []
+    for cls, chans in ((0, [0]), (1, [1, 2])):
+        f = coded[chans].ravel()
+        p8.append(int(np.clip(round(256 * f.mean()) if f.size else 1, 1, 255)))
+        wr.write(f.astype(np.int32), _flag_model(p8[-1]))
+    for cls, chans in ((0, [0]), (1, [1, 2])):
+        lv = levels[chans][coded[chans]]  # (m, 64)
+        for b in range(tf.N_BANDS):
+            band = lv[:, tf.BAND_OF_SCAN == b]
+            idx.append(_scale_index(float(np.abs(band).mean()) if band.size else 0.0))
+    tab = np.array(idx).reshape(2, tf.N_BANDS)
+    for cls, chans in ((0, [0]), (1, [1, 2])):
+        lv = levels[chans][coded[chans]]
+        if lv.size:
+            wr.encode_values(lv.ravel(), np.tile(tab[cls][tf.BAND_OF_SCAN], len(lv)), tables)
+    deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
+    recon = np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8)
+    nib = bytes((tab.ravel()[2 * i] << 4) | tab.ravel()[2 * i + 1] for i in range(tf.N_BANDS))
+    body = _HEAD.pack(qp, kind, mv_idx, p8[0], p8[1]) + nib + wr.finish()
+    return body, recon, lay
+
+
+def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
+                 ref_padded: np.ndarray | None = None, base: np.ndarray | None = None) -> tuple[np.ndarray, Layout]:
+    """Inverse of :func:`encode_layer` (exact integer reconstruction). BitstreamError on malformed bodies."""
+    if len(body) < _HEAD.size + tf.N_BANDS:
+        raise BitstreamError(f"texture layer truncated ({len(body)} bytes)")
+    qp, kind, mv_idx, pY, pC = _HEAD.unpack_from(body, 0)
+    if qp > tf.MAX_QP or kind not in (KIND_REFINE, KIND_P) or mv_idx >= _NSCALES or not (0 < pY < 256 and 0 < pC < 256):
+        raise BitstreamError("texture layer header is invalid")
+    if (kind == KIND_P) != (ref_padded is not None):
+        raise BitstreamError(f"texture layer kind {kind} does not match the entry's frame type")
+    nib = body[_HEAD.size : _HEAD.size + tf.N_BANDS]
+    tab = np.array([v for b in nib for v in (b >> 4, b & 15)]).reshape(2, tf.N_BANDS)
+    lay = Layout.of(mask, box)
+    x0, y0, x1, y1 = lay.region
+    h, w = y1 - y0, x1 - x0
+    tables = laplace_tables()
+    rd = SymbolReader(body[_HEAD.size + tf.N_BANDS :])
+    if kind == KIND_P:
+        n = len(lay.mbs)
+        d = rd.decode_values(np.full(2 * n, mv_idx), tables).reshape(n, 2)
+        mv = np.cumsum(d, 0)
+        if n and np.abs(mv).max() > SEARCH:
+            raise BitstreamError("motion vector outside the search range")
+        pred = _predict_region(lay, ref_padded, mv)
+    else:
+        assert base is not None
+        pred = _region(base, lay.region).astype(np.int64)
+    nb = len(lay.blocks)
+    coded = np.zeros((3, nb), bool)
+    coded[0] = rd.read(_flag_model(pY), nb).astype(bool)
+    coded[1:] = rd.read(_flag_model(pC), 2 * nb).astype(bool).reshape(2, nb)
+    levels = np.zeros((3, nb, 64), np.int64)
+    for cls, chans in ((0, [0]), (1, [1, 2])):
+        m = int(coded[chans].sum())
+        if m:
+            sub = levels[chans]
+            sub[coded[chans]] = rd.decode_values(np.tile(tab[cls][tf.BAND_OF_SCAN], m), tables).reshape(m, 64)
+            levels[chans] = sub
+    rd.check_end()
+    if np.abs(levels).max(initial=0) > 1 << 16:
+        raise BitstreamError("texture level out of range")
+    steps = [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
+    deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
+    recon = np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8)
+    return recon, lay
