@@ -45,7 +45,11 @@ class TrackState:
     def empty(cls, h: int, w: int) -> "TrackState":
         return cls(np.zeros((h, w, 3), np.uint8), np.zeros((h, w), bool))
 
-    def update(self, recon: np.ndarray, region: tuple[int, int, int, int], mask: np.ndarray) -> None:
+    def update(self, recon: np.ndarray, region: tuple[int, int, int, int], mask: np.ndarray, intra: bool) -> None:
+        """Write a decoded entry into the reference. An intra entry starts the reference afresh, so that
+        decoding from any I-frame rebuilds exactly the encoder's references (random access)."""
+        if intra:
+            self.seen[:] = False
         h, w = self.seen.shape
         x0, y0, x1, y1 = region
         x1, y1 = min(x1, w), min(y1, h)
@@ -187,7 +191,7 @@ class VideoEncoder:
                 x0, y0, x1, y1 = g.box
                 mrec = pack_mask(tid, encode_group_mask(mask[y0:y1, x0:x1]))
             seg = pack_segment(tid, body)
-            st.update(recon, lay.region, mask)
+            st.update(recon, lay.region, mask, intra)
             st.mask, st.box, st.live = mask, g.box, True
             entries.append(vf.Entry(tid, intra, g.box, g.area, len(mrec), len(seg), same, new, g.class_id, g.label))
             records.append((mrec, seg))
@@ -352,7 +356,7 @@ class VideoDecoder:
                 st.live = False
                 failed[tid] = f"track {tid}, frame {fh.number}: {err.reason if isinstance(err, CorruptSegmentError) else err}"
                 continue
-            st.update(recon, lay.region, mask)
+            st.update(recon, lay.region, mask, e.intra)
             st.live = True
             x0, y0, x1, y1 = e.box
             image[mask] = st.canvas[mask]

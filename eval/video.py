@@ -1,0 +1,243 @@
+"""SSVC benchmark (video issue): per-group rate and PSNR of ssc against x264 / x265, with and without
+ffmpeg's ``addroi`` ROI coding, on the DAVIS sequences and the surveillance clip; frames per second.
+
+For every sequence (first ``--frames`` frames) and every operating point it measures, in one run:
+
+- ssc (constant qp, GOP ``--gop``, background qp + ``--roi-offset``): whole-stream bits, **object-only
+  stream** bits (every byte a decoder of the object tracks reads: preamble, header, frame headers, the
+  objects' mask records and segments -- counted by the reader, not estimated), object PSNR and
+  background PSNR (RGB, MSE pooled over all frames' object / background pixels), encode and decode
+  frames/s, object-only decode frames/s;
+- x264 and x265 (ffmpeg, preset medium, 4:4:4, GOP ``--gop``, CRF ladder), plain and with ``addroi``
+  on the union of the object boxes over the clip (addroi's region cannot move), qoffset ``--qoffset``.
+
+Headline (issue target): at equal object PSNR, ssc's object-only bits / x265-ROI's bits, the anchor's
+rate interpolated log-linearly on its object-PSNR curve (no extrapolation: points outside its PSNR
+range are reported as n/a). Run: ``python -m ssc.eval.video --out out/eval/video``.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector
+from ssc.models.zoo import load_codec
+from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
+from ssc.video.io import open_frames
+
+from .anchors import require_ffmpeg
+from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
+
+
+@dataclass
+class Point:
+    seq: str
+    codec: str
+    setting: str
+    kbps: float
+    object_kbps: float | None  # object-only stream (ssc)
+    psnr_object: float
+    psnr_background: float
+    enc_fps: float | None = None
+    dec_fps: float | None = None
+    object_dec_fps: float | None = None
+
+
+def _psnr(mse: float) -> float:
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
+
+
+class _Err:
+    """Pooled squared error over object / background pixels of a clip."""
+
+    def __init__(self) -> None:
+        self.se = np.zeros(2)
+        self.n = np.zeros(2)
+
+    def add(self, ref: np.ndarray, dec: np.ndarray, obj: np.ndarray) -> None:
+        d = ((ref.astype(np.float64) - dec) ** 2).sum(-1)
+        for k, m in enumerate((obj, ~obj)):
+            self.se[k] += d[m].sum() / 3
+            self.n[k] += m.sum()
+
+    def psnr(self) -> tuple[float, float]:
+        return tuple(_psnr(s / max(n, 1)) for s, n in zip(self.se, self.n))  # type: ignore[return-value]
+
+
+def _ffmpeg_code(frames: np.ndarray, fps: float, lib: str, crf: int, gop: int, roi: tuple[int, int, int, int] | None,
+                 qoffset: float) -> tuple[int, np.ndarray, float]:
+    exe = require_ffmpeg()
+    n, h, w = frames.shape[:3]
+    vf = ["-vf", f"addroi=x={roi[0]}:y={roi[1]}:w={roi[2] - roi[0]}:h={roi[3] - roi[1]}:qoffset={qoffset}"] if roi else []
+    params = ["-x265-params", f"keyint={gop}:min-keyint={gop}:log-level=error"] if lib == "libx265" else ["-g", str(gop), "-keyint_min", str(gop)]
+    fmt = "hevc" if lib == "libx265" else "h264"
+    t0 = time.perf_counter()
+    enc = subprocess.run([exe, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
+                          *vf, "-c:v", lib, "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv444p", *params, "-f", fmt, "-"],
+                         input=frames.tobytes(), capture_output=True, check=False)
+    secs = time.perf_counter() - t0
+    if enc.returncode:
+        raise RuntimeError(f"ffmpeg {lib}: {enc.stderr.decode(errors='replace')[-400:]}")
+    dec = subprocess.run([exe, "-v", "error", "-f", fmt, "-i", "-", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                         input=enc.stdout, capture_output=True, check=True)
+    out = np.frombuffer(dec.stdout, np.uint8).reshape(-1, h, w, 3)
+    if len(out) != n:
+        raise RuntimeError(f"ffmpeg {lib} returned {len(out)} of {n} frames")
+    return len(enc.stdout), out, n / secs
+
+
+def load_clip(spec: str, frames: int):
+    """(name, frames (N, H, W, 3), group maps, fps) for ``davis:NAME`` or ``surveillance``."""
+    data = Path(ARGS.data)
+    if spec.startswith("davis:"):
+        name = spec.split(":", 1)[1]
+        src = open_frames(data / "davis2016/JPEGImages/480p" / name, fps=24)
+        masks = FolderMasks(data / "davis2016/Annotations/480p" / name, {1: (0, "object")})
+    else:
+        name = "surveillance"
+        src = open_frames(data / "video_surveillance/vtest_480x360_h264.avi")
+        masks = DetectorMasks(ForegroundDetector(), every=5, score=0.0)
+    fr = list(itertools.islice(src, frames))
+    maps = [masks(i, f) for i, f in enumerate(fr)]
+    return name, np.stack(fr), maps, float(src.fps)
+
+
+def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int) -> Point:
+    buf = io.BytesIO()
+    enc = VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec, gop=ARGS.gop,
+                       rate=RateControl(qp=qp, roi_offset=ARGS.roi_offset))
+    for f, gm in zip(frames, maps):
+        enc.encode(f, gm)
+    summ = enc.close()
+    data = buf.getvalue()
+    err = _Err()
+    t0 = time.perf_counter()
+    with VideoReader(data) as rd:
+        for df in VideoDecoder(rd, codec).frames():
+            err.add(frames[df.number], df.image, maps[df.number].labels != 0)
+    dec_s = time.perf_counter() - t0
+    objs = sorted(t for t in summ.tracks if t != 0)
+    t0 = time.perf_counter()
+    with VideoReader(data) as rd:
+        for _ in VideoDecoder(rd, codec, tracks=objs).frames() if objs else []:
+            pass
+        obj_bytes = rd.bytes_read if objs else 0
+    obj_s = time.perf_counter() - t0
+    secs = len(frames) / fps
+    po, pb = err.psnr()
+    return Point(name, "ssc", f"qp {qp}", 8 * len(data) / 1000 / secs, 8 * obj_bytes / 1000 / secs, po, pb,
+                 len(frames) / summ.seconds, len(frames) / dec_s, len(frames) / obj_s if objs else None)
+
+
+def run_anchor(name: str, frames: np.ndarray, maps, fps: float, lib: str, crf: int, roi) -> Point:
+    nbytes, dec, efps = _ffmpeg_code(frames, fps, lib, crf, ARGS.gop, roi, ARGS.qoffset)
+    err = _Err()
+    for f, d, gm in zip(frames, dec, maps):
+        err.add(f, d, gm.labels != 0)
+    po, pb = err.psnr()
+    label = {"libx264": "x264", "libx265": "x265"}[lib] + ("-roi" if roi else "")
+    return Point(name, label, f"crf {crf}", 8 * nbytes / 1000 / (len(frames) / fps), None, po, pb, efps)
+
+
+def rate_at(points: list[Point], psnr: float) -> float | None:
+    """Anchor kbps at an object PSNR, log-linear between its two bracketing points (None outside)."""
+    pts = sorted((p.psnr_object, p.kbps) for p in points)
+    for (p0, r0), (p1, r1) in zip(pts, pts[1:]):
+        if p0 <= psnr <= p1 and p1 > p0:
+            return float(np.exp(np.log(r0) + (psnr - p0) / (p1 - p0) * (np.log(r1) - np.log(r0))))
+    return None
+
+
+def union_box(maps) -> tuple[int, int, int, int] | None:
+    boxes = [g.box for gm in maps for g in gm.groups if g.group_id != 0]
+    if not boxes:
+        return None
+    b = np.array(boxes)
+    x0, y0, x1, y1 = int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max())
+    return x0 // 2 * 2, y0 // 2 * 2, x1 + x1 % 2, y1 + y1 % 2
+
+
+def evaluate(spec: str, codec) -> tuple[list[Point], list[dict]]:
+    name, frames, maps, fps = load_clip(spec, ARGS.frames)
+    roi = union_box(maps)
+    pts = []
+    jobs = [("ssc", qp, None) for qp in ARGS.qps] + [(lib, crf, r) for lib in ("libx264", "libx265")
+                                                    for r in (None, roi) for crf in ARGS.crfs]
+    for what, setting, r in tqdm(jobs, desc=name, unit="encode"):
+        pts.append(run_ssc(name, frames, maps, fps, codec, setting) if what == "ssc"
+                   else run_anchor(name, frames, maps, fps, what, setting, r))
+    heads = []
+    roi265 = [p for p in pts if p.codec == "x265-roi"]
+    plain265 = [p for p in pts if p.codec == "x265"]
+    for p in pts:
+        if p.codec == "ssc":
+            a, b = rate_at(roi265, p.psnr_object), rate_at(plain265, p.psnr_object)
+            heads.append({"seq": name, "setting": p.setting, "psnr_object": p.psnr_object, "object_kbps": p.object_kbps,
+                          "x265_roi_kbps": a, "ratio_vs_x265_roi": p.object_kbps / a if a else None,
+                          "x265_kbps": b, "ratio_vs_x265": p.object_kbps / b if b else None,
+                          "object_area": float(np.mean([(gm.labels != 0).mean() for gm in maps]))})
+    return pts, heads
+
+
+def plot(points: list[Point], out: Path) -> None:
+    seqs = sorted({p.seq for p in points})
+    fig, axes = subplots(1, len(seqs), figsize=(4.2 * len(seqs), 3.6), squeeze=False)
+    for ax, s in zip(axes[0], seqs):
+        for c, style in (("ssc", "o-"), ("x264", "s--"), ("x265", "^--"), ("x264-roi", "s:"), ("x265-roi", "^:")):
+            ps = sorted((p for p in points if p.seq == s and p.codec == c), key=lambda p: p.kbps)
+            if ps:
+                ax.plot([p.kbps for p in ps], [p.psnr_object for p in ps], style, label=c + " (whole stream)")
+        ps = sorted((p for p in points if p.seq == s and p.codec == "ssc"), key=lambda p: p.kbps)
+        ax.plot([p.object_kbps for p in ps], [p.psnr_object for p in ps], "o-", lw=2.5, label="ssc object-only stream")
+        ax.set_xscale("log")
+        style_axis(ax, "kbit/s", "object PSNR (dB)", s, legend_size=6)
+    save_figure(fig, out / "video_rd.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    global ARGS
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--clips", default="davis:car-shadow,davis:breakdance,davis:car-roundabout,davis:parkour,surveillance")
+    ap.add_argument("--frames", type=int, default=32)
+    ap.add_argument("--gop", type=int, default=16)
+    ap.add_argument("--qps", type=lambda s: [int(v) for v in s.split(",")], default=[26, 32, 38])
+    ap.add_argument("--crfs", type=lambda s: [int(v) for v in s.split(",")], default=[22, 28, 34, 40, 46, 51])
+    ap.add_argument("--roi-offset", type=int, default=6)
+    ap.add_argument("--qoffset", type=float, default=-0.3, help="addroi qoffset (-1..1, negative = better ROI)")
+    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--out", default="out/eval/video")
+    ARGS = ap.parse_args(argv)
+    codec = load_codec(ARGS.model)
+    points, heads = [], []
+    for spec in ARGS.clips.split(","):
+        p, h = evaluate(spec, codec)
+        points += p
+        heads += h
+    rows = [[p.seq, p.codec, p.setting, p.kbps, p.object_kbps, p.psnr_object, p.psnr_background, p.enc_fps, p.dec_fps,
+             p.object_dec_fps] for p in points]
+    lines = ["## SSVC vs x264 / x265 (object PSNR = PSNR over object pixels, RGB)", ""]
+    lines += markdown_table(["seq", "codec", "setting", "kbit/s", "object-only kbit/s", "PSNR obj", "PSNR bg",
+                             "enc fps", "dec fps", "obj dec fps"], rows)
+    lines += ["", "## Target: ssc object-only bits / x265-ROI bits at equal object PSNR (<= 0.5)", ""]
+    lines += markdown_table(["seq", "ssc", "PSNR obj", "object area", "ssc obj kbit/s", "x265-ROI kbit/s", "ratio",
+                             "x265 kbit/s", "ratio vs x265"],
+                            [[h["seq"], h["setting"], h["psnr_object"], h["object_area"], h["object_kbps"], h["x265_roi_kbps"],
+                              h["ratio_vs_x265_roi"], h["x265_kbps"], h["ratio_vs_x265"]] for h in heads])
+    out = write_outputs(ARGS.out, "video", {"meta": run_meta(**{k: v for k, v in vars(ARGS).items()}),
+                                            "points": [asdict(p) for p in points], "target": heads}, lines)
+    plot(points, out)
+
+
+ARGS: argparse.Namespace
+
+if __name__ == "__main__":
+    main()
