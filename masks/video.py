@@ -3,7 +3,7 @@ that stay stable while an object is visible.
 
 - :class:`FolderMasks`: one label image per frame (DAVIS annotations: 0/255 binary, or label PNGs).
 - :class:`PropagatedMasks`: the first frame's map carried forward by block motion (each 16x16 block
-  of frame t takes the labels of its best match in frame t-1), the classical mask-propagation baseline
+  of frame t takes the labels of its best match in frame t-1), 16x16 blocks; the classical mask-propagation baseline
   of semi-supervised video object segmentation.
 - :class:`DetectorMasks`: a detector (any ``predict(image, masks=True) -> Instances``, e.g. the task
   heads, or :class:`ForegroundDetector` for fixed cameras) every N frames, propagation in between, and
@@ -62,18 +62,19 @@ class FolderMasks:
 
 def propagate(labels: np.ndarray, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
     """Carry ``labels`` of frame ``prev`` to frame ``cur`` by block motion (cur's blocks matched in prev)."""
-    from ssc.video.motion import MB, compensate, estimate, pad_reference
+    from ssc.video.motion import compensate, estimate, pad_reference
 
+    bs = 16  # 8-px blocks measured worse on DAVIS car-shadow (IoU 0.69 vs 0.83 after 9 frames)
     h, w = labels.shape
     ref = pad_reference(prev, np.ones((h, w), bool))
-    ys, xs = np.meshgrid(np.arange(0, h, MB), np.arange(0, w, MB), indexing="ij")
+    ys, xs = np.meshgrid(np.arange(0, h, bs), np.arange(0, w, bs), indexing="ij")
     ys, xs = ys.ravel(), xs.ravel()
-    mv = estimate(cur, ref, ys, xs, lam=0.0)
+    mv = estimate(cur, ref, ys, xs, lam=0.0, size=bs)
     lab3 = np.repeat(labels[..., None].astype(np.int64), 3, -1)
-    blocks = compensate(pad_reference(lab3, np.ones((h, w), bool)), ys, xs, mv)[..., 0]
-    out = np.zeros((-(-h // MB) * MB, -(-w // MB) * MB), np.int64)
+    blocks = compensate(pad_reference(lab3, np.ones((h, w), bool)), ys, xs, mv, size=bs)[..., 0]
+    out = np.zeros((-(-h // bs) * bs, -(-w // bs) * bs), np.int64)
     for y, x, b in zip(ys, xs, blocks):
-        out[y : y + MB, x : x + MB] = b
+        out[y : y + bs, x : x + bs] = b
     return out[:h, :w]
 
 

@@ -22,19 +22,21 @@ H, W, N = 96, 160, 7
 
 
 def moving_scene(n: int = N, seed: int = 0) -> tuple[list[np.ndarray], list[GroupMap]]:
-    """A textured background panning right by 2 px / frame, a disc (track 1) moving diagonally, and a
+    """A textured background panning by 2 px / frame, a textured disc (track 1) moving diagonally, and a
     square (track 2) present only in frames 2..4 (appears mid-GOP, then leaves)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:H, 0 : W + 2 * n]
     bg = np.stack([np.sin(xx / 9 + c) * 50 + np.cos(yy / 7 - c) * 40 + 128 for c in range(3)], -1)
     bg = np.clip(bg + rng.normal(0, 4, bg.shape), 0, 255).astype(np.uint8)
+    tex = np.clip(rng.normal(0, 1, (40, 40, 3)).cumsum(0).cumsum(1) * 6 + (170, 90, 40), 0, 255).astype(np.uint8)
     frames, maps = [], []
     y, x = np.mgrid[0:H, 0:W]
     for t in range(n):
         f = bg[:, 2 * t : 2 * t + W].copy()
         lab = np.zeros((H, W), np.int32)
-        disc = (y - 30 - 3 * t) ** 2 + (x - 40 - 4 * t) ** 2 < 16**2
-        f[disc] = (200, 60 + 10 * t, 40)
+        cy, cx = 30 + 3 * t, 40 + 4 * t
+        disc = (y - cy) ** 2 + (x - cx) ** 2 < 16**2
+        f[disc] = tex[(y - cy + 20)[disc], (x - cx + 20)[disc]]  # the disc's texture moves with it
         lab[disc] = 1
         if 2 <= t <= 4:
             f[60:84, 100:130] = (30, 30, 220)

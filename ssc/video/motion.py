@@ -51,9 +51,9 @@ def block_origins(region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.nda
     return ys.ravel(), xs.ravel()
 
 
-def compensate(ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mv: np.ndarray) -> np.ndarray:
-    """(N, MB, MB, 3) predicted blocks at (ys, xs) displaced by integer ``mv`` (N, 2) = (dy, dx)."""
-    r = np.arange(MB)
+def compensate(ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mv: np.ndarray, size: int = MB) -> np.ndarray:
+    """(N, size, size, 3) predicted blocks at (ys, xs) displaced by integer ``mv`` (N, 2) = (dy, dx)."""
+    r = np.arange(size)
     yy = (ys + mv[:, 0] + MARGIN)[:, None, None] + r[None, :, None]
     xx = (xs + mv[:, 1] + MARGIN)[:, None, None] + r[None, None, :]
     return ref_padded[yy, xx]
@@ -64,22 +64,23 @@ def _luma(a: np.ndarray) -> torch.Tensor:
 
 
 def estimate(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-             weight: np.ndarray | None = None, lam: float = 4.0) -> np.ndarray:
+             weight: np.ndarray | None = None, lam: float = 4.0, size: int = MB) -> np.ndarray:
     """Encoder: integer motion (N, 2) for the blocks at (ys, xs) of ``cur`` (frame, H x W x 3) against a
     padded reference. Coarse-to-fine: full search of +-SEARCH/4 at quarter resolution, then +-3 at full
     resolution around it and around zero; cost = SAD over the block's ``weight`` (the group mask, so
-    pixels of other groups do not steer the vector) + lam * |mv| (favours cheap vectors)."""
+    pixels of other groups do not steer the vector) + lam * |mv| (favours cheap vectors). Blocks are
+    ``size`` pixels square (a multiple of 4)."""
     n = len(ys)
     if n == 0:
         return np.zeros((0, 2), np.int64)
     h, w = cur.shape[:2]
-    cur_p = np.pad(cur, ((0, MB), (0, MB), (0, 0)), mode="edge")
-    r = np.arange(MB)
+    cur_p = np.pad(cur, ((0, size), (0, size), (0, 0)), mode="edge")
+    r = np.arange(size)
     cy = ys[:, None, None] + r[None, :, None]
     cx = xs[:, None, None] + r[None, None, :]
-    cur_blocks = _luma(cur_p[cy, cx])  # (N, MB, MB)
+    cur_blocks = _luma(cur_p[cy, cx])  # (N, size, size)
     wts = torch.ones_like(cur_blocks) if weight is None else torch.from_numpy(
-        np.pad(weight, ((0, MB), (0, MB)))[cy, cx].astype(np.float32))
+        np.pad(weight, ((0, size), (0, size)))[cy, cx].astype(np.float32))
     wts = wts + 1e-3  # blocks with no group pixel still get a defined (smooth) vector
     ref_l = _luma(ref_padded)
 
@@ -90,7 +91,7 @@ def estimate(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.nda
     ref_q = F.avg_pool2d(ref_l[None, None], s)[0, 0]
     rq = SEARCH // s
     m = MARGIN // s
-    qr = np.arange(MB // s)
+    qr = np.arange(size // s)
     best_cost = torch.full((n,), float("inf"))
     best = torch.zeros((n, 2), dtype=torch.long)
     by, bx = torch.from_numpy(ys // s + m), torch.from_numpy(xs // s + m)

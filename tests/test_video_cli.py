@@ -1,0 +1,168 @@
+"""Video mask sources, PyAV I/O and the encode-video / decode-video / info commands."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssc.cli import main
+from ssc.errors import MaskError
+from ssc.masks import GroupMap
+from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector, PropagatedMasks, load_video_masks
+from ssc.tasks.structures import Instances
+from ssc.video.io import FrameWriter, open_frames
+
+from .conftest import DATA, require
+from .test_video import moving_scene
+
+
+@pytest.fixture
+def clip_dir(tmp_path):
+    frames, maps = moving_scene(5)
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i, (f, gm) in enumerate(zip(frames, maps)):
+        Image.fromarray(f).save(tmp_path / "frames" / f"{i:05d}.png")
+        Image.fromarray(gm.labels.astype(np.uint8)).save(tmp_path / "masks" / f"{i:05d}.png")
+    return tmp_path, frames, maps
+
+
+def test_ffv1_roundtrip_is_lossless(tmp_path):
+    frames, _ = moving_scene(3)
+    with FrameWriter(tmp_path / "x.mkv", frames[0].shape[1], frames[0].shape[0], 25) as w:
+        for f in frames:
+            w.write(f)
+    src = open_frames(tmp_path / "x.mkv")
+    assert (src.width, src.height) == (frames[0].shape[1], frames[0].shape[0])
+    back = list(src)
+    assert len(back) == 3 and all((a == b).all() for a, b in zip(back, frames))
+
+
+def test_folder_masks_read_davis_annotations():
+    ann = require(DATA / "davis2016/Annotations/480p/car-shadow")
+    src = FolderMasks(ann, {1: (3, "car")})
+    frame = np.zeros((480, 854, 3), np.uint8)
+    gm = src(0, frame)
+    assert gm.ids == (0, 1) and gm.group(1).label == "car"  # 0/255 binary masks become ids 0 / 1
+    with pytest.raises(MaskError, match="does not match|is 854x480"):
+        src(0, np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(MaskError, match="has 40 masks"):
+        src(40, frame)
+
+
+def _iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_propagated_masks_follow_the_object():
+    """Block-motion propagation beats keeping the first mask (the disc moves 5 px / frame)."""
+    frames, maps = moving_scene(5)
+    prop = PropagatedMasks(maps[0])
+    first = maps[0].labels == 1
+    ious = [(_iou(prop(i, f).labels == 1, maps[i].labels == 1), _iou(first, maps[i].labels == 1)) for i, f in enumerate(frames)]
+    assert all(p >= s for p, s in ious) and ious[-1][0] > ious[-1][1] + 0.15
+
+
+def test_propagated_masks_on_davis():
+    from itertools import islice
+
+    seq = require(DATA / "davis2016/JPEGImages/480p/car-shadow")
+    gt = FolderMasks(DATA / "davis2016/Annotations/480p/car-shadow")
+    frames = list(islice(open_frames(seq), 10))
+    prop = PropagatedMasks(gt(0, frames[0]))
+    got = [prop(i, f) for i, f in enumerate(frames)]
+    assert _iou(got[9].labels == 1, gt(9, frames[9]).labels == 1) > 0.8  # 0.83 measured; the first mask keeps 0.5
+
+
+class _FakeDetector:
+    """Returns the ground-truth disc of the scene as a detection (a stand-in for a task head)."""
+
+    def __init__(self, maps):
+        self.maps, self.calls = maps, []
+
+    def predict(self, image, masks=True):
+        i = int(image[0, 0, 0])  # frame number stamped into the pixel by the test
+        self.calls.append(i)
+        m = torch.from_numpy(self.maps[i].labels == 1).float()[None]
+        return Instances(image.shape[:2], torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([0.9]), torch.tensor([7]), m)
+
+
+def test_detector_masks_keep_track_ids_between_detections():
+    frames, maps = moving_scene(7)
+    det = _FakeDetector(maps)
+    src = DetectorMasks(det, every=3)
+    ids = []
+    for i, f in enumerate(frames):
+        f = f.copy()
+        f[0, 0, 0] = i
+        gm = src(i, f)
+        ids.append([g.group_id for g in gm.groups if g.group_id])
+    assert det.calls == [0, 3, 6] and ids == [[1]] * 7  # re-detections matched to the same track
+
+
+def test_foreground_detector_finds_a_moving_square():
+    rng = np.random.default_rng(0)
+    bg = rng.integers(60, 90, (64, 96, 3), dtype=np.uint8)
+    det = ForegroundDetector(history=5, stride=1, cell=8, min_cells=2)
+    for _ in range(5):  # the empty scene fills the background model
+        det.observe(bg + rng.integers(0, 3, bg.shape, dtype=np.uint8))
+    f = bg.copy()
+    f[20:44, 50:74] = 250
+    inst = det.predict(f)
+    assert len(inst) == 1
+    x0, y0, x1, y1 = inst.boxes[0].tolist()
+    assert abs(x0 - 50) <= 8 and abs(y0 - 20) <= 8 and abs(x1 - 74) <= 8
+
+
+def test_video_mask_specs_are_checked(tmp_path):
+    with pytest.raises(MaskError, match="must look like"):
+        load_video_masks("nonsense")
+    with pytest.raises(MaskError, match="unknown video mask source"):
+        load_video_masks("zip:foo")
+    with pytest.raises(MaskError, match="not found"):
+        load_video_masks(f"folder:{tmp_path / 'none'}")
+    with pytest.raises(MaskError, match="unknown detector option"):
+        load_video_masks("detect:foreground,often=3")
+    assert isinstance(load_video_masks("detect:foreground,every=2"), DetectorMasks)
+
+
+def test_encode_video_info_decode_video(clip_dir, zoo_env, capsys):
+    t, frames, maps = clip_dir
+    args = ["encode-video", t / "frames", "--masks", f"folder:{t / 'masks'}", "--label", "1=ball", "--label", "2=box",
+            "-o", t / "x.ssv", "--model", "test-small", "--gop", "3", "--qp", "26", "--quiet"]
+    assert main([str(a) for a in args]) == 0
+    assert "5 frames" in capsys.readouterr().out
+    assert main(["info", str(t / "x.ssv"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frames"] == 5 and info["i_frames"] == [0, 3]
+    assert [(x["id"], x["label"], x["first"], x["last"]) for x in info["tracks"]] == [(0, "background", 0, 4), (1, "ball", 0, 4), (2, "box", 2, 4)]
+    assert main(["decode-video", str(t / "x.ssv"), "--labels", "ball", "--start", "1", "-o", str(t / "out"), "--quiet"]) == 0
+    outs = sorted((t / "out").iterdir())
+    assert len(outs) == 4
+    f1 = np.asarray(Image.open(outs[0]))
+    assert (f1[maps[1].labels != 1] == 0).all() and f1[maps[1].labels == 1].mean() > 50
+    assert main(["decode-video", str(t / "x.ssv"), "-o", str(t / "all.mkv"), "--quiet"]) == 0
+    assert len(list(open_frames(t / "all.mkv"))) == 5
+    # bad input: one line, non-zero
+    assert main(["decode-video", str(t / "x.ssv"), "--tracks", "9", "-o", str(t / "o2")]) == 1
+    assert main(["encode-video", str(t / "nope.mp4"), "--masks", f"folder:{t / 'masks'}", "-o", str(t / "y.ssv")]) == 1
+    err = capsys.readouterr().err
+    assert "track 9 is not in the stream" in err and "not found" in err
+
+
+def test_decode_video_reports_corrupt_track_and_exits_3(clip_dir, zoo_env, capsys):
+    t, _, _ = clip_dir
+    main([str(a) for a in ["encode-video", t / "frames", "--masks", f"folder:{t / 'masks'}", "-o", t / "x.ssv",
+                           "--model", "test-small", "--gop", "3", "--quiet"]])
+    from ssc.video import VideoReader
+
+    data = bytearray((t / "x.ssv").read_bytes())
+    with VideoReader(bytes(data)) as rd:
+        data[rd.frame(1).record_offsets(1)[1] + 8] ^= 0x55
+    (t / "bad.ssv").write_bytes(bytes(data))
+    assert main(["decode-video", str(t / "bad.ssv"), "-o", str(t / "o"), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "track 1, frame 1" in err and "CRC" in err
