@@ -166,3 +166,31 @@ def test_decode_video_reports_corrupt_track_and_exits_3(clip_dir, zoo_env, capsy
     assert main(["decode-video", str(t / "bad.ssv"), "-o", str(t / "o"), "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "track 1, frame 1" in err and "CRC" in err
+
+
+def test_action_head_on_a_partially_decoded_clip(clip_dir, zoo_env, tmp_path):
+    """The video head runs on a decoded clip of chosen tracks (random weights: plumbing only, since ssc
+    ships no action weights), and refuses to run without weights."""
+    from ssc.errors import WeightsError
+    from ssc.tasks.action import VideoClassifier
+    from ssc.video.cli import decode_clip
+
+    t, frames, _ = clip_dir
+    main([str(a) for a in ["encode-video", t / "frames", "--masks", f"folder:{t / 'masks'}", "-o", t / "x.ssv",
+                           "--model", "test-small", "--quiet"]])
+    clip, tracks, read, size, failed = decode_clip(str(t / "x.ssv"), tracks=[1])
+    assert clip.shape == (5, 96, 160, 3) and tracks == [1] and read < size and not failed
+    head = VideoClassifier("r3d_18", labels=["a", "b", "c"], random_init=True, top_k=2)
+    p = head.predict(clip)
+    assert len(p.labels) == 2 and abs(p.probs.sum() - 1) < 1e-5 and p.feature.shape == (512,)
+    assert head.predict(clip).labels == p.labels  # deterministic
+    with pytest.raises(WeightsError, match="ssc ships none"):
+        VideoClassifier("r3d_18")
+    import torch as _t
+
+    _t.save(head.model.state_dict(), tmp_path / "w.pth")
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    assert main(["analyze-video", str(t / "x.ssv"), "--tracks", "1", "--action-weights", str(tmp_path / "w.pth"),
+                 "--label-map", str(tmp_path / "labels.txt"), "-o", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["tracks"] == [1] and res["top_k"][0]["label"] == p.labels[0]

@@ -4,8 +4,11 @@ entropy-coded with rANS over fixed integer Laplace tables.
 Body layout (all integers little-endian)::
 
     u8 qp | u8 kind (0 = refinement of an intra base, 1 = motion-compensated P) | u8 mv_table (kind 1)
-    u8 p_coded_luma | u8 p_coded_chroma | 10 bytes: 4-bit level-table index per (luma|chroma, band)
-    rANS words: [mv differences] | coded-block flags | levels of coded blocks (zig-zag)
+    u8 p_coded_luma | u8 p_coded_chroma | 12 bytes: per class (luma, chroma) a 4-bit level-table index
+    per band (10) and the signed 4-bit table offsets of level contexts 1 and 2
+    rANS words: [mv differences, quarter pixels] | coded-block flags | levels of coded blocks, scan
+    position by position (zig-zag), each level's table chosen by its band and its context (the sum of
+    the two previous levels' magnitudes: 0, 1..2, >= 3)
 
 Which blocks exist follows from the track's mask, which the decoder already has: a 16x16 motion block
 is coded when it touches the mask, an 8x8 transform block likewise, and the residual outside the mask is
@@ -23,7 +26,7 @@ import numpy as np
 from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
 from . import transform as tf
-from .motion import MB, SEARCH, block_origins, compensate, estimate
+from .motion import MB, QPEL, SEARCH, block_origins, compensate_qpel, estimate, refine_qpel
 
 KIND_REFINE, KIND_P = 0, 1
 _HEAD = struct.Struct("<BBBBB")
@@ -50,6 +53,75 @@ def _scale_index(mean_abs: float) -> int:
 
 def _flag_model(p8: int):
     return constriction.stream.model.Categorical(np.array([256 - p8, p8], dtype=np.float64), perfect=False)
+
+
+#: contexts of a level: |previous two levels in scan order| summed = 0, 1..2, >= 3
+N_CTX = 3
+#: per class (luma, chroma): a 4-bit table index per band, then signed 4-bit offsets of contexts 1 and 2
+_PARAM_BYTES = 2 * (tf.N_BANDS + 2) // 2
+
+
+def _ctx(p1: np.ndarray, p2: np.ndarray) -> np.ndarray:
+    a = np.abs(p1) + np.abs(p2)
+    return np.where(a == 0, 0, np.where(a <= 2, 1, 2))
+
+
+def _contexts(lv: np.ndarray) -> np.ndarray:
+    """(m, 64) context of every level from the two before it in scan order."""
+    p1 = np.concatenate([np.zeros((len(lv), 1), np.int64), lv[:, :-1]], 1)
+    p2 = np.concatenate([np.zeros((len(lv), 2), np.int64), lv[:, :-2]], 1)
+    return _ctx(p1, p2)
+
+
+def _fit_level_tables(lv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder: per band the table of context 0, and per context an index offset (median over bands)."""
+    base = np.zeros(tf.N_BANDS, np.int64)
+    off = np.zeros(N_CTX, np.int64)
+    if not lv.size:
+        return base, off
+    ctx, band = _contexts(lv), np.broadcast_to(tf.BAND_OF_SCAN, lv.shape)
+    ideal = np.full((tf.N_BANDS, N_CTX), -1)
+    for b in range(tf.N_BANDS):
+        for c in range(N_CTX):
+            sel = (band == b) & (ctx == c)
+            if sel.any():
+                ideal[b, c] = _scale_index(float(np.abs(lv[sel]).mean()))
+        ok = ideal[b] >= 0
+        base[b] = ideal[b, 0] if ok[0] else (_scale_index(float(np.abs(lv[:, tf.BAND_OF_SCAN == b]).mean())))
+    for c in (1, 2):
+        d = [ideal[b, c] - base[b] for b in range(tf.N_BANDS) if ideal[b, c] >= 0]
+        off[c] = int(np.clip(round(float(np.median(d))) if d else 0, -8, 7))
+    return base, off
+
+
+def _code_levels(lv: np.ndarray, base: np.ndarray, off: np.ndarray, tables: TableSet,
+                 wr: SymbolWriter | None = None, rd: SymbolReader | None = None) -> np.ndarray:
+    """Code (``wr``) or decode in place (``rd``) levels (m, 64) position by position in scan order, each
+    with the table of its band shifted by its context's offset (context-adaptive, vectorised over blocks)."""
+    p1 = p2 = np.zeros(len(lv), np.int64)
+    for k in range(64):
+        idx = np.clip(base[tf.BAND_OF_SCAN[k]] + off[_ctx(p1, p2)], 0, _NSCALES - 1)
+        if wr is not None:
+            wr.encode_values(lv[:, k], idx, tables)
+        else:
+            lv[:, k] = rd.decode_values(idx, tables)
+        p1, p2 = lv[:, k], p1
+    return lv
+
+
+def _pack_params(params: list[tuple[np.ndarray, np.ndarray]]) -> bytes:
+    nibs = [int(v) for base, off in params for v in (*base, off[1] & 15, off[2] & 15)]
+    return bytes((nibs[2 * i] << 4) | nibs[2 * i + 1] for i in range(len(nibs) // 2))
+
+
+def _unpack_params(raw: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+    nibs = [v for b in raw for v in (b >> 4, b & 15)]
+    out = []
+    for c in range(2):
+        part = nibs[c * (tf.N_BANDS + 2) : (c + 1) * (tf.N_BANDS + 2)]
+        signed = [v - 16 if v >= 8 else v for v in part[-2:]]
+        out.append((np.array(part[: tf.N_BANDS], np.int64), np.array([0, *signed], np.int64)))
+    return out
 
 
 def aligned_region(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -98,7 +170,7 @@ def _predict_region(lay: Layout, ref_padded: np.ndarray, mv: np.ndarray) -> np.n
     x0, y0, x1, y1 = lay.region
     pred = np.zeros((y1 - y0, x1 - x0, 3), np.int64)
     ys, xs = lay.mb_origins()
-    blocks = compensate(ref_padded, ys, xs, mv)
+    blocks = compensate_qpel(ref_padded, ys, xs, mv)
     for (y, x), b in zip(zip(ys - y0, xs - x0), blocks):
         pred[y : y + MB, x : x + MB] = b
     return pred
@@ -132,7 +204,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     wr = SymbolWriter()
     if ref_padded is not None:
         ys, xs = lay.mb_origins()
-        mv = estimate(cur, ref_padded, ys, xs, weight=mask)
+        mv = refine_qpel(cur, ref_padded, ys, xs, estimate(cur, ref_padded, ys, xs, weight=mask), weight=mask)
         pred = _predict_region(lay, ref_padded, mv)
         d = _mv_diffs(mv)
         mv_idx = _scale_index(float(np.abs(d).mean()) if d.size else 0.0)
@@ -146,50 +218,42 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     steps = [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
     levels = np.stack([tf.quantise(blk[c], steps[c]) for c in range(3)])  # (3, n, 64)
     coded = levels.any(-1)  # (3, n)
-    p8, idx = [], []
+    p8, params = [], []
     for cls, chans in ((0, [0]), (1, [1, 2])):
         f = coded[chans].ravel()
         p8.append(int(np.clip(round(256 * f.mean()) if f.size else 1, 1, 255)))
         wr.write(f.astype(np.int32), _flag_model(p8[-1]))
     for cls, chans in ((0, [0]), (1, [1, 2])):
         lv = levels[chans][coded[chans]]  # (m, 64)
-        for b in range(tf.N_BANDS):
-            band = lv[:, tf.BAND_OF_SCAN == b]
-            idx.append(_scale_index(float(np.abs(band).mean()) if band.size else 0.0))
-    tab = np.array(idx).reshape(2, tf.N_BANDS)
-    for cls, chans in ((0, [0]), (1, [1, 2])):
-        lv = levels[chans][coded[chans]]
-        if lv.size:
-            wr.encode_values(lv.ravel(), np.tile(tab[cls][tf.BAND_OF_SCAN], len(lv)), tables)
+        params.append(_fit_level_tables(lv))
+        _code_levels(lv, *params[-1], tables, wr=wr)
     deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
     recon = np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8)
-    nib = bytes((tab.ravel()[2 * i] << 4) | tab.ravel()[2 * i + 1] for i in range(tf.N_BANDS))
-    body = _HEAD.pack(qp, kind, mv_idx, p8[0], p8[1]) + nib + wr.finish()
+    body = _HEAD.pack(qp, kind, mv_idx, p8[0], p8[1]) + _pack_params(params) + wr.finish()
     return body, recon, lay
 
 
 def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
                  ref_padded: np.ndarray | None = None, base: np.ndarray | None = None) -> tuple[np.ndarray, Layout]:
     """Inverse of :func:`encode_layer` (exact integer reconstruction). BitstreamError on malformed bodies."""
-    if len(body) < _HEAD.size + tf.N_BANDS:
+    if len(body) < _HEAD.size + _PARAM_BYTES:
         raise BitstreamError(f"texture layer truncated ({len(body)} bytes)")
     qp, kind, mv_idx, pY, pC = _HEAD.unpack_from(body, 0)
     if qp > tf.MAX_QP or kind not in (KIND_REFINE, KIND_P) or mv_idx >= _NSCALES or not (0 < pY < 256 and 0 < pC < 256):
         raise BitstreamError("texture layer header is invalid")
     if (kind == KIND_P) != (ref_padded is not None):
         raise BitstreamError(f"texture layer kind {kind} does not match the entry's frame type")
-    nib = body[_HEAD.size : _HEAD.size + tf.N_BANDS]
-    tab = np.array([v for b in nib for v in (b >> 4, b & 15)]).reshape(2, tf.N_BANDS)
+    params = _unpack_params(body[_HEAD.size : _HEAD.size + _PARAM_BYTES])
     lay = Layout.of(mask, box)
     x0, y0, x1, y1 = lay.region
     h, w = y1 - y0, x1 - x0
     tables = laplace_tables()
-    rd = SymbolReader(body[_HEAD.size + tf.N_BANDS :])
+    rd = SymbolReader(body[_HEAD.size + _PARAM_BYTES :])
     if kind == KIND_P:
         n = len(lay.mbs)
         d = rd.decode_values(np.full(2 * n, mv_idx), tables).reshape(n, 2)
         mv = np.cumsum(d, 0)
-        if n and np.abs(mv).max() > SEARCH:
+        if n and np.abs(mv).max() > SEARCH * QPEL:
             raise BitstreamError("motion vector outside the search range")
         pred = _predict_region(lay, ref_padded, mv)
     else:
@@ -204,7 +268,7 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
         m = int(coded[chans].sum())
         if m:
             sub = levels[chans]
-            sub[coded[chans]] = rd.decode_values(np.tile(tab[cls][tf.BAND_OF_SCAN], m), tables).reshape(m, 64)
+            sub[coded[chans]] = _code_levels(np.zeros((m, 64), np.int64), *params[cls], tables, rd=rd)
             levels[chans] = sub
     rd.check_end()
     if np.abs(levels).max(initial=0) > 1 << 16:

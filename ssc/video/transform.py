@@ -20,9 +20,9 @@ import numpy as np
 BLOCK = 8
 MAX_QP = 51
 #: chroma (Co, Cg) step = luma step * CHROMA_STEP_NUM / 16
-CHROMA_STEP_NUM = 24
+CHROMA_STEP_NUM = 32
 #: dead-zone rounding offset of the quantiser (HEVC's inter offset is 1/6, intra 1/3)
-ROUNDING = 0.25
+ROUNDING = 1 / 3
 
 _n = np.arange(BLOCK)
 _D = np.cos(np.pi * (2 * _n[None, :] + 1) * _n[:, None] / (2 * BLOCK)) * np.sqrt(2.0 / BLOCK)
