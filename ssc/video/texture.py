@@ -10,7 +10,7 @@ Body layout (all integers little-endian)::
     position by position (zig-zag), each level's table chosen by its band and its context (the sum of
     the two previous levels' magnitudes: 0, 1..2, >= 3)
 
-Which blocks exist follows from the track's mask, which the decoder already has: a 16x16 motion block
+The reconstruction is deblocked in the loop (:mod:`ssc.video.deblock`). Which blocks exist follows from the track's mask, which the decoder already has: a 16x16 motion block
 is coded when it touches the mask, an 8x8 transform block likewise, and the residual outside the mask is
 never coded (those pixels belong to other tracks).
 """
@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
 from . import transform as tf
+from .deblock import deblock
 from .motion import MB, QPEL, SEARCH, block_origins, compensate_qpel, estimate, refine_qpel
 
 KIND_REFINE, KIND_P = 0, 1
@@ -228,7 +229,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         params.append(_fit_level_tables(lv))
         _code_levels(lv, *params[-1], tables, wr=wr)
     deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
-    recon = np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8)
+    recon = deblock(np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8), lay.mask, qp)
     body = _HEAD.pack(qp, kind, mv_idx, p8[0], p8[1]) + _pack_params(params) + wr.finish()
     return body, recon, lay
 
@@ -275,5 +276,5 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
         raise BitstreamError("texture level out of range")
     steps = [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
     deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
-    recon = np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8)
+    recon = deblock(np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8), lay.mask, qp)
     return recon, lay
