@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-coco bench-omni clean
+.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-coco bench-omni bench-video bench-action clean
 
 install: $(STAMP)
 
@@ -68,6 +68,15 @@ bench-coco: install
 # Omni-ICM feature path vs pixel path and the Pillow anchors, same detector; results in out/eval/omni/.
 bench-omni: install
 	$(BIN)/python -m ssc.eval.omni --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 20
+
+# SSVC video vs x264 / x265 (+ addroi) on the DAVIS sequences and the surveillance clip; out/eval/video/.
+bench-video: install anchors
+	$(BIN)/python -m ssc.eval.surveillance --video $(DATA)/video_surveillance/vtest_480x360_h264.avi
+	$(BIN)/python -m ssc.eval.video --data $(DATA) --frames 32
+
+# Action recognition on partially decoded clips; pass ACTION_WEIGHTS=your_r3d18_k400.pth (ssc ships none).
+bench-action: install anchors
+	$(BIN)/python -m ssc.eval.action --data $(DATA)/video_action_mmaction2 $(if $(ACTION_WEIGHTS),--weights $(ACTION_WEIGHTS),)
 
 clean:
 	rm -rf out runs .pytest_cache

@@ -229,3 +229,15 @@ def test_rate_control_converges_on_a_rate_model():
     assert abs(sum(bits[100:]) / (100 / fps) / 1000 - 200) / 200 < 0.1
     assert RateControl(qp=30).start_frame(True, fps, gop) == 30  # no target: constant qp
     assert rc.entry_qp(True, False) < rc.entry_qp(False, False) < rc.entry_qp(False, True)  # I finer, background coarser
+
+
+def test_benchmark_helpers():
+    """eval/video: anchor rate at a PSNR (log-linear, never extrapolated) and the addroi region."""
+    from ssc.eval.video import Point, rate_at, union_box
+
+    pts = [Point("s", "x265-roi", f"crf {c}", r, None, p, 30.0) for c, r, p in ((40, 100.0, 30.0), (30, 400.0, 36.0))]
+    assert rate_at(pts, 33.0) == pytest.approx(200.0)
+    assert rate_at(pts, 37.0) is None and rate_at(pts, 29.0) is None
+    _, maps = moving_scene()
+    x0, y0, x1, y1 = union_box(maps)
+    assert (x0, y0) == (24, 14) and x1 >= 130 and y1 >= 84 and x0 % 2 == y0 % 2 == 0

@@ -1,0 +1,106 @@
+"""Surveillance pipeline benchmark (video issue): the whole ``vtest`` clip through ``encode-video``'s
+path (PyAV decode -> foreground-detector tracks -> SSVC with rate control -> file), then a full
+decode and one-track decodes. Reports throughput (frames/s of each stage), the rate controller's
+achieved bitrate against its target, peak memory as the clip grows (bounded memory means it stays
+flat), the track table, and the bytes a one-track decode reads.
+Run: ``python -m ssc.eval.surveillance --out out/eval/surveillance``.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ssc.masks.video import DetectorMasks, ForegroundDetector
+from ssc.models.zoo import load_codec
+from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
+from ssc.video.io import open_frames
+
+from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--video", default="../shared/data/video_surveillance/vtest_480x360_h264.avi")
+    ap.add_argument("--frames", type=int, default=None, help="default: the whole clip")
+    ap.add_argument("--kbps", type=float, default=150.0)
+    ap.add_argument("--roi-offset", type=int, default=8)
+    ap.add_argument("--gop", type=int, default=32)
+    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--out", default="out/eval/surveillance")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    codec = load_codec(args.model)
+    src = open_frames(args.video)
+    masks = DetectorMasks(ForegroundDetector(), every=5, score=0.0)
+    rate = RateControl(qp=32, roi_offset=args.roi_offset, target_kbps=args.kbps)
+    path = out / "vtest.ssv"
+    n_total = args.frames or src.count
+    t_mask = t_enc = 0.0
+    rss, kbps_curve = [], []
+    with VideoEncoder(path, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False) as enc:
+        t_all = time.perf_counter()
+        for i, frame in enumerate(tqdm(src, total=n_total, unit="frame", desc="encode")):
+            if args.frames and i >= args.frames:
+                break
+            t0 = time.perf_counter()
+            gm = masks(i, frame)
+            t1 = time.perf_counter()
+            enc.encode(frame, gm)
+            t_enc += time.perf_counter() - t1
+            t_mask += t1 - t0
+            if (i + 1) % 50 == 0:
+                rss.append((i + 1, _rss_mb()))
+                kbps_curve.append((i + 1, 8 * enc.pos / 1000 / ((i + 1) / float(src.fps))))
+        wall = time.perf_counter() - t_all
+        summ = enc.close()
+    n = summ.frames
+    secs = n / float(src.fps)
+    t0 = time.perf_counter()
+    with VideoReader(path) as rd:
+        for _ in tqdm(VideoDecoder(rd, codec).frames(), total=n, unit="frame", desc="decode all"):
+            pass
+    dec_all = time.perf_counter() - t0
+    tracks = sorted((t for t in summ.tracks.values() if t.track_id != 0), key=lambda t: -(t.last - t.first))
+    one = []
+    for t in tracks[:3]:
+        t0 = time.perf_counter()
+        with VideoReader(path) as rd:
+            frames = list(VideoDecoder(rd, codec, tracks=[t.track_id]).frames(rd.intra_start(t.first), t.last + 1))
+            one.append({"track": t.track_id, "frames": [t.first, t.last], "decoded_frames": len(frames),
+                        "bytes_read": rd.bytes_read, "track_bytes": t.bytes, "stream_bytes": rd.size,
+                        "fps": len(frames) / (time.perf_counter() - t0)})
+    res = {"frames": n, "size": [src.width, src.height], "fps_video": float(src.fps), "target_kbps": args.kbps,
+           "achieved_kbps": 8 * summ.bytes / 1000 / secs, "tracks": len(summ.tracks) - 1,
+           "mask_fps": n / t_mask, "encode_fps": n / t_enc, "pipeline_fps": n / wall, "decode_fps": n / dec_all,
+           "peak_rss_mb": rss, "kbps_so_far": kbps_curve, "one_track": one}
+    lines = ["## Surveillance pipeline (vtest, 480x360)", ""]
+    lines += markdown_table(["frames", "tracks", "target kbit/s", "achieved kbit/s", "masks fps", "encode fps",
+                             "pipeline fps", "decode fps"],
+                            [[n, res["tracks"], args.kbps, res["achieved_kbps"], res["mask_fps"], res["encode_fps"],
+                              res["pipeline_fps"], res["decode_fps"]]])
+    lines += ["", "peak RSS (MB) after N frames: " + ", ".join(f"{k}: {v:.0f}" for k, v in rss), ""]
+    lines += markdown_table(["track", "frames", "bytes read", "track bytes", "stream bytes", "share read", "decode fps"],
+                            [[o["track"], f"{o['frames'][0]}-{o['frames'][1]}", o["bytes_read"], o["track_bytes"],
+                              o["stream_bytes"], o["bytes_read"] / o["stream_bytes"], o["fps"]] for o in one])
+    write_outputs(out, "surveillance", {"meta": run_meta(**vars(args)), **res}, lines)
+    fig, ax = subplots(1, 2, figsize=(9, 3.4))
+    ax[0].plot(*zip(*kbps_curve), "o-", label="achieved (cumulative)")
+    ax[0].axhline(args.kbps, ls="--", c="k", label="target")
+    style_axis(ax[0], "frames", "kbit/s")
+    ax[1].plot(*zip(*rss), "o-")
+    style_axis(ax[1], "frames", "peak RSS (MB)")
+    save_figure(fig, out / "surveillance.png")
+
+
+if __name__ == "__main__":
+    main()
