@@ -143,12 +143,13 @@ def compensate_qpel(ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mvq:
 
 
 def refine_qpel(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mv: np.ndarray,
-                weight: np.ndarray | None = None, lam: float = 4.0, size: int = MB) -> np.ndarray:
-    """Encoder: integer vectors (N, 2) -> quarter-pel vectors, by a half-pel then a quarter-pel step of
-    the 8 neighbours around the current best (weighted SAD on all three channels + lam * |mv|/4)."""
+                weight: np.ndarray | None = None, lam: float = 4.0, size: int = MB) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder: integer vectors (N, 2) -> (quarter-pel vectors, their costs), by a half-pel then a
+    quarter-pel step of the 8 neighbours around the current best (cost: weighted SAD averaged over the
+    three channels + lam * |mv| in pixels)."""
     n = len(ys)
     if n == 0:
-        return np.zeros((0, 2), np.int64)
+        return np.zeros((0, 2), np.int64), np.zeros(0)
     r = np.arange(size)
     cur_p = np.pad(cur, ((0, size), (0, size), (0, 0)), mode="edge").astype(np.int64)
     cy = ys[:, None, None] + r[None, :, None]
@@ -173,4 +174,20 @@ def refine_qpel(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.
                 better = c < best_cost
                 best_cost = np.where(better, c, best_cost)
                 best[better] = v[better]
-    return best
+    return best, best_cost
+
+
+def motion_search(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, weight: np.ndarray,
+                  split_penalty: float) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder: per 16x16 block either one quarter-pel vector or four (one per 8x8 quadrant), whichever
+    has the lower cost, four costing ``split_penalty`` more (the extra vectors' bits times lambda).
+    Returns (split flags (N,), vectors (N, 4, 2) in quadrant raster order)."""
+    n = len(ys)
+    v16, c16 = refine_qpel(cur, ref_padded, ys, xs, estimate(cur, ref_padded, ys, xs, weight=weight), weight=weight)
+    qy = (ys[:, None] + np.array([0, 0, 8, 8])[None]).ravel()
+    qx = (xs[:, None] + np.array([0, 8, 0, 8])[None]).ravel()
+    v8, c8 = refine_qpel(cur, ref_padded, qy, qx, estimate(cur, ref_padded, qy, qx, weight=weight, size=8),
+                         weight=weight, size=8)
+    split = c8.reshape(n, 4).sum(1) + split_penalty < c16
+    mv = np.where(split[:, None, None], v8.reshape(n, 4, 2), v16[:, None, :])
+    return split, mv

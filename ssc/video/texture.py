@@ -4,9 +4,11 @@ entropy-coded with rANS over fixed integer Laplace tables.
 Body layout (all integers little-endian)::
 
     u8 qp | u8 kind (0 = refinement of an intra base, 1 = motion-compensated P) | u8 mv_table (kind 1)
+    | u8 p_split (probability/256 that a 16x16 motion block is split into four 8x8 ones; kind 1)
     u8 p_coded_luma | u8 p_coded_chroma | 12 bytes: per class (luma, chroma) a 4-bit level-table index
     per band (10) and the signed 4-bit table offsets of level contexts 1 and 2
-    rANS words: [mv differences, quarter pixels] | coded-block flags | levels of coded blocks, scan
+    rANS words: [split flags | mv differences, quarter pixels, one vector per unsplit block and four
+    per split one, each against the previous vector] | coded-block flags | levels of coded blocks, scan
     position by position (zig-zag), each level's table chosen by its band and its context (the sum of
     the two previous levels' magnitudes: 0, 1..2, >= 3)
 
@@ -27,10 +29,10 @@ from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
 from . import transform as tf
 from .deblock import deblock
-from .motion import MB, QPEL, SEARCH, block_origins, compensate_qpel, estimate, refine_qpel
+from .motion import MB, QPEL, SEARCH, block_origins, compensate_qpel, motion_search
 
 KIND_REFINE, KIND_P = 0, 1
-_HEAD = struct.Struct("<BBBBB")
+_HEAD = struct.Struct("<BBBBBB")
 _NSCALES = 16
 SCALES = np.exp(np.linspace(np.log(0.04), np.log(60.0), _NSCALES))
 
@@ -167,14 +169,29 @@ class Layout:
         return ys[self.mbs], xs[self.mbs]
 
 
+_QUAD = ((0, 0), (0, 8), (8, 0), (8, 8))
+
+
 def _predict_region(lay: Layout, ref_padded: np.ndarray, mv: np.ndarray) -> np.ndarray:
+    """Prediction on the region from per-quadrant quarter-pel vectors ``mv`` (N, 4, 2)."""
     x0, y0, x1, y1 = lay.region
     pred = np.zeros((y1 - y0, x1 - x0, 3), np.int64)
     ys, xs = lay.mb_origins()
-    blocks = compensate_qpel(ref_padded, ys, xs, mv)
-    for (y, x), b in zip(zip(ys - y0, xs - x0), blocks):
-        pred[y : y + MB, x : x + MB] = b
+    for q, (dy, dx) in enumerate(_QUAD):
+        blocks = compensate_qpel(ref_padded, ys + dy, xs + dx, mv[:, q], size=MB // 2)
+        for (y, x), b in zip(zip(ys - y0 + dy, xs - x0 + dx), blocks):
+            pred[y : y + MB // 2, x : x + MB // 2] = b
     return pred
+
+
+def split_penalty(qp: int) -> float:
+    """Lambda (SAD per bit, H.264's sqrt(0.85 * 2^((qp-12)/3))) times ~30 bits for three extra vectors."""
+    return 30.0 * float(np.sqrt(0.85 * 2.0 ** ((qp - 12) / 3.0)))
+
+
+def _coded_vectors(split: np.ndarray, mv: np.ndarray) -> np.ndarray:
+    """The vectors in coding order: one per unsplit block, four per split one."""
+    return np.concatenate([mv[i] if s else mv[i, :1] for i, s in enumerate(split)]) if len(split) else np.zeros((0, 2), np.int64)
 
 
 def _planes_to_blocks(res: np.ndarray, sel: np.ndarray) -> np.ndarray:
@@ -205,15 +222,17 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     wr = SymbolWriter()
     if ref_padded is not None:
         ys, xs = lay.mb_origins()
-        mv = refine_qpel(cur, ref_padded, ys, xs, estimate(cur, ref_padded, ys, xs, weight=mask), weight=mask)
+        split, mv = motion_search(cur, ref_padded, ys, xs, mask, split_penalty(qp))
         pred = _predict_region(lay, ref_padded, mv)
-        d = _mv_diffs(mv)
+        p_split = int(np.clip(round(256 * split.mean()) if split.size else 1, 1, 255))
+        wr.write(split.astype(np.int32), _flag_model(p_split))
+        d = _mv_diffs(_coded_vectors(split, mv))
         mv_idx = _scale_index(float(np.abs(d).mean()) if d.size else 0.0)
         wr.encode_values(d, np.full(d.size, mv_idx), tables)
         kind = KIND_P
     else:
         assert base is not None
-        pred, mv_idx, kind = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE
+        pred, mv_idx, kind, p_split = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE, 1
     res = (_region(cur, lay.region).astype(np.int64) - pred) * lay.mask[..., None]
     blk = _planes_to_blocks(tf.rgb_to_ycocg(res), lay.blocks)
     steps = [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
@@ -230,7 +249,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         _code_levels(lv, *params[-1], tables, wr=wr)
     deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
     recon = deblock(np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8), lay.mask, qp)
-    body = _HEAD.pack(qp, kind, mv_idx, p8[0], p8[1]) + _pack_params(params) + wr.finish()
+    body = _HEAD.pack(qp, kind, mv_idx, p_split, p8[0], p8[1]) + _pack_params(params) + wr.finish()
     return body, recon, lay
 
 
@@ -239,8 +258,8 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
     """Inverse of :func:`encode_layer` (exact integer reconstruction). BitstreamError on malformed bodies."""
     if len(body) < _HEAD.size + _PARAM_BYTES:
         raise BitstreamError(f"texture layer truncated ({len(body)} bytes)")
-    qp, kind, mv_idx, pY, pC = _HEAD.unpack_from(body, 0)
-    if qp > tf.MAX_QP or kind not in (KIND_REFINE, KIND_P) or mv_idx >= _NSCALES or not (0 < pY < 256 and 0 < pC < 256):
+    qp, kind, mv_idx, p_split, pY, pC = _HEAD.unpack_from(body, 0)
+    if qp > tf.MAX_QP or kind not in (KIND_REFINE, KIND_P) or mv_idx >= _NSCALES or not all(0 < p < 256 for p in (p_split, pY, pC)):
         raise BitstreamError("texture layer header is invalid")
     if (kind == KIND_P) != (ref_padded is not None):
         raise BitstreamError(f"texture layer kind {kind} does not match the entry's frame type")
@@ -252,10 +271,13 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
     rd = SymbolReader(body[_HEAD.size + _PARAM_BYTES :])
     if kind == KIND_P:
         n = len(lay.mbs)
-        d = rd.decode_values(np.full(2 * n, mv_idx), tables).reshape(n, 2)
-        mv = np.cumsum(d, 0)
-        if n and np.abs(mv).max() > SEARCH * QPEL:
+        split = rd.read(_flag_model(p_split), n).astype(bool)
+        k = n + 3 * int(split.sum())
+        vec = np.cumsum(rd.decode_values(np.full(2 * k, mv_idx), tables).reshape(k, 2), 0)
+        if k and np.abs(vec).max() > SEARCH * QPEL:
             raise BitstreamError("motion vector outside the search range")
+        starts = np.concatenate([[0], np.cumsum(np.where(split, 4, 1))[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
+        mv = np.stack([vec[starts + np.where(split, q, 0)] for q in range(4)], 1) if n else np.zeros((0, 4, 2), np.int64)
         pred = _predict_region(lay, ref_padded, mv)
     else:
         assert base is not None
