@@ -74,13 +74,13 @@ def estimate(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.nda
     if n == 0:
         return np.zeros((0, 2), np.int64)
     h, w = cur.shape[:2]
-    cur_p = np.pad(cur, ((0, size), (0, size), (0, 0)), mode="edge")
+    cur_p = np.pad(cur, ((0, MB + size), (0, MB + size), (0, 0)), mode="edge")  # regions run up to MB - 1 past the frame
     r = np.arange(size)
     cy = ys[:, None, None] + r[None, :, None]
     cx = xs[:, None, None] + r[None, None, :]
     cur_blocks = _luma(cur_p[cy, cx])  # (N, size, size)
     wts = torch.ones_like(cur_blocks) if weight is None else torch.from_numpy(
-        np.pad(weight, ((0, size), (0, size)))[cy, cx].astype(np.float32))
+        np.pad(weight, ((0, MB + size), (0, MB + size)))[cy, cx].astype(np.float32))
     wts = wts + 1e-3  # blocks with no group pixel still get a defined (smooth) vector
     ref_l = _luma(ref_padded)
 
@@ -151,11 +151,11 @@ def refine_qpel(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.
     if n == 0:
         return np.zeros((0, 2), np.int64), np.zeros(0)
     r = np.arange(size)
-    cur_p = np.pad(cur, ((0, size), (0, size), (0, 0)), mode="edge").astype(np.int64)
+    cur_p = np.pad(cur, ((0, MB + size), (0, MB + size), (0, 0)), mode="edge").astype(np.int64)
     cy = ys[:, None, None] + r[None, :, None]
     cx = xs[:, None, None] + r[None, None, :]
     blocks = cur_p[cy, cx]
-    wts = (np.ones((n, size, size)) if weight is None else np.pad(weight, ((0, size), (0, size)))[cy, cx]) + 1e-3
+    wts = (np.ones((n, size, size)) if weight is None else np.pad(weight, ((0, MB + size), (0, MB + size)))[cy, cx]) + 1e-3
 
     def cost(v: np.ndarray) -> np.ndarray:
         sad = (np.abs(compensate_qpel(ref_padded, ys, xs, v, size) - blocks).sum(-1) * wts).sum((1, 2)) / 3
