@@ -38,3 +38,27 @@ def test_stream_decodes_to_identical_latents_on_both_devices(codecs, encoder):
     assert a.decoded == b.decoded and not a.failed and not b.failed
     # pixels come from float synthesis on different hardware: equal latents, nearly equal pixels
     assert psnr(a.image, b.image) >= 40
+
+
+def test_video_stream_decodes_alike_on_both_devices(codecs):
+    """SSVC: the inter layers are integer, so CPU and GPU decodes can differ only through the float
+    synthesis of intra bases (rounding of a few pixels), and that difference must not grow over the
+    GOP's P-frames."""
+    import io
+
+    import numpy as np
+
+    from ssc.video import RateControl, VideoEncoder, decode_video
+
+    from .test_video import moving_scene
+
+    cpu, gpu = codecs
+    frames, maps = moving_scene()
+    buf = io.BytesIO()
+    with VideoEncoder(buf, frames[0].shape[1], frames[0].shape[0], 25, gpu, gop=4, rate=RateControl(qp=28)) as enc:
+        for f, gm in zip(frames, maps):
+            enc.encode(f, gm)
+    a = [f.image for f in decode_video(buf.getvalue(), cpu)]
+    b = [f.image for f in decode_video(buf.getvalue(), gpu, device="cuda")]
+    diff = [int(np.abs(x.astype(int) - y).max()) for x, y in zip(a, b)]
+    assert max(diff) <= 3 and diff[3] <= max(diff[0], 1) + 1, diff
