@@ -14,7 +14,6 @@ from ssc.masks import GroupMap
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader, decode_video
 from ssc.video import format as vf
 from ssc.video import transform as tf
-from ssc.video.motion import pad_reference
 from ssc.video.texture import decode_layer, encode_layer
 
 GOLD = Path(__file__).parent / "golden"
@@ -70,24 +69,40 @@ def test_transform_and_colour_are_exact():
     assert tf.T_INT[0, 0] == 64 and tf.T_INT[1, 0] == 89  # the HEVC-style integer basis
 
 
+def golden_references(frames, maps) -> dict:
+    """Frame -> (newest, older) padded references of track 1, built from the original frames: frame 1
+    has one reference, frame 2 two."""
+    from ssc.video.codec import TrackState
+
+    st = TrackState.empty(H, W)
+    st.update(frames[0], (0, 0, W, H), maps[0].labels == 1, True)
+    refs = {1: st.references()}
+    st.update(frames[1], (0, 0, W, H), maps[1].labels == 1, False)
+    refs[2] = st.references()
+    return refs
+
+
 def test_texture_layer_roundtrip_and_golden():
     frames, maps = moving_scene()
-    m0, m1 = maps[0].labels == 1, maps[1].labels == 1
-    canvas, seen = np.zeros_like(frames[0]), m0.copy()
-    canvas[m0] = frames[0][m0]
-    ref = pad_reference(canvas, seen)
-    body, recon, lay = encode_layer(frames[1], m1, maps[1].group(1).box, 24, ref_padded=ref)
-    again, _ = decode_layer(body, m1, maps[1].group(1).box, ref_padded=ref)
-    assert (again == recon).all()
-    # the golden body decodes to the same integers on every machine (integer decoder)
+    refs = golden_references(frames, maps)
+    assert refs[1][1] is None and refs[2][1] is not None
     gold = json.loads((GOLD / "video_texture.json").read_text())
-    gbody = (GOLD / "video_texture.bin").read_bytes()
-    dec, _ = decode_layer(gbody, m1, maps[1].group(1).box, ref_padded=ref)
-    assert hashlib.sha256(dec.tobytes()).hexdigest() == gold["sha256"]
-    with pytest.raises(BitstreamError):
-        decode_layer(gbody[:-5], m1, maps[1].group(1).box, ref_padded=ref)
-    with pytest.raises(BitstreamError):  # a P layer offered as a refinement
-        decode_layer(gbody, m1, maps[1].group(1).box, base=frames[0])
+    for t, (r1, r2) in refs.items():
+        m, box = maps[t].labels == 1, maps[t].group(1).box
+        body, recon, _ = encode_layer(frames[t], m, box, 24, ref_padded=r1, ref2_padded=r2)
+        again, _ = decode_layer(body, m, box, ref_padded=r1, ref2_padded=r2)
+        assert (again == recon).all()
+        # the golden body decodes to the same integers on every machine (integer decoder)
+        gbody = (GOLD / f"video_texture_f{t}.bin").read_bytes()
+        dec, _ = decode_layer(gbody, m, box, ref_padded=r1, ref2_padded=r2)
+        assert hashlib.sha256(dec.tobytes()).hexdigest() == gold[f"frame{t}_sha256"]
+        with pytest.raises(BitstreamError):
+            decode_layer(gbody[:-5], m, box, ref_padded=r1, ref2_padded=r2)
+        with pytest.raises(BitstreamError):  # a P layer offered as a refinement
+            decode_layer(gbody, m, box, base=frames[0])
+    assert gold["frame2_bi_blocks"] == 1  # the frame-2 golden exercises bi-prediction
+    with pytest.raises(BitstreamError, match="second reference"):
+        decode_layer((GOLD / "video_texture_f2.bin").read_bytes(), maps[2].labels == 1, maps[2].group(1).box, ref_padded=refs[2][0])
 
 
 def test_decoder_rebuilds_the_encoders_references_exactly(clip, codec):

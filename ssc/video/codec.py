@@ -40,6 +40,7 @@ class TrackState:
     mask: np.ndarray | None = None  # previous frame's mask (H, W) bool
     box: tuple[int, int, int, int] | None = None
     live: bool = False  # False until an intra entry (or after a failure)
+    older: tuple[np.ndarray, np.ndarray] | None = None  # (canvas, seen) before the latest inter update
 
     @classmethod
     def empty(cls, h: int, w: int) -> "TrackState":
@@ -50,12 +51,19 @@ class TrackState:
         decoding from any I-frame rebuilds exactly the encoder's references (random access)."""
         if intra:
             self.seen[:] = False
+            self.older = None
+        else:
+            self.older = (self.canvas.copy(), self.seen.copy())
         h, w = self.seen.shape
         x0, y0, x1, y1 = region
         x1, y1 = min(x1, w), min(y1, h)
         m = mask[y0:y1, x0:x1]
         self.canvas[y0:y1, x0:x1][m] = recon[: y1 - y0, : x1 - x0][m]
         self.seen[y0:y1, x0:x1] |= m
+
+    def references(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The padded newest reference and, after at least one inter entry, the one before it."""
+        return pad_reference(self.canvas, self.seen), None if self.older is None else pad_reference(*self.older)
 
 
 def _full_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], h: int, w: int) -> np.ndarray:
@@ -181,7 +189,8 @@ class VideoEncoder:
                 layer, recon, lay = encode_layer(frame, mask, g.box, qp, base=base)
                 body = _intra_body(qcode, base_body, layer)
             else:
-                layer, recon, lay = encode_layer(frame, mask, g.box, qp, ref_padded=pad_reference(st.canvas, st.seen))
+                r1, r2 = st.references()
+                layer, recon, lay = encode_layer(frame, mask, g.box, qp, ref_padded=r1, ref2_padded=r2)
                 body = layer
             same = (not intra and not new and tid != comp and st.box == g.box and st.mask is not None
                     and np.array_equal(st.mask, mask))
@@ -351,7 +360,8 @@ class VideoDecoder:
                 else:
                     if not st.live:
                         raise CorruptSegmentError(tid, "inter entry without a decoded reference (earlier failure)")
-                    recon, lay = decode_layer(body, mask, e.box, ref_padded=pad_reference(st.canvas, st.seen))
+                    r1, r2 = st.references()
+                    recon, lay = decode_layer(body, mask, e.box, ref_padded=r1, ref2_padded=r2)
             except SSCError as err:
                 st.live = False
                 failed[tid] = f"track {tid}, frame {fh.number}: {err.reason if isinstance(err, CorruptSegmentError) else err}"

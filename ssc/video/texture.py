@@ -5,10 +5,13 @@ Body layout (all integers little-endian)::
 
     u8 qp | u8 kind (0 = refinement of an intra base, 1 = motion-compensated P) | u8 mv_table (kind 1)
     | u8 p_split (probability/256 that a 16x16 motion block is split into four 8x8 ones; kind 1)
+    | u8 p_bi (0: no block uses the second reference; else probability/256 of a bi-predicted block)
+    | u8 mv2_table
     u8 p_coded_luma | u8 p_coded_chroma | 12 bytes: per class (luma, chroma) a 4-bit level-table index
     per band (10) and the signed 4-bit table offsets of level contexts 1 and 2
     rANS words: [split flags | mv differences, quarter pixels, one vector per unsplit block and four
-    per split one, each against the previous vector] | coded-block flags | levels of coded blocks, scan
+    per split one, each against the previous vector | (p_bi > 0) bi flags | one vector into the
+    track's second-newest reference per bi block, predictions averaged (a + b + 1) >> 1] | coded-block flags | levels of coded blocks, scan
     position by position (zig-zag), each level's table chosen by its band and its context (the sum of
     the two previous levels' magnitudes: 0, 1..2, >= 3)
 
@@ -29,10 +32,12 @@ from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
 from . import transform as tf
 from .deblock import deblock
-from .motion import MB, QPEL, SEARCH, block_origins, compensate_qpel, motion_search
+from .motion import MB, QPEL, SEARCH, block_origins, compensate_qpel, estimate, motion_search, refine_qpel
 
 KIND_REFINE, KIND_P = 0, 1
-_HEAD = struct.Struct("<BBBBBB")
+#: approximate bits of a bi-predicted block's flag and extra vector (encoder decision only)
+BI_BITS = 12
+_HEAD = struct.Struct("<BBBBBBBB")
 _NSCALES = 16
 SCALES = np.exp(np.linspace(np.log(0.04), np.log(60.0), _NSCALES))
 
@@ -184,9 +189,29 @@ def _predict_region(lay: Layout, ref_padded: np.ndarray, mv: np.ndarray) -> np.n
     return pred
 
 
+def _lambda(qp: int) -> float:
+    """SAD per bit: H.264's motion lambda sqrt(0.85 * 2^((qp-12)/3))."""
+    return float(np.sqrt(0.85 * 2.0 ** ((qp - 12) / 3.0)))
+
+
 def split_penalty(qp: int) -> float:
-    """Lambda (SAD per bit, H.264's sqrt(0.85 * 2^((qp-12)/3))) times ~30 bits for three extra vectors."""
-    return 30.0 * float(np.sqrt(0.85 * 2.0 ** ((qp - 12) / 3.0)))
+    """Lambda times ~30 bits for the three extra vectors of a split block."""
+    return 30.0 * _lambda(qp)
+
+
+def _block_sad(pred: np.ndarray, cur: np.ndarray, lay: Layout) -> np.ndarray:
+    """Masked SAD of each coded 16x16 block of the region."""
+    h, w = lay.mask.shape
+    e = (np.abs(pred - cur).sum(-1) * lay.mask).reshape(h // MB, MB, w // MB, MB).sum((1, 3)).ravel()
+    return e[lay.mbs]
+
+
+def _bi_mask(lay: Layout, bi: np.ndarray) -> np.ndarray:
+    """(h, w, 1) bool: pixels of the blocks predicted from both references."""
+    h, w = lay.mask.shape
+    grid = np.zeros((h // MB) * (w // MB), bool)
+    grid[lay.mbs[bi]] = True
+    return np.repeat(np.repeat(grid.reshape(h // MB, w // MB), MB, 0), MB, 1)[..., None]
 
 
 def _coded_vectors(split: np.ndarray, mv: np.ndarray) -> np.ndarray:
@@ -211,9 +236,11 @@ def _mv_diffs(mv: np.ndarray) -> np.ndarray:
 
 
 def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], qp: int,
-                 ref_padded: np.ndarray | None = None, base: np.ndarray | None = None) -> tuple[bytes, np.ndarray, Layout]:
+                 ref_padded: np.ndarray | None = None, base: np.ndarray | None = None,
+                 ref2_padded: np.ndarray | None = None) -> tuple[bytes, np.ndarray, Layout]:
     """Code ``cur`` (H, W, 3 uint8) inside ``mask`` either as motion-compensated prediction from
-    ``ref_padded`` (P) or as a refinement of ``base`` (H, W, 3, the intra layer's reconstruction).
+    ``ref_padded`` (P; blocks may average it with a prediction from the older reference
+    ``ref2_padded``) or as a refinement of ``base`` (H, W, 3, the intra layer's reconstruction).
     Returns the body, the reconstruction on the layout's region (h, w, 3 uint8) and the layout."""
     lay = Layout.of(mask, box)
     x0, y0, x1, y1 = lay.region
@@ -229,10 +256,23 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         d = _mv_diffs(_coded_vectors(split, mv))
         mv_idx = _scale_index(float(np.abs(d).mean()) if d.size else 0.0)
         wr.encode_values(d, np.full(d.size, mv_idx), tables)
+        p_bi = mv2_idx = 0
+        if ref2_padded is not None and len(ys):
+            v2, _ = refine_qpel(cur, ref2_padded, ys, xs, estimate(cur, ref2_padded, ys, xs, weight=mask), weight=mask)
+            predb = (pred + _predict_region(lay, ref2_padded, np.repeat(v2[:, None], 4, 1)) + 1) >> 1
+            c = _region(cur, lay.region).astype(np.int64)
+            bi = _block_sad(predb, c, lay) + BI_BITS * _lambda(qp) < _block_sad(pred, c, lay)
+            p_bi = int(np.clip(round(256 * bi.mean()), 1, 255))
+            wr.write(bi.astype(np.int32), _flag_model(p_bi))
+            d2 = _mv_diffs(v2[bi])
+            mv2_idx = _scale_index(float(np.abs(d2).mean()) if d2.size else 0.0)
+            wr.encode_values(d2, np.full(d2.size, mv2_idx), tables)
+            pred = np.where(_bi_mask(lay, bi), predb, pred)
         kind = KIND_P
     else:
         assert base is not None
         pred, mv_idx, kind, p_split = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE, 1
+        p_bi = mv2_idx = 0
     res = (_region(cur, lay.region).astype(np.int64) - pred) * lay.mask[..., None]
     blk = _planes_to_blocks(tf.rgb_to_ycocg(res), lay.blocks)
     steps = [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
@@ -249,17 +289,19 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         _code_levels(lv, *params[-1], tables, wr=wr)
     deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
     recon = deblock(np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8), lay.mask, qp)
-    body = _HEAD.pack(qp, kind, mv_idx, p_split, p8[0], p8[1]) + _pack_params(params) + wr.finish()
+    body = _HEAD.pack(qp, kind, mv_idx, p_split, p_bi, mv2_idx, p8[0], p8[1]) + _pack_params(params) + wr.finish()
     return body, recon, lay
 
 
 def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
-                 ref_padded: np.ndarray | None = None, base: np.ndarray | None = None) -> tuple[np.ndarray, Layout]:
+                 ref_padded: np.ndarray | None = None, base: np.ndarray | None = None,
+                 ref2_padded: np.ndarray | None = None) -> tuple[np.ndarray, Layout]:
     """Inverse of :func:`encode_layer` (exact integer reconstruction). BitstreamError on malformed bodies."""
     if len(body) < _HEAD.size + _PARAM_BYTES:
         raise BitstreamError(f"texture layer truncated ({len(body)} bytes)")
-    qp, kind, mv_idx, p_split, pY, pC = _HEAD.unpack_from(body, 0)
-    if qp > tf.MAX_QP or kind not in (KIND_REFINE, KIND_P) or mv_idx >= _NSCALES or not all(0 < p < 256 for p in (p_split, pY, pC)):
+    qp, kind, mv_idx, p_split, p_bi, mv2_idx, pY, pC = _HEAD.unpack_from(body, 0)
+    if (qp > tf.MAX_QP or kind not in (KIND_REFINE, KIND_P) or max(mv_idx, mv2_idx) >= _NSCALES
+            or not all(0 < p < 256 for p in (p_split, pY, pC))):
         raise BitstreamError("texture layer header is invalid")
     if (kind == KIND_P) != (ref_padded is not None):
         raise BitstreamError(f"texture layer kind {kind} does not match the entry's frame type")
@@ -279,6 +321,18 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
         starts = np.concatenate([[0], np.cumsum(np.where(split, 4, 1))[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
         mv = np.stack([vec[starts + np.where(split, q, 0)] for q in range(4)], 1) if n else np.zeros((0, 4, 2), np.int64)
         pred = _predict_region(lay, ref_padded, mv)
+        if p_bi:
+            if ref2_padded is None:
+                raise BitstreamError("texture layer uses a second reference the track does not have")
+            bi = rd.read(_flag_model(p_bi), n).astype(bool)
+            m2 = int(bi.sum())
+            v2 = np.cumsum(rd.decode_values(np.full(2 * m2, mv2_idx), tables).reshape(m2, 2), 0)
+            if m2 and np.abs(v2).max() > SEARCH * QPEL:
+                raise BitstreamError("motion vector outside the search range")
+            full = np.zeros((n, 2), np.int64)
+            full[bi] = v2
+            predb = (pred + _predict_region(lay, ref2_padded, np.repeat(full[:, None], 4, 1)) + 1) >> 1
+            pred = np.where(_bi_mask(lay, bi), predb, pred)
     else:
         assert base is not None
         pred = _region(base, lay.region).astype(np.int64)
