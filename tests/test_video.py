@@ -244,6 +244,7 @@ def test_rate_control_converges_on_a_rate_model():
     assert abs(sum(bits[100:]) / (100 / fps) / 1000 - 200) / 200 < 0.1
     assert RateControl(qp=30).start_frame(True, fps, gop) == 30  # no target: constant qp
     assert rc.entry_qp(True, False) < rc.entry_qp(False, False) < rc.entry_qp(False, True)  # I finer, background coarser
+    assert rc.entry_qp(False, False, referenced=False) > rc.entry_qp(False, False)  # frames nothing references: coarser
 
 
 def test_benchmark_helpers():

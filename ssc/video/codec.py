@@ -181,7 +181,7 @@ class VideoEncoder:
             if st is None:
                 st = self.states[tid] = TrackState.empty(H, W)
             mask = gm.labels == tid
-            qp = self.rate.entry_qp(intra, background=(tid == comp))
+            qp = self.rate.entry_qp(intra, background=(tid == comp), referenced=(self.n + 1) % self.gop != 0)
             qps[tid] = qp
             if intra:
                 qcode = int(round(intra_quality(qp, self.codec.model.num_qualities) * QUALITY_SCALE))

@@ -4,7 +4,8 @@ the frames' temporal role.
 - Per-group quality (ROI): object tracks use the frame qp, the complement (background) track the frame
   qp + ``roi_offset`` (the ROI-lambda idea of per-region quality, applied to whole groups).
 - Temporal dependency: intra entries are referenced by every later frame of their GOP, so they get
-  ``intra_offset`` (negative: finer) -- the fixed-offset form of the I/P qp cascade of H.264 / HEVC
+  ``intra_offset`` (negative: finer); the last frame before an I-frame is referenced by nothing, so it
+  gets ``nonref_offset`` (positive: coarser) -- the fixed-offset form of the qp cascades of H.264 / HEVC
   reference encoders.
 - Bitrate: with ``target_kbps`` the frame qp follows the fullness of a virtual buffer of one GOP
   (a proportional controller in the log-rate domain, in the spirit of the TM5 / JM buffer models):
@@ -24,6 +25,7 @@ class RateControl:
     qp: int = 30
     roi_offset: int = 6
     intra_offset: int = -2
+    nonref_offset: int = 2
     target_kbps: float | None = None
     gain: float = 6.0
     qp_min: int = 10
@@ -60,8 +62,9 @@ class RateControl:
         self._gop_expected += per_frame
         return self._frame_qp
 
-    def entry_qp(self, intra: bool, background: bool) -> int:
-        qp = self._frame_qp + (self.intra_offset if intra else 0) + (self.roi_offset if background else 0)
+    def entry_qp(self, intra: bool, background: bool, referenced: bool = True) -> int:
+        qp = (self._frame_qp + (self.intra_offset if intra else 0) + (self.roi_offset if background else 0)
+              + (0 if referenced or intra else self.nonref_offset))
         return int(min(max(qp, 0), MAX_QP))
 
     def end_frame(self, bits: int) -> None:
