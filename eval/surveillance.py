@@ -12,7 +12,6 @@ import resource
 import time
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from ssc.masks.video import DetectorMasks, ForegroundDetector

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Protocol
 
 import numpy as np
 import torch
@@ -200,7 +200,14 @@ def select_groups(header: StreamHeader, groups: Iterable[int] | None = None, cla
     return sorted(set(chosen))
 
 
-def codec_for_stream(header: StreamHeader, codec: LoadedCodec | None, device: str = "cpu") -> LoadedCodec:
+class CodedWith(Protocol):
+    """What a stream header says about its codec (image and video headers both have it)."""
+
+    model_id: str
+    weights_id: bytes
+
+
+def codec_for_stream(header: CodedWith, codec: LoadedCodec | None, device: str = "cpu") -> LoadedCodec:
     """The codec a stream needs: the given one (checked) or the zoo entry named in the header."""
     if codec is None:
         codec = load_codec(header.model_id, device=device)

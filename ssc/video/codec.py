@@ -18,7 +18,7 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..api import box_mask_crop, codec_for_stream, tile_input
+from ..api import box_mask_crop, codec_for_stream, crop_box, tile_input
 from ..bitstream.format import QUALITY_SCALE, Cursor, pack_mask, pack_segment, varint
 from ..bitstream.groupmap import decode_group_mask, encode_group_mask
 from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, SSCError
@@ -77,15 +77,9 @@ def _intra_base(codec: LoadedCodec, image: np.ndarray, mask: np.ndarray, box: tu
                 qcode: int) -> tuple[bytes, np.ndarray]:
     """Image-codec body of the group's crop and the base frame the decoder will rebuild from it."""
     dev = next(codec.model.parameters()).device
-    x, m = tile_input(image, mask.astype(np.int32), 1, _crop(box), dev)
+    x, m = tile_input(image, mask.astype(np.int32), 1, crop_box(box), dev)
     body = codec.model.compress_group(x, m, qcode / QUALITY_SCALE)
     return body, _decode_base(codec, body, mask, box, qcode)
-
-
-def _crop(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    from ..api import crop_box
-
-    return crop_box(box)
 
 
 def _decode_base(codec: LoadedCodec, body: bytes, mask: np.ndarray, box: tuple[int, int, int, int], qcode: int) -> np.ndarray:
@@ -259,7 +253,7 @@ class VideoDecoder:
                  labels: Iterable[str] | None = None, device: str = "cpu") -> None:
         self.rd = reader
         hdr = reader.header
-        self.codec = codec_for_stream(_as_stream_header(hdr), codec, device)
+        self.codec = codec_for_stream(hdr, codec, device)  # checks model_id and weights_id
         known = reader.index.tracks
         chosen: set[int] = set()
         if tracks is None and labels is None:
@@ -368,18 +362,10 @@ class VideoDecoder:
                 continue
             st.update(recon, lay.region, mask, e.intra)
             st.live = True
-            x0, y0, x1, y1 = e.box
             image[mask] = st.canvas[mask]
             tmap[mask] = tid
             decoded.append(tid)
         return DecodedFrame(fh.number, image, tmap, decoded, failed)
-
-
-def _as_stream_header(h: vf.VideoHeader):
-    """The two fields :func:`ssc.api.codec_for_stream` checks, from a video header."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(model_id=h.model_id, weights_id=h.weights_id)
 
 
 def decode_video(source: str | Path | bytes, codec: LoadedCodec | None = None, tracks: Iterable[int] | None = None,
