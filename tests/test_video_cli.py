@@ -30,6 +30,7 @@ def clip_dir(tmp_path):
 
 
 def test_ffv1_roundtrip_is_lossless(tmp_path):
+    pytest.importorskip("av", reason="PyAV (the 'video' extra) is not installed")
     frames, _ = moving_scene(3)
     with FrameWriter(tmp_path / "x.mkv", frames[0].shape[1], frames[0].shape[0], 25) as w:
         for f in frames:
