@@ -63,63 +63,126 @@ def _luma(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
 
 
+def _windows(img: torch.Tensor, y0: np.ndarray, x0: np.ndarray, side: int) -> torch.Tensor:
+    """(N, side, side) square windows of a 2-D tensor at top-left corners (y0, x0): one gather."""
+    r = torch.arange(side)
+    yy = torch.from_numpy(np.asarray(y0))[:, None, None] + r[None, :, None]
+    xx = torch.from_numpy(np.asarray(x0))[:, None, None] + r[None, None, :]
+    return img[yy, xx]
+
+
+def _best_in_windows(win: torch.Tensor, tgt: torch.Tensor, wt: torch.Tensor, penalty: torch.Tensor,
+                     chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every displacement of ``tgt`` (N, q, q) inside ``win`` (N, q + 2r, q + 2r) at once (unfolded
+    views, in chunks of blocks): weighted SAD + ``penalty`` ((N,) 2r+1, 2r+1). Returns the (dy, dx) offsets
+    in [0, 2r] of the cheapest (first in raster order on ties) and its cost."""
+    q = tgt.shape[-1]
+    k = win.shape[-1] - q + 1
+    idx, cost = [], []
+    for i in range(0, len(win), chunk):
+        cand = win[i : i + chunk].unfold(1, q, 1).unfold(2, q, 1)  # (n, k, k, q, q)
+        pen = penalty[i : i + chunk] if penalty.dim() == 3 else penalty
+        c = ((cand - tgt[i : i + chunk, None, None]).abs() * wt[i : i + chunk, None, None]).sum((-1, -2)) + pen
+        v, j = c.flatten(1).min(1)
+        idx.append(j)
+        cost.append(v)
+    j = torch.cat(idx)
+    return torch.stack([j // k, j % k], 1), torch.cat(cost)
+
+
+class MotionSearch:
+    """Encoder-side motion search of one frame against one padded reference (luma): integer search
+    (full at quarter resolution, refined at full resolution) and quarter-pel refinement on the 16
+    bilinear phases of the reference (computed once)."""
+
+    def __init__(self, cur: np.ndarray, ref_padded: np.ndarray, weight: np.ndarray | None = None) -> None:
+        pad = ((0, 2 * MB), (0, 2 * MB))  # regions (and their 8x8 quadrants) run up to MB - 1 past the frame
+        self.cur = _luma(np.pad(cur, pad + ((0, 0),), mode="edge"))
+        h, w = cur.shape[:2]
+        self.weight = torch.from_numpy(np.pad(weight if weight is not None else np.ones((h, w), bool), pad).astype(np.float32)) + 1e-3
+        self.ref = _luma(ref_padded)
+        self.ref_q = F.avg_pool2d(self.ref[None, None], 4)[0, 0]
+        self._phases: torch.Tensor | None = None
+
+    def _blocks(self, ys: np.ndarray, xs: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _windows(self.cur, ys, xs, size), _windows(self.weight, ys, xs, size)
+
+    def integer(self, ys: np.ndarray, xs: np.ndarray, size: int = MB, lam: float = 4.0) -> np.ndarray:
+        """(N, 2) integer vectors: +-SEARCH at quarter resolution, then +-3 at full resolution around
+        that vector and around zero (weighted luma SAD + lam * |mv|; blocks with no group pixel keep a
+        smooth vector through the small weight floor)."""
+        n = len(ys)
+        if n == 0:
+            return np.zeros((0, 2), np.int64)
+        tgt, wt = self._blocks(ys, xs, size)
+        s, rq = 4, SEARCH // 4
+        d = torch.arange(-rq, rq + 1)
+        pen = lam * s * (d.abs()[:, None] + d.abs()[None, :]).float()
+        win = _windows(self.ref_q, ys // s + MARGIN // s - rq, xs // s + MARGIN // s - rq, size // s + 2 * rq)
+        off, _ = _best_in_windows(win, F.avg_pool2d(tgt[:, None], s)[:, 0], F.avg_pool2d(wt[:, None], s)[:, 0] * (s * s), pen)
+        coarse = ((off - rq) * s).clamp(-SEARCH + 3, SEARCH - 3)
+        d3 = torch.arange(-3, 4)
+        best, best_cost = None, None
+        for centre in (coarse, torch.zeros_like(coarse)):
+            c = centre.numpy()
+            win = _windows(self.ref, ys + MARGIN + c[:, 0] - 3, xs + MARGIN + c[:, 1] - 3, size + 6)
+            pen = lam * ((centre[:, :1, None] + d3[None, :, None]).abs() + (centre[:, 1:, None] + d3[None, None, :]).abs()).float()
+            off, cost = _best_in_windows(win, tgt, wt, pen)
+            v = centre + off - 3
+            if best is None:
+                best, best_cost = v, cost
+            else:
+                better = cost < best_cost
+                best = torch.where(better[:, None], v, best)
+                best_cost = torch.where(better, cost, best_cost)
+        return best.numpy().astype(np.int64)
+
+    def _phase_planes(self) -> torch.Tensor:
+        if self._phases is None:
+            r = self.ref
+            a, b, c, d = r[:-1, :-1], r[:-1, 1:], r[1:, :-1], r[1:, 1:]
+            self._phases = torch.stack([((4 - fy) * (4 - fx) * a + (4 - fy) * fx * b + fy * (4 - fx) * c + fy * fx * d) / 16
+                                        for fy in range(4) for fx in range(4)])
+        return self._phases
+
+    def quarter(self, ys: np.ndarray, xs: np.ndarray, mv: np.ndarray, size: int = MB, lam: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+        """Integer vectors (N, 2) -> (quarter-pel vectors, costs): a half-pel then a quarter-pel step over
+        the 8 neighbours of the current best (weighted luma SAD + lam * |mv| in pixels)."""
+        n = len(ys)
+        if n == 0:
+            return np.zeros((0, 2), np.int64), np.zeros(0)
+        tgt, wt = self._blocks(ys, xs, size)
+        planes = self._phase_planes()
+        r = torch.arange(size)
+        by, bx = torch.from_numpy(ys + MARGIN), torch.from_numpy(xs + MARGIN)
+
+        def cost(v: torch.Tensor) -> torch.Tensor:
+            ph = ((v[:, 0] & 3) * 4 + (v[:, 1] & 3))[:, None, None]
+            yy = (by + (v[:, 0] >> 2))[:, None, None] + r[None, :, None]
+            xx = (bx + (v[:, 1] >> 2))[:, None, None] + r[None, None, :]
+            return ((planes[ph, yy, xx] - tgt).abs() * wt).sum((1, 2)) + lam * v.abs().sum(1) / QPEL
+
+        best = torch.from_numpy(mv.astype(np.int64) * QPEL)
+        best_cost = cost(best)
+        for step in (2, 1):
+            centre = best.clone()
+            for dy in (-step, 0, step):
+                for dx in (-step, 0, step):
+                    if dy == dx == 0:
+                        continue
+                    v = (centre + torch.tensor([dy, dx])).clamp(-SEARCH * QPEL, SEARCH * QPEL)
+                    c = cost(v)
+                    better = c < best_cost
+                    best_cost = torch.where(better, c, best_cost)
+                    best = torch.where(better[:, None], v, best)
+        return best.numpy().astype(np.int64), best_cost.numpy()
+
+
 def estimate(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray,
              weight: np.ndarray | None = None, lam: float = 4.0, size: int = MB) -> np.ndarray:
-    """Encoder: integer motion (N, 2) for the blocks at (ys, xs) of ``cur`` (frame, H x W x 3) against a
-    padded reference. Coarse-to-fine: full search of +-SEARCH/4 at quarter resolution, then +-3 at full
-    resolution around it and around zero; cost = SAD over the block's ``weight`` (the group mask, so
-    pixels of other groups do not steer the vector) + lam * |mv| (favours cheap vectors). Blocks are
-    ``size`` pixels square (a multiple of 4)."""
-    n = len(ys)
-    if n == 0:
-        return np.zeros((0, 2), np.int64)
-    h, w = cur.shape[:2]
-    cur_p = np.pad(cur, ((0, MB + size), (0, MB + size), (0, 0)), mode="edge")  # regions run up to MB - 1 past the frame
-    r = np.arange(size)
-    cy = ys[:, None, None] + r[None, :, None]
-    cx = xs[:, None, None] + r[None, None, :]
-    cur_blocks = _luma(cur_p[cy, cx])  # (N, size, size)
-    wts = torch.ones_like(cur_blocks) if weight is None else torch.from_numpy(
-        np.pad(weight, ((0, MB + size), (0, MB + size)))[cy, cx].astype(np.float32))
-    wts = wts + 1e-3  # blocks with no group pixel still get a defined (smooth) vector
-    ref_l = _luma(ref_padded)
-
-    # quarter-resolution full search
-    s = 4
-    cb = F.avg_pool2d(cur_blocks[:, None], s)[:, 0]  # (N, 4, 4)
-    wb = F.avg_pool2d(wts[:, None], s)[:, 0]
-    ref_q = F.avg_pool2d(ref_l[None, None], s)[0, 0]
-    rq = SEARCH // s
-    m = MARGIN // s
-    qr = np.arange(size // s)
-    best_cost = torch.full((n,), float("inf"))
-    best = torch.zeros((n, 2), dtype=torch.long)
-    by, bx = torch.from_numpy(ys // s + m), torch.from_numpy(xs // s + m)
-    qq = torch.from_numpy(qr)
-    for dy in range(-rq, rq + 1):
-        for dx in range(-rq, rq + 1):
-            yy = (by + dy)[:, None, None] + qq[None, :, None]
-            xx = (bx + dx)[:, None, None] + qq[None, None, :]
-            cost = ((ref_q[yy, xx] - cb).abs() * wb).sum((1, 2)) * (s * s) + lam * s * (abs(dy) + abs(dx))
-            better = cost < best_cost
-            best_cost = torch.where(better, cost, best_cost)
-            best[better] = torch.tensor([dy * s, dx * s])
-    # full-resolution refinement around the coarse vector and around zero
-    rr = torch.from_numpy(r)
-    oy, ox = torch.from_numpy(ys + MARGIN), torch.from_numpy(xs + MARGIN)
-    final = torch.zeros((n, 2), dtype=torch.long)
-    final_cost = torch.full((n,), float("inf"))
-    for centre in (best, torch.zeros_like(best)):
-        for dy in range(-3, 4):
-            for dx in range(-3, 4):
-                v = (centre + torch.tensor([dy, dx])).clamp(-SEARCH, SEARCH)
-                yy = (oy + v[:, 0])[:, None, None] + rr[None, :, None]
-                xx = (ox + v[:, 1])[:, None, None] + rr[None, None, :]
-                cost = ((ref_l[yy, xx] - cur_blocks).abs() * wts).sum((1, 2)) + lam * v.abs().sum(1)
-                better = cost < final_cost
-                final_cost = torch.where(better, cost, final_cost)
-                final[better] = v[better]
-    return final.numpy().astype(np.int64)
+    """Integer motion (N, 2) of the ``size``-square blocks at (ys, xs) of ``cur`` against a padded
+    reference (:meth:`MotionSearch.integer`)."""
+    return MotionSearch(cur, ref_padded, weight).integer(ys, xs, size, lam)
 
 
 #: motion vectors of coded P entries are in quarter pixels
@@ -142,52 +205,17 @@ def compensate_qpel(ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mvq:
     return ((4 - wy) * (4 - wx) * a + (4 - wy) * wx * b + wy * (4 - wx) * c + wy * wx * d + 8) >> 4
 
 
-def refine_qpel(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mv: np.ndarray,
-                weight: np.ndarray | None = None, lam: float = 4.0, size: int = MB) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder: integer vectors (N, 2) -> (quarter-pel vectors, their costs), by a half-pel then a
-    quarter-pel step of the 8 neighbours around the current best (cost: weighted SAD averaged over the
-    three channels + lam * |mv| in pixels)."""
-    n = len(ys)
-    if n == 0:
-        return np.zeros((0, 2), np.int64), np.zeros(0)
-    r = np.arange(size)
-    cur_p = np.pad(cur, ((0, MB + size), (0, MB + size), (0, 0)), mode="edge").astype(np.int64)
-    cy = ys[:, None, None] + r[None, :, None]
-    cx = xs[:, None, None] + r[None, None, :]
-    blocks = cur_p[cy, cx]
-    wts = (np.ones((n, size, size)) if weight is None else np.pad(weight, ((0, MB + size), (0, MB + size)))[cy, cx]) + 1e-3
-
-    def cost(v: np.ndarray) -> np.ndarray:
-        sad = (np.abs(compensate_qpel(ref_padded, ys, xs, v, size) - blocks).sum(-1) * wts).sum((1, 2)) / 3
-        return sad + lam * np.abs(v).sum(1) / QPEL
-
-    best = mv.astype(np.int64) * QPEL
-    best_cost = cost(best)
-    for step in (2, 1):
-        centre = best.copy()
-        for dy in (-step, 0, step):
-            for dx in (-step, 0, step):
-                if dy == dx == 0:
-                    continue
-                v = np.clip(centre + np.array([dy, dx]), -SEARCH * QPEL, SEARCH * QPEL)
-                c = cost(v)
-                better = c < best_cost
-                best_cost = np.where(better, c, best_cost)
-                best[better] = v[better]
-    return best, best_cost
-
-
 def motion_search(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, weight: np.ndarray,
-                  split_penalty: float) -> tuple[np.ndarray, np.ndarray]:
+                  split_penalty: float, search: MotionSearch | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Encoder: per 16x16 block either one quarter-pel vector or four (one per 8x8 quadrant), whichever
     has the lower cost, four costing ``split_penalty`` more (the extra vectors' bits times lambda).
     Returns (split flags (N,), vectors (N, 4, 2) in quadrant raster order)."""
     n = len(ys)
-    v16, c16 = refine_qpel(cur, ref_padded, ys, xs, estimate(cur, ref_padded, ys, xs, weight=weight), weight=weight)
+    ms = search or MotionSearch(cur, ref_padded, weight)
+    v16, c16 = ms.quarter(ys, xs, ms.integer(ys, xs))
     qy = (ys[:, None] + np.array([0, 0, 8, 8])[None]).ravel()
     qx = (xs[:, None] + np.array([0, 8, 0, 8])[None]).ravel()
-    v8, c8 = refine_qpel(cur, ref_padded, qy, qx, estimate(cur, ref_padded, qy, qx, weight=weight, size=8),
-                         weight=weight, size=8)
+    v8, c8 = ms.quarter(qy, qx, ms.integer(qy, qx, size=8), size=8)
     split = c8.reshape(n, 4).sum(1) + split_penalty < c16
     mv = np.where(split[:, None, None], v8.reshape(n, 4, 2), v16[:, None, :])
     return split, mv

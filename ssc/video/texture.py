@@ -32,7 +32,7 @@ from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
 from . import transform as tf
 from .deblock import deblock
-from .motion import MB, QPEL, SEARCH, block_origins, compensate_qpel, estimate, motion_search, refine_qpel
+from .motion import MB, QPEL, SEARCH, MotionSearch, block_origins, compensate_qpel, motion_search
 
 KIND_REFINE, KIND_P = 0, 1
 #: approximate bits of a bi-predicted block's flag and extra vector (encoder decision only)
@@ -258,7 +258,8 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         wr.encode_values(d, np.full(d.size, mv_idx), tables)
         p_bi = mv2_idx = 0
         if ref2_padded is not None and len(ys):
-            v2, _ = refine_qpel(cur, ref2_padded, ys, xs, estimate(cur, ref2_padded, ys, xs, weight=mask), weight=mask)
+            ms2 = MotionSearch(cur, ref2_padded, mask)
+            v2, _ = ms2.quarter(ys, xs, ms2.integer(ys, xs))
             predb = (pred + _predict_region(lay, ref2_padded, np.repeat(v2[:, None], 4, 1)) + 1) >> 1
             c = _region(cur, lay.region).astype(np.int64)
             bi = _block_sad(predb, c, lay) + BI_BITS * _lambda(qp) < _block_sad(pred, c, lay)
