@@ -198,6 +198,7 @@ def plot(points: list[Point], out: Path) -> None:
         ps = sorted((p for p in points if p.seq == s and p.codec == "ssc"), key=lambda p: p.kbps)
         ax.plot([p.object_kbps for p in ps], [p.psnr_object for p in ps], "o-", lw=2.5, label="ssc object-only stream")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter("")  # minor labels of a short log range overlap
         style_axis(ax, "kbit/s", "object PSNR (dB)", s, legend_size=6)
     save_figure(fig, out / "video_rd.png")
 
