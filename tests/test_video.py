@@ -272,3 +272,14 @@ def test_decode_is_identical_across_thread_counts(clip, codec):
     finally:
         torch.set_num_threads(n)
     assert all((a == f.image).all() for a, f in zip(one, decode_video(data, codec)))
+
+
+def test_state_follows_live_tracks_only(clip, codec):
+    """Bounded memory: encoder and decoder drop a track's reference when it leaves (track 2 is gone
+    after frame 4), so state grows with the live tracks, not with every track ever seen."""
+    _, _, data, enc, _ = clip
+    assert sorted(enc.states) == [0, 1]
+    with VideoReader(data) as rd:
+        dec = VideoDecoder(rd, codec)
+        for f in dec.frames():
+            assert sorted(dec.states) == sorted(t for t in ([0, 1, 2] if 2 <= f.number <= 4 else [0, 1]))

@@ -198,9 +198,8 @@ class VideoEncoder:
             st.mask, st.box, st.live = mask, g.box, True
             entries.append(vf.Entry(tid, intra, g.box, g.area, len(mrec), len(seg), same, new, g.class_id, g.label))
             records.append((mrec, seg))
-        for tid, st in self.states.items():  # tracks that left: their next appearance is intra
-            if tid not in present:
-                st.live, st.mask, st.box = False, None, None
+        for tid in [t for t in self.states if t not in present]:  # tracks that left: their next entry is
+            del self.states[tid]  # intra, so nothing of their state is needed (memory follows live tracks)
         data = vf.encode_frame(self.n, entries, records)
         self.index.offsets.append(self.pos)
         self.index.intra.append(all(e.intra for e in entries))
@@ -328,8 +327,7 @@ class VideoDecoder:
             e = present.get(tid)
             st = self.states.get(tid)
             if e is None:
-                if st is not None:
-                    st.live = False
+                self.states.pop(tid, None)  # absent: the next entry is intra (memory follows live tracks)
                 continue
             if st is None:
                 st = self.states[tid] = TrackState.empty(H, W)
