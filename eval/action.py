@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
         secs = len(frames) / fps
         s = _ssc(frames, fps, codec, args.qp)
         nb, x265, _ = _ffmpeg_code(frames, fps, "libx265", args.crf, 16, None, 0.0)
+        mse = lambda a: float(((a.astype(np.float64) - frames) ** 2).mean())  # noqa: E731
         rec = {"clip": rel, "label": label, "size": list(frames.shape[1:3]), "frames": len(frames),
+               "ssc_psnr": 10 * np.log10(255**2 / mse(s["full"])), "x265_psnr": 10 * np.log10(255**2 / mse(x265)),
                "object_area": s["object_area"], "ssc_kbps": 8 * s["bytes"] / 1000 / secs,
                "ssc_partial_kbps": 8 * s["partial_bytes"] / 1000 / secs, "x265_kbps": 8 * nb / 1000 / secs,
                "ssc_dec_fps": s["dec_fps"]}
@@ -112,12 +114,13 @@ def main(argv: list[str] | None = None) -> None:
             rec["original_top1"] = ref.labels[0]
             rec["original_correct"] = None if label is None else ref.labels[0] == label
         recs.append(rec)
-        rows.append([rel, label, rec["object_area"], rec["ssc_kbps"], rec["ssc_partial_kbps"], rec["x265_kbps"], rec["ssc_dec_fps"],
+        rows.append([rel, label, rec["object_area"], rec["ssc_kbps"], rec["ssc_psnr"], rec["ssc_partial_kbps"], rec["x265_kbps"],
+                     rec["x265_psnr"], rec["ssc_dec_fps"],
                      rec.get("original_top1", "not measured"), rec.get("ssc_partial_top1", "not measured")])
     lines = ["## Action recognition on partially decoded clips", "",
              "weights: " + (args.weights or "none available here: recognition accuracy NOT measured (rates and speed only)"), ""]
-    lines += markdown_table(["clip", "label", "moving area", "ssc kbit/s", "ssc moving-only kbit/s", "x265 kbit/s",
-                             "ssc dec fps", "top-1 original", "top-1 moving-only"], rows)
+    lines += markdown_table(["clip", "label", "moving area", "ssc kbit/s", "ssc PSNR", "ssc moving-only kbit/s",
+                             "x265 kbit/s", "x265 PSNR", "ssc dec fps", "top-1 original", "top-1 moving-only"], rows)
     write_outputs(args.out, "action", {"meta": run_meta(**vars(args)), "clips": recs}, lines)
 
 
