@@ -5,6 +5,8 @@ areas), mask and segment damage. Any exception
 other than an ssc error, or a single input taking longer than ``--max-seconds``, is a failure.
 
     python -m ssc.eval.fuzz_bitstream --seconds 120 [--stream x.ssc]
+    python -m ssc.eval.fuzz_bitstream --bodies            # forged segment bodies of image streams
+    python -m ssc.eval.fuzz_bitstream --video gi-hyper-ckbd-s   # damaged SSVC (.ssv) streams, full decode
 """
 from __future__ import annotations
 
@@ -125,6 +127,111 @@ def fuzz_bodies(models: list[str], seconds: float, rng: np.random.Generator) -> 
     return out
 
 
+def _video_seed(model: str) -> bytes:
+    """A 6-frame SSVC stream of a moving textured square over a panning background (3 tracks, GOP 3)."""
+    import io
+
+    from ssc.masks import GroupMap
+    from ssc.models.zoo import load_codec
+    from ssc.video import RateControl, VideoEncoder
+
+    codec = load_codec(model)
+    rng = np.random.default_rng(1)
+    bg = rng.integers(0, 256, (80, 140, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    with VideoEncoder(buf, 120, 80, 25, codec, gop=3, rate=RateControl(qp=30)) as enc:
+        for t in range(6):
+            f = np.ascontiguousarray(bg[:, 2 * t : 2 * t + 120])
+            lab = np.zeros((80, 120), np.int32)
+            lab[10 + 3 * t : 40 + 3 * t, 20 + 4 * t : 60 + 4 * t] = 1
+            if t >= 2:
+                lab[50:75, 80:110] = 2
+            f[lab == 1] = 200
+            enc.encode(f, GroupMap.from_labels(lab, {1: (1, "square"), 2: (2, "box")}))
+    return buf.getvalue()
+
+
+def mutate_video(data: bytes, rng: np.random.Generator) -> bytes:
+    """Generic damage (see :func:`mutate`'s first three kinds), a forged frame header with its CRC
+    recomputed (reaching the semantic checks), or a forged segment body with valid framing (reaching
+    the entropy decoder and the texture / intra layers); the last two drop the index, so the reader
+    must also rebuild it by scanning."""
+    from ssc.bitstream.format import pack_segment, unpack_segment
+    from ssc.video import VideoReader
+    from ssc.video import format as vf
+
+    kind = int(rng.integers(0, 5))
+    if kind < 3:
+        b = bytearray(data)
+        if kind == 0:
+            for _ in range(int(rng.integers(1, 9))):
+                b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+            return bytes(b)
+        if kind == 1:
+            return bytes(b[: int(rng.integers(0, len(b) + 1))])
+        p = int(rng.integers(0, len(b) + 1))
+        return bytes(b[:p]) + rng.bytes(int(rng.integers(1, 64))) + bytes(b[p:])
+    rd = VideoReader(data)
+    i = int(rng.integers(0, rd.num_frames))
+    fh = rd.frame(i)
+    start, end = fh.offset, fh.offset + fh.length
+    tail = data[end : rd.index.offsets[i + 1]] if i + 1 < rd.num_frames else b""
+    rest = data[rd.index.offsets[i + 1] :] if i + 1 < rd.num_frames else b""
+    rest = rest[: len(rest) - (len(data) - rd.frames_end)]  # frames only: drop index and trailer
+    if kind == 3:  # forge frame-header bytes, fix its CRC
+        raw = bytearray(data[start + 4 : fh.records_offset - 4])
+        c = 0
+        while raw[c] & 0x80:
+            c += 1
+        body = bytearray(raw[c + 1 :])
+        for _ in range(int(rng.integers(1, 4))):
+            body[int(rng.integers(0, len(body)))] = int(rng.integers(0, 256))
+        frame = (vf.FRAME_SYNC + vf.varint(len(body)) + bytes(body) + struct.pack("<I", crc32(bytes(body)))
+                 + data[fh.records_offset : end])
+    else:  # forge one entry's segment body, re-framed with a valid CRC and length
+        e = fh.entries[int(rng.integers(0, len(fh.entries)))]
+        records = []
+        for x in fh.entries:
+            m_off, s_off = fh.record_offsets(x.track_id)
+            mrec, seg = data[m_off : m_off + x.mask_len], data[s_off : s_off + x.seg_len]
+            if x.track_id == e.track_id:
+                seg = pack_segment(x.track_id, mutate_body(unpack_segment(seg, x.track_id), rng))
+            records.append((mrec, seg))
+        entries = [x if x.track_id != e.track_id else vf.Entry(**{**x.__dict__, "seg_len": len(records[k][1])})
+                   for k, x in enumerate(fh.entries)]
+        frame = vf.encode_frame(fh.number, entries, records)
+    return data[:start] + frame + tail + rest
+
+
+def fuzz_video(model: str, seconds: float, max_seconds: float, rng: np.random.Generator) -> dict:
+    """Decode every frame of damaged SSVC streams: each outcome must be a refused stream or frames
+    whose damaged tracks are reported, never another exception or a hang."""
+    from ssc.models.zoo import load_codec
+    from ssc.video import decode_video
+
+    codec = load_codec(model)
+    seed = _video_seed(model)
+    counts = {"refused": 0, "tracks failed": 0, "clean": 0, "crash": 0, "slow": 0}
+    failures = []
+    end = time.time() + seconds
+    while time.time() < end:
+        blob = mutate_video(seed, rng)
+        t0 = time.perf_counter()
+        try:
+            failed = sum(len(f.failed) for f in decode_video(blob, codec))
+            res = "tracks failed" if failed else "clean"
+        except (SSCError, IndexError):
+            res = "refused"
+        except Exception:  # anything else is a bug
+            res = "crash"
+            failures.append({"input_hex": blob[:256].hex(), "trace": traceback.format_exc(limit=4)})
+        if time.perf_counter() - t0 > max_seconds:
+            counts["slow"] += 1
+        counts[res] += 1
+    print(f"video ({model}): {counts}")
+    return {**counts, "failures": failures[:10]}
+
+
 def exercise(blob: bytes) -> str:
     """Open ``blob`` and read every group's mask and segment (each may fail on its own), then the
     whole map. Returns "accepted" or "refused"; anything but an ssc error propagates."""
@@ -151,7 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/eval/fuzz")
     ap.add_argument("--bodies", nargs="*", default=None, metavar="MODEL",
                     help="instead: forge segment bodies of streams of these zoo models (default: gi-hyper-ckbd-s gi-omni-s)")
+    ap.add_argument("--video", default=None, metavar="MODEL", help="instead: fuzz SSVC streams coded with this zoo model")
     args = ap.parse_args(argv)
+    if args.video:
+        res = fuzz_video(args.video, args.seconds, max(args.max_seconds, 10.0), np.random.default_rng(args.seed))
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fuzz_video.json").write_text(json.dumps(res, indent=1))
+        return 1 if res["crash"] else 0
     if args.bodies is not None:
         res = fuzz_bodies(args.bodies or ["gi-hyper-ckbd-s", "gi-omni-s"], args.seconds, np.random.default_rng(args.seed))
         out = Path(args.out)

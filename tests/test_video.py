@@ -283,3 +283,19 @@ def test_state_follows_live_tracks_only(clip, codec):
         dec = VideoDecoder(rd, codec)
         for f in dec.frames():
             assert sorted(dec.states) == sorted(t for t in ([0, 1, 2] if 2 <= f.number <= 4 else [0, 1]))
+
+
+def test_forged_frame_headers_and_bodies_fail_cleanly(clip, codec):
+    """The video fuzzer's structured mutations (frame headers with a recomputed CRC, segment bodies
+    re-framed with a valid CRC, the index dropped): refused or reported per track, nothing else."""
+    from ssc.eval.fuzz_bitstream import mutate_video
+
+    _, _, data, _, _ = clip
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        blob = mutate_video(data, rng)
+        try:
+            for _f in decode_video(blob, codec):
+                pass
+        except (SSCError, IndexError):
+            pass

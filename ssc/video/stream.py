@@ -109,6 +109,11 @@ class VideoReader:
 
     # -------------------------------------------------------------- API
     @property
+    def frames_end(self) -> int:
+        """Stream offset where the frames end (the index, or the end of a stream without one)."""
+        return self._end
+
+    @property
     def num_frames(self) -> int:
         return len(self.index.offsets)
 
