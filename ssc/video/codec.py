@@ -201,13 +201,7 @@ class VideoEncoder:
         for tid in [t for t in self.states if t not in present]:  # tracks that left: their next entry is
             del self.states[tid]  # intra, so nothing of their state is needed (memory follows live tracks)
         data = vf.encode_frame(self.n, entries, records)
-        self.index.offsets.append(self.pos)
-        self.index.intra.append(all(e.intra for e in entries))
-        for e in entries:
-            t = self.index.tracks.get(e.track_id)
-            size = e.mask_len + e.seg_len
-            self.index.tracks[e.track_id] = vf.TrackInfo(e.track_id, e.class_id, e.label, self.n, self.n, size) if t is None \
-                else vf.TrackInfo(t.track_id, t.class_id, t.label, t.first, self.n, t.bytes + size)
+        self.index.add_frame(self.pos, self.n, entries)
         self._write(data)
         self.rate.end_frame(8 * len(data))
         dt = time.perf_counter() - t0

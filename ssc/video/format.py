@@ -149,6 +149,17 @@ class Index:
     intra: list[bool] = field(default_factory=list)
     tracks: dict[int, TrackInfo] = field(default_factory=dict)
 
+    def add_frame(self, offset: int, number: int, entries: tuple[Entry, ...] | list[Entry]) -> None:
+        """Record frame ``number`` at ``offset``: its I-frame flag and its entries' track spans and bytes
+        (the writer as it writes, the reader when it rebuilds a missing index)."""
+        self.offsets.append(offset)
+        self.intra.append(all(e.intra for e in entries))
+        for e in entries:
+            t = self.tracks.get(e.track_id)
+            size = e.mask_len + e.seg_len
+            self.tracks[e.track_id] = TrackInfo(e.track_id, e.class_id, e.label, number, number, size) if t is None \
+                else TrackInfo(t.track_id, t.class_id, t.label, t.first, number, t.bytes + size)
+
 
 # ------------------------------------------------------------------ writing
 def encode_header(h: VideoHeader) -> bytes:

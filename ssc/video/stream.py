@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 from typing import BinaryIO
 
-from ..bitstream.format import unpack_mask, unpack_segment
+from ..bitstream.format import Cursor, unpack_mask, unpack_segment
 from ..errors import BitstreamError
 from . import format as vf
 
@@ -56,17 +56,15 @@ class VideoReader:
         self.close()
 
     def _frame_at(self, offset: int) -> vf.FrameHeader:
-        head = self.read(offset, 14)
-        if len(head) < 5:
-            raise BitstreamError(f"frame at offset {offset} truncated")
-        n = 0
-        for i, b in enumerate(head[4:]):  # fh_len varint (checked again by the parser)
-            n |= (b & 0x7F) << (7 * i)
-            if not b & 0x80:
-                break
+        head = self.read(offset, 14)  # sync word + the longest fh_len varint
+        c = Cursor(head[4:])
+        try:
+            n = c.varint("frame header length")
+        except BitstreamError as e:
+            raise BitstreamError(f"frame at offset {offset}: {e}") from e
         if n > vf.MAX_HEADER:
             raise BitstreamError(f"frame header at offset {offset} declares {n} bytes")
-        data = head + self.read(offset + len(head), max(0, 4 + i + 1 + n + 4 - len(head)))
+        data = head + self.read(offset + len(head), max(0, 4 + c.pos + n + 4 - len(head)))
         return _shift(vf.parse_frame_header(data, 0, self.header), offset)
 
     def _load_index(self) -> vf.Index:
@@ -97,13 +95,7 @@ class VideoReader:
                 self.scan_error = f"stream ends in a damaged or incomplete frame at offset {pos} ({e}); {len(idx.offsets)} frames readable"
                 break
             self._cache[pos] = fh
-            idx.offsets.append(pos)
-            idx.intra.append(fh.intra)
-            for e in fh.entries:
-                t = idx.tracks.get(e.track_id)
-                size = e.mask_len + e.seg_len
-                idx.tracks[e.track_id] = vf.TrackInfo(e.track_id, e.class_id, e.label, fh.number, fh.number, size) if t is None \
-                    else vf.TrackInfo(t.track_id, t.class_id, t.label, t.first, fh.number, t.bytes + size)
+            idx.add_frame(pos, fh.number, fh.entries)
             pos += fh.length
         return idx
 
