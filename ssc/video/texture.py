@@ -230,6 +230,23 @@ def _blocks_to_residual(blk: np.ndarray, sel: np.ndarray, h: int, w: int) -> np.
     return tf.ycocg_to_rgb(np.stack([tf.from_blocks(out[c], h, w) for c in range(3)], -1))
 
 
+def _p8(flags: np.ndarray) -> int:
+    """Probability of a set flag in 1/256, kept in 1..255 (as the body stores it)."""
+    return int(np.clip(round(256 * flags.mean()) if flags.size else 1, 1, 255))
+
+
+def _steps(qp: int) -> list[int]:
+    """Quantiser steps (1/16 units) of the Y, Co and Cg planes."""
+    return [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
+
+
+def _reconstruct(pred: np.ndarray, levels: np.ndarray, lay: Layout, qp: int) -> np.ndarray:
+    """Encoder and decoder alike: prediction + dequantised residual, clipped and deblocked (uint8)."""
+    h, w = lay.mask.shape
+    deq = np.stack([tf.dequantise(levels[c], st) for c, st in enumerate(_steps(qp))])
+    return deblock(np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8), lay.mask, qp)
+
+
 def _mv_diffs(mv: np.ndarray) -> np.ndarray:
     prev = np.vstack([np.zeros((1, 2), np.int64), mv[:-1]])
     return (mv - prev).ravel()
@@ -243,15 +260,13 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     ``ref2_padded``) or as a refinement of ``base`` (H, W, 3, the intra layer's reconstruction).
     Returns the body, the reconstruction on the layout's region (h, w, 3 uint8) and the layout."""
     lay = Layout.of(mask, box)
-    x0, y0, x1, y1 = lay.region
-    h, w = y1 - y0, x1 - x0
     tables = laplace_tables()
     wr = SymbolWriter()
     if ref_padded is not None:
         ys, xs = lay.mb_origins()
         split, mv = motion_search(cur, ref_padded, ys, xs, mask, split_penalty(qp))
         pred = _predict_region(lay, ref_padded, mv)
-        p_split = int(np.clip(round(256 * split.mean()) if split.size else 1, 1, 255))
+        p_split = _p8(split)
         wr.write(split.astype(np.int32), _flag_model(p_split))
         d = _mv_diffs(_coded_vectors(split, mv))
         mv_idx = _scale_index(float(np.abs(d).mean()) if d.size else 0.0)
@@ -263,7 +278,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
             predb = (pred + _predict_region(lay, ref2_padded, np.repeat(v2[:, None], 4, 1)) + 1) >> 1
             c = _region(cur, lay.region).astype(np.int64)
             bi = _block_sad(predb, c, lay) + BI_BITS * _lambda(qp) < _block_sad(pred, c, lay)
-            p_bi = int(np.clip(round(256 * bi.mean()), 1, 255))
+            p_bi = _p8(bi)
             wr.write(bi.astype(np.int32), _flag_model(p_bi))
             d2 = _mv_diffs(v2[bi])
             mv2_idx = _scale_index(float(np.abs(d2).mean()) if d2.size else 0.0)
@@ -276,20 +291,19 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         p_bi = mv2_idx = 0
     res = (_region(cur, lay.region).astype(np.int64) - pred) * lay.mask[..., None]
     blk = _planes_to_blocks(tf.rgb_to_ycocg(res), lay.blocks)
-    steps = [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
+    steps = _steps(qp)
     levels = np.stack([tf.quantise(blk[c], steps[c]) for c in range(3)])  # (3, n, 64)
     coded = levels.any(-1)  # (3, n)
     p8, params = [], []
     for cls, chans in ((0, [0]), (1, [1, 2])):
         f = coded[chans].ravel()
-        p8.append(int(np.clip(round(256 * f.mean()) if f.size else 1, 1, 255)))
+        p8.append(_p8(f))
         wr.write(f.astype(np.int32), _flag_model(p8[-1]))
     for cls, chans in ((0, [0]), (1, [1, 2])):
         lv = levels[chans][coded[chans]]  # (m, 64)
         params.append(_fit_level_tables(lv))
         _code_levels(lv, *params[-1], tables, wr=wr)
-    deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
-    recon = deblock(np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8), lay.mask, qp)
+    recon = _reconstruct(pred, levels, lay, qp)
     body = _HEAD.pack(qp, kind, mv_idx, p_split, p_bi, mv2_idx, p8[0], p8[1]) + _pack_params(params) + wr.finish()
     return body, recon, lay
 
@@ -308,8 +322,6 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
         raise BitstreamError(f"texture layer kind {kind} does not match the entry's frame type")
     params = _unpack_params(body[_HEAD.size : _HEAD.size + _PARAM_BYTES])
     lay = Layout.of(mask, box)
-    x0, y0, x1, y1 = lay.region
-    h, w = y1 - y0, x1 - x0
     tables = laplace_tables()
     rd = SymbolReader(body[_HEAD.size + _PARAM_BYTES :])
     if kind == KIND_P:
@@ -351,7 +363,4 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
     rd.check_end()
     if np.abs(levels).max(initial=0) > 1 << 16:
         raise BitstreamError("texture level out of range")
-    steps = [tf.qstep16(qp), tf.qstep16(qp, True), tf.qstep16(qp, True)]
-    deq = np.stack([tf.dequantise(levels[c], steps[c]) for c in range(3)])
-    recon = deblock(np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8), lay.mask, qp)
-    return recon, lay
+    return _reconstruct(pred, levels, lay, qp), lay
