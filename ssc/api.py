@@ -102,7 +102,7 @@ def box_mask_crop(mask: np.ndarray, box: tuple[int, int, int, int], device: torc
     return tile_mask(mask, box, group_tiles(box)[0], device)
 
 
-def _device(codec: LoadedCodec) -> torch.device:
+def codec_device(codec: LoadedCodec) -> torch.device:
     return next(codec.model.parameters()).device
 
 
@@ -146,7 +146,7 @@ def encode_image(
     if tile % ALIGN or tile < 0:
         raise ValueError(f"tile size {tile} must be a non-negative multiple of {ALIGN}")
     t0 = time.perf_counter()
-    dev = _device(codec)
+    dev = codec_device(codec)
     bodies, entries = {}, []
     for g in group_map.groups:
         gq = group_quality.get(g.group_id, quality)
@@ -233,18 +233,24 @@ def group_latents(codec: LoadedCodec, body: bytes, e: GroupEntry, sel: np.ndarra
     return out
 
 
+def crop_pixels(x: torch.Tensor) -> np.ndarray:
+    """A synthesised crop (1, 3, h, w) in [0, 1] -> (h, w, 3) uint8. Non-finite values come only from
+    forged latents (valid CRC, absurd values) and raise a BitstreamError."""
+    if not torch.isfinite(x).all():
+        raise BitstreamError("segment decodes to non-finite pixels (corrupt or forged)")
+    return (x[0].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
 def _paint_group(codec: LoadedCodec, tiles: list[tuple[Tile, torch.Tensor, torch.Tensor]], e: GroupEntry,
                  sel: np.ndarray, out: np.ndarray) -> None:
     """Synthesise a group's decoded tiles into ``out`` at its pixels."""
     x0, y0, x1, y1 = e.box
     pix = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
     for (tx, ty, _, _), m, y_hat in tiles:
-        x = codec.model.synthesize(y_hat, m, e.quality / QUALITY_SCALE)
-        if not torch.isfinite(x).all():  # only forged latents (valid CRC, absurd values) get here
-            raise BitstreamError("segment decodes to non-finite pixels (corrupt or forged)")
+        x = crop_pixels(codec.model.synthesize(y_hat, m, e.quality / QUALITY_SCALE))
         part = pix[ty - y0 :, tx - x0 :]
-        h, w = min(part.shape[0], x.shape[2]), min(part.shape[1], x.shape[3])
-        part[:h, :w] = (x[0, :, :h, :w].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        h, w = min(part.shape[0], x.shape[0]), min(part.shape[1], x.shape[1])
+        part[:h, :w] = x[:h, :w]
     out[y0:y1, x0:x1][sel] = pix[sel]
 
 
@@ -254,7 +260,7 @@ def decode_groups(rd: StreamReader, codec: LoadedCodec, chosen: list[int], on_gr
     with the ids of the groups whose masks were read, -1 elsewhere). A group that fails (mask,
     segment or body) is reported and skipped; the others are unaffected."""
     hdr = rd.header
-    dev = _device(codec)
+    dev = codec_device(codec)
     labels = np.full((hdr.height, hdr.width), -1, dtype=np.int32)
     decoded, failed = [], {}
     for gid in chosen:

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
-import torch
 
-from ..api import box_mask_crop, codec_for_stream, crop_box, tile_input
+from ..api import box_mask_crop, codec_device, codec_for_stream, crop_box, crop_pixels, tile_input
 from ..bitstream.format import QUALITY_SCALE, Cursor, pack_mask, pack_segment, varint
 from ..bitstream.groupmap import decode_group_mask, encode_group_mask
-from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, SSCError
+from ..errors import CorruptSegmentError, GroupNotFoundError, SSCError
 from ..masks import GroupMap
 from ..models.zoo import LoadedCodec
 from . import format as vf
@@ -76,21 +75,16 @@ def _full_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], h: int, w: 
 def _intra_base(codec: LoadedCodec, image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
                 qcode: int) -> tuple[bytes, np.ndarray]:
     """Image-codec body of the group's crop and the base frame the decoder will rebuild from it."""
-    dev = next(codec.model.parameters()).device
-    x, m = tile_input(image, mask.astype(np.int32), 1, crop_box(box), dev)
+    x, m = tile_input(image, mask.astype(np.int32), 1, crop_box(box), codec_device(codec))
     body = codec.model.compress_group(x, m, qcode / QUALITY_SCALE)
     return body, _decode_base(codec, body, mask, box, qcode)
 
 
 def _decode_base(codec: LoadedCodec, body: bytes, mask: np.ndarray, box: tuple[int, int, int, int], qcode: int) -> np.ndarray:
-    dev = next(codec.model.parameters()).device
     x0, y0, x1, y1 = box
-    h, w = mask.shape
-    px = codec.model.decompress_group(body, box_mask_crop(mask[y0:y1, x0:x1], box, dev), qcode / QUALITY_SCALE)
-    if not torch.isfinite(px).all():
-        raise BitstreamError("intra base decodes to non-finite pixels (corrupt or forged)")
-    base = np.zeros((h, w, 3), np.uint8)
-    part = (px[0].permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    crop = box_mask_crop(mask[y0:y1, x0:x1], box, codec_device(codec))
+    part = crop_pixels(codec.model.decompress_group(body, crop, qcode / QUALITY_SCALE))
+    base = np.zeros(mask.shape + (3,), np.uint8)
     base[y0:y1, x0:x1] = part[: y1 - y0, : x1 - x0]
     return base
 
