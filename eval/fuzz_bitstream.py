@@ -40,19 +40,24 @@ def _seed_stream() -> bytes:
     return build_stream(h, {0: b"a" * 40, 1: b"b" * 12, 2: b"c" * 20, 3: b"d"}, encode_group_masks(lab, groups))
 
 
-def mutate(data: bytes, rng: np.random.Generator) -> bytes:
-    kind = rng.integers(0, 5)
+def damage(data: bytes, kind: int, rng: np.random.Generator) -> bytes:
+    """Format-blind damage: bit flips (kind 0), a truncation (1) or a splice of random bytes (2)."""
     b = bytearray(data)
-    if kind == 0:  # bit flips
+    if kind == 0:
         for _ in range(int(rng.integers(1, 9))):
-            p = int(rng.integers(0, len(b)))
-            b[p] ^= 1 << int(rng.integers(0, 8))
+            b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
         return bytes(b)
-    if kind == 1:  # truncation
+    if kind == 1:
         return bytes(b[: int(rng.integers(0, len(b) + 1))])
-    if kind == 2:  # splice random bytes
-        p = int(rng.integers(0, len(b) + 1))
-        return bytes(b[:p]) + rng.bytes(int(rng.integers(1, 64))) + bytes(b[p:])
+    p = int(rng.integers(0, len(b) + 1))
+    return bytes(b[:p]) + rng.bytes(int(rng.integers(1, 64))) + bytes(b[p:])
+
+
+def mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    kind = int(rng.integers(0, 5))
+    if kind < 3:
+        return damage(data, kind, rng)
+    b = bytearray(data)
     hlen = struct.unpack_from("<I", b, 4)[0]
     body = bytearray(b[PREAMBLE.size : PREAMBLE.size + hlen])
     if kind == 3:  # forge header bytes, fix the CRC so the semantic checks are reached
@@ -152,7 +157,7 @@ def _video_seed(model: str) -> bytes:
 
 
 def mutate_video(data: bytes, rng: np.random.Generator) -> bytes:
-    """Generic damage (see :func:`mutate`'s first three kinds), a forged frame header with its CRC
+    """Generic :func:`damage`, a forged frame header with its CRC
     recomputed (reaching the semantic checks), or a forged segment body with valid framing (reaching
     the entropy decoder and the texture / intra layers); the last two drop the index, so the reader
     must also rebuild it by scanning."""
@@ -162,15 +167,7 @@ def mutate_video(data: bytes, rng: np.random.Generator) -> bytes:
 
     kind = int(rng.integers(0, 5))
     if kind < 3:
-        b = bytearray(data)
-        if kind == 0:
-            for _ in range(int(rng.integers(1, 9))):
-                b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
-            return bytes(b)
-        if kind == 1:
-            return bytes(b[: int(rng.integers(0, len(b) + 1))])
-        p = int(rng.integers(0, len(b) + 1))
-        return bytes(b[:p]) + rng.bytes(int(rng.integers(1, 64))) + bytes(b[p:])
+        return damage(data, kind, rng)
     rd = VideoReader(data)
     i = int(rng.integers(0, rd.num_frames))
     fh = rd.frame(i)

@@ -145,6 +145,13 @@ def print_video_info(path: str, as_json: bool) -> None:
 
 
 def add_video_commands(sub, model_args, ids_type) -> None:
+    def selection_args(sp: argparse.ArgumentParser) -> None:
+        """Which tracks and frames decode-video and analyze-video read."""
+        sp.add_argument("--tracks", type=ids_type, default=None, help="comma-separated track ids")
+        sp.add_argument("--labels", default=None, help="comma-separated track labels")
+        sp.add_argument("--start", type=int, default=0, help="first frame (decoding starts at the I-frame before it)")
+        sp.add_argument("--stop", type=int, default=None, help="frame after the last")
+
     e = sub.add_parser("encode-video", help="encode a video (file or folder of frames) with per-frame group masks")
     e.add_argument("video")
     e.add_argument("--masks", required=True,
@@ -164,10 +171,7 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     d = sub.add_parser("decode-video", help="decode all or selected tracks over a frame range")
     d.add_argument("stream")
     d.add_argument("-o", "--output", required=True, help="folder of PNGs, or .mkv (lossless) / .mp4")
-    d.add_argument("--tracks", type=ids_type, default=None, help="comma-separated track ids")
-    d.add_argument("--labels", default=None, help="comma-separated track labels")
-    d.add_argument("--start", type=int, default=0, help="first frame (decoding starts at the I-frame before it)")
-    d.add_argument("--stop", type=int, default=None, help="frame after the last")
+    selection_args(d)
     d.add_argument("--fill", type=int, default=0)
     d.add_argument("--quiet", action="store_true")
     model_args(d)
@@ -176,10 +180,7 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     a = sub.add_parser("analyze-video", help="action recognition on a partially decoded clip (chosen tracks, frame range)")
     a.add_argument("stream")
     a.add_argument("-o", "--output", required=True, help="results JSON")
-    a.add_argument("--tracks", type=ids_type, default=None)
-    a.add_argument("--labels", default=None, help="comma-separated track labels")
-    a.add_argument("--start", type=int, default=0)
-    a.add_argument("--stop", type=int, default=None)
+    selection_args(a)
     a.add_argument("--action-model", default="r3d_18", help="torchvision video classifier (r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s, swin3d_t)")
     a.add_argument("--action-weights", required=True, help="your checkpoint (.pth state dict or .safetensors): ssc ships none")
     a.add_argument("--label-map", default=None, help="class names, one per line (e.g. label_map_k400.txt)")
