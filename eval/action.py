@@ -12,7 +12,6 @@ Run: ``python -m ssc.eval.action --out out/eval/action [--weights r3d_18_k400.pt
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import time
 from pathlib import Path
@@ -22,11 +21,11 @@ from PIL import Image
 
 from ssc.masks.video import DetectorMasks, ForegroundDetector
 from ssc.models.zoo import load_codec
-from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
+from ssc.video import RateControl, VideoDecoder, VideoReader
 from ssc.video.io import open_frames
 
 from .report import markdown_table, run_meta, write_outputs
-from .video import _ffmpeg_code
+from .video import _ffmpeg_code, encode_clip
 
 CLIPS = {  # path under video_action_mmaction2 -> known Kinetics-400 label (None: not stated upstream)
     "demo/demo.mp4": "arm wrestling",
@@ -52,11 +51,7 @@ def _clip(path: Path, frames: int, max_side: int) -> tuple[np.ndarray, float]:
 def _ssc(frames: np.ndarray, fps: float, codec, qp: int) -> dict:
     masks = DetectorMasks(ForegroundDetector(history=10, stride=2), every=4, score=0.0)
     maps = [masks(i, f) for i, f in enumerate(frames)]
-    buf = io.BytesIO()
-    with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec, gop=16, rate=RateControl(qp=qp)) as enc:
-        for f, gm in zip(frames, maps):
-            enc.encode(f, gm)
-    data = buf.getvalue()
+    data, _ = encode_clip(frames, maps, fps, codec, qp, gop=16, roi_offset=RateControl.roi_offset)
     out = {"bytes": len(data), "object_area": float(np.mean([(gm.labels != 0).mean() for gm in maps]))}
     t0 = time.perf_counter()
     with VideoReader(data) as rd:

@@ -110,14 +110,18 @@ def load_clip(spec: str, frames: int):
     return name, np.stack(fr), maps, float(src.fps)
 
 
-def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int) -> Point:
+def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int):
+    """(stream bytes, encoder summary) of a clip held in memory, at constant ``qp``."""
     buf = io.BytesIO()
-    enc = VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec, gop=ARGS.gop,
-                       rate=RateControl(qp=qp, roi_offset=ARGS.roi_offset))
-    for f, gm in zip(frames, maps):
-        enc.encode(f, gm)
-    summ = enc.close()
-    data = buf.getvalue()
+    with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec, gop=gop,
+                      rate=RateControl(qp=qp, roi_offset=roi_offset)) as enc:
+        for f, gm in zip(frames, maps):
+            enc.encode(f, gm)
+    return buf.getvalue(), enc.close()
+
+
+def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int) -> Point:
+    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, ARGS.roi_offset)
     err = _Err()
     t0 = time.perf_counter()
     with VideoReader(data) as rd:
