@@ -39,7 +39,8 @@ class TrackState:
     mask: np.ndarray | None = None  # previous frame's mask (H, W) bool
     box: tuple[int, int, int, int] | None = None
     live: bool = False  # False until an intra entry (or after a failure)
-    older: tuple[np.ndarray, np.ndarray] | None = None  # (canvas, seen) before the latest inter update
+    older: np.ndarray | None = None  # the padded reference before the latest inter update
+    _padded: np.ndarray | None = None  # the padded newest reference, built once per frame
 
     @classmethod
     def empty(cls, h: int, w: int) -> "TrackState":
@@ -47,12 +48,14 @@ class TrackState:
 
     def update(self, recon: np.ndarray, region: tuple[int, int, int, int], mask: np.ndarray, intra: bool) -> None:
         """Write a decoded entry into the reference. An intra entry starts the reference afresh, so that
-        decoding from any I-frame rebuilds exactly the encoder's references (random access)."""
+        decoding from any I-frame rebuilds exactly the encoder's references (random access); an inter
+        entry keeps the reference it replaces (already padded) as the older one."""
         if intra:
             self.seen[:] = False
             self.older = None
         else:
-            self.older = (self.canvas.copy(), self.seen.copy())
+            self.older = self.references()[0]
+        self._padded = None
         h, w = self.seen.shape
         x0, y0, x1, y1 = region
         x1, y1 = min(x1, w), min(y1, h)
@@ -62,7 +65,9 @@ class TrackState:
 
     def references(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The padded newest reference and, after at least one inter entry, the one before it."""
-        return pad_reference(self.canvas, self.seen), None if self.older is None else pad_reference(*self.older)
+        if self._padded is None:
+            self._padded = pad_reference(self.canvas, self.seen)
+        return self._padded, self.older
 
 
 def _full_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], h: int, w: int) -> np.ndarray:
