@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from .distributed import DistContext, ShardedStream
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -58,10 +60,24 @@ def random_polygon(size: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(im) > 0
 
 
-class CropSampler:
-    """Draws (crop, mask) pairs. ``mix`` gives the probability of each mask kind."""
+@dataclass
+class CropBatch:
+    """One step's training inputs on one rank."""
 
-    def __init__(self, samples: list[Sample], crop: int, mix: dict[str, float], seed: int = 0) -> None:
+    x: torch.Tensor  # (B, 3, C, C) in [0, 1]
+    mask: torch.Tensor  # (B, 1, C, C) in {0, 1}
+    quality: torch.Tensor  # (B,) int64 quality level of each sample
+
+
+class CropSampler:
+    """Per-step batches of (crop, group mask, quality level). ``mix`` gives the probability of each
+    mask kind. Which images a rank sees comes from :class:`ssc.distributed.ShardedStream` (torch's
+    DistributedSampler); everything random about a sample is drawn from a generator seeded by the
+    sample's position in the single-process stream, so batches do not depend on the process count
+    or on where a run was resumed."""
+
+    def __init__(self, samples: list[Sample], crop: int, mix: dict[str, float], seed: int = 0,
+                 num_qualities: int = 1, ctx: DistContext | None = None) -> None:
         if not samples:
             raise ValueError("no training images")
         self.samples = samples
@@ -69,10 +85,11 @@ class CropSampler:
         kinds = ["full", "blob", "polygon", "coco"]
         p = np.array([mix.get(k, 0.0) for k in kinds], dtype=np.float64)
         self.kinds, self.p = kinds, p / p.sum()
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.num_qualities = seed, num_qualities
         self.coco_idx = [i for i, s in enumerate(samples) if s.labels is not None]
+        self.stream = ShardedStream(len(samples), ctx or DistContext(), seed)
 
-    def _crop(self, s: Sample) -> tuple[np.ndarray, np.ndarray | None]:
+    def _crop(self, s: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         img, lab = s.image, s.labels
         h, w = img.shape[:2]
         c = self.crop
@@ -83,51 +100,56 @@ class CropSampler:
             if lab is not None:
                 lab = np.asarray(Image.fromarray(lab.astype(np.int32)).resize((nw, nh), Image.NEAREST))
             h, w = nh, nw
-        y0 = int(self.rng.integers(0, h - c + 1))
-        x0 = int(self.rng.integers(0, w - c + 1))
+        y0 = int(rng.integers(0, h - c + 1))
+        x0 = int(rng.integers(0, w - c + 1))
         img = img[y0 : y0 + c, x0 : x0 + c]
         lab = lab[y0 : y0 + c, x0 : x0 + c] if lab is not None else None
-        if self.rng.random() < 0.5:
+        if rng.random() < 0.5:
             img = img[:, ::-1]
             lab = lab[:, ::-1] if lab is not None else None
         return img, lab
 
-    def draw(self) -> tuple[np.ndarray, np.ndarray]:
-        kind = self.kinds[int(self.rng.choice(len(self.kinds), p=self.p))]
+    def draw(self, index: int, key: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """(crop, mask, quality level) of image ``index``; ``key`` seeds the randomness. A "coco"
+        mask comes from a random annotated image instead."""
+        rng = np.random.default_rng([self.seed, key])
+        kind = self.kinds[int(rng.choice(len(self.kinds), p=self.p))]
         if kind == "coco" and self.coco_idx:
-            s = self.samples[self.coco_idx[int(self.rng.integers(len(self.coco_idx)))]]
+            s = self.samples[self.coco_idx[int(rng.integers(len(self.coco_idx)))]]
         else:
-            s = self.samples[int(self.rng.integers(len(self.samples)))]
-        img, lab = self._crop(s)
+            s = self.samples[index]
+        img, lab = self._crop(s, rng)
         c = self.crop
         if kind == "coco" and lab is not None:
             ids = np.unique(lab)
-            mask = lab == ids[int(self.rng.integers(len(ids)))]
+            mask = lab == ids[int(rng.integers(len(ids)))]
         elif kind == "blob":
-            mask = random_blob(c, self.rng)
+            mask = random_blob(c, rng)
         elif kind == "polygon":
-            mask = random_polygon(c, self.rng)
+            mask = random_polygon(c, rng)
         else:
             mask = np.ones((c, c), dtype=bool)
         if mask.sum() < 64:
             mask = np.ones((c, c), dtype=bool)
-        return np.ascontiguousarray(img), mask
+        return np.ascontiguousarray(img), mask, int(rng.integers(self.num_qualities))
 
-    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        imgs, masks = zip(*(self.draw() for _ in range(n)))
+    def batch(self, step: int, n: int) -> CropBatch:
+        """This rank's ``n`` samples of training step ``step``."""
+        imgs, masks, qs = zip(*(self.draw(i, k) for i, k in self.stream.take(step, n)))
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
         m = torch.from_numpy(np.stack(masks)).unsqueeze(1).float()
-        return x, m
+        return CropBatch(x, m, torch.tensor(qs, dtype=torch.int64))
 
 
-def load_samples(photo_dirs: list[str], coco_images: str | None, coco_ann: str | None, max_side: int = 512) -> list[Sample]:
+def load_samples(photo_dirs: list[str], coco_images: str | None, coco_ann: str | None, max_side: int = 512,
+                 quiet: bool = False) -> list[Sample]:
     """Load training images into memory (downscaled so the longer side is at most ``max_side``)."""
     from ssc.masks import from_coco
 
     samples = []
     paths = list_images(photo_dirs)
     coco_paths = list_images([coco_images]) if coco_images else []
-    for p in tqdm(paths + coco_paths, desc="loading training images"):
+    for p in tqdm(paths + coco_paths, desc="loading training images", disable=quiet):
         img = load_rgb(p)
         lab = from_coco(coco_ann, p).labels if (coco_ann and p in coco_paths) else None
         h, w = img.shape[:2]

@@ -1,14 +1,15 @@
 """Training of the group-independent codec: rate + lambda-weighted distortion on the group's own
 pixels, one model for several rates (per-sample quality level), soft-then-hard quantisation
 (additive noise first, straight-through rounding for the last part of the schedule). Resumable;
-checkpoints are safetensors (model and optimizer state), logs are JSON lines."""
+checkpoints are safetensors (model and optimizer state), logs are JSON lines. Runs alone or as one
+rank of ``torchrun --nproc_per_node N --no-python ssc train ...`` (:mod:`ssc.distributed`)."""
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 import torch
 import yaml
@@ -16,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from .data import CropSampler, load_samples
+from .distributed import DistContext, barrier, init_distributed, mean_over_ranks, shutdown, wrap
 from .models import create_model
 from .models.zoo import ModelCard, export_weights
 
@@ -82,35 +84,45 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     return step, elapsed
 
 
-def start_run(cfg: TrainConfig) -> tuple[Path, str, torch.nn.Module]:
-    """Seed, threads, run folder (with the config), device, and the untrained model of ``cfg``."""
+def start_run(cfg: TrainConfig) -> tuple[Path, DistContext, torch.nn.Module]:
+    """Process group (under torchrun), seed, threads, run folder (with the config, written by rank 0),
+    and the untrained model of ``cfg``. Each rank seeds its own noise with ``seed + rank``; the
+    weights start equal everywhere (DDP broadcasts rank 0's)."""
+    ctx = init_distributed()
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir) / cfg.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.__dict__))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.__dict__))
     model = create_model(cfg.model["arch"], **{k: v for k, v in cfg.model.items() if k != "arch"})
     if len(cfg.lambdas) != model.num_qualities:
         raise ValueError(f"{len(cfg.lambdas)} lambdas for {model.num_qualities} quality levels")
-    return out, device, model
+    torch.manual_seed(cfg.seed + ctx.rank)
+    barrier(ctx)
+    return out, ctx, model
 
 
-def resume_from(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, resume: bool) -> tuple[int, float]:
-    """(step, training seconds so far): from the run's checkpoint when resuming, else (0, 0)."""
+def resume_from(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, resume: bool,
+                ctx: DistContext | None = None) -> tuple[int, float]:
+    """(step, training seconds so far): from the run's checkpoint when resuming, else (0, 0). Every
+    rank reads the same checkpoint (rank 0 wrote it)."""
     ck = _ckpt_path(cfg)
     if resume and ck.is_file():
         step, before = load_checkpoint(ck, model, opt)
-        print(f"resumed from {ck} at step {step}")
+        if ctx is None or ctx.is_main:
+            print(f"resumed from {ck} at step {step}")
         return step, before
     return 0, 0.0
 
 
-def crop_sampler(cfg: TrainConfig, step: int, default_crop: int) -> CropSampler:
+def crop_sampler(cfg: TrainConfig, default_crop: int, ctx: DistContext, num_qualities: int) -> CropSampler:
     d = cfg.data
-    samples = load_samples(d["photos"], d.get("coco_images"), d.get("coco_ann"), d.get("max_side", 512))
-    return CropSampler(samples, d.get("crop", default_crop), d.get("mix", {"full": 1.0}), seed=cfg.seed + step)
+    samples = load_samples(d["photos"], d.get("coco_images"), d.get("coco_ann"), d.get("max_side", 512),
+                           quiet=not ctx.is_main)
+    return CropSampler(samples, d.get("crop", default_crop), d.get("mix", {"full": 1.0}), seed=cfg.seed,
+                       num_qualities=num_qualities, ctx=ctx)
 
 
 def set_lr(cfg: TrainConfig, opt: torch.optim.Optimizer, step: int) -> float:
@@ -122,54 +134,89 @@ def set_lr(cfg: TrainConfig, opt: torch.optim.Optimizer, step: int) -> float:
 
 
 def backprop(opt: torch.optim.Optimizer, loss: torch.Tensor, params, clip: float) -> None:
+    """Backward (DDP averages the gradients over the ranks here), clip, step."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
 
 
-def finish_step(cfg: TrainConfig, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, t0: float, log,
-                bar: tqdm, metrics: Callable[[], dict]) -> None:
-    """Every ``log_every`` steps a JSON line (and the progress bar) with ``metrics()``; every
-    ``ckpt_every`` steps and at the end a checkpoint."""
+@dataclass
+class RunLog:
+    """Rank 0's JSON-lines log and progress bar; on the other ranks both stay silent."""
+
+    ctx: DistContext
+    bar: tqdm
+    file: IO[str] | None
+
+    @classmethod
+    def open(cls, out: Path, ctx: DistContext, steps: range, total: int, desc: str) -> "RunLog":
+        bar = tqdm(steps, initial=steps.start, total=total, desc=desc, disable=not ctx.is_main)
+        return cls(ctx, bar, open(out / "log.jsonl", "a") if ctx.is_main else None)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+def finish_step(cfg, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, t0: float, log: RunLog,
+                metrics: Callable[[], dict]) -> None:
+    """Every ``log_every`` steps a JSON line (and the progress bar) with ``metrics()`` averaged over
+    the ranks; every ``ckpt_every`` steps and at the end a checkpoint, written by rank 0. ``model``
+    is the bare module (not the DDP wrapper), so checkpoints load at any process count."""
     if (step + 1) % cfg.log_every == 0:
-        rec = {"step": step + 1, **metrics(), "elapsed_s": round(time.time() - t0, 1)}
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k not in ("step", "lr", "elapsed_s")})
-    if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+        rec = {"step": step + 1, **mean_over_ranks(metrics(), log.ctx), "elapsed_s": round(time.time() - t0, 1)}
+        if log.file:
+            if log.ctx.enabled:
+                rec["processes"] = log.ctx.world_size
+            log.file.write(json.dumps(rec) + "\n")
+            log.file.flush()
+        log.bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k not in ("step", "lr", "elapsed_s", "processes")})
+    if ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps) and log.ctx.is_main:
         save_checkpoint(_ckpt_path(cfg), model, opt, step + 1, time.time() - t0)
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
-    """Run (or resume) training; returns the exported weights path."""
-    out, device, model = start_run(cfg)
-    model = model.to(device)
+    """Run (or resume) training, alone or as one rank of a torchrun job; returns the exported
+    weights path (written by rank 0)."""
+    out, ctx, model = start_run(cfg)
+    model = model.to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, before = resume_from(cfg, model, opt, resume)
-    sampler = crop_sampler(cfg, step, 128)
-    lam = torch.tensor(cfg.lambdas, device=device)
-    log = open(out / "log.jsonl", "a")
+    step, before = resume_from(cfg, model, opt, resume, ctx)
+    net = wrap(model, ctx)
+    sampler = crop_sampler(cfg, 128, ctx, model.num_qualities)
+    per_rank = ctx.local_batch(cfg.batch)
+    lam = torch.tensor(cfg.lambdas, device=ctx.device)
     t0 = time.time() - before  # training time accumulates across resumes
     model.train()
-    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train {cfg.name}")
-    for step in bar:
+    log = RunLog.open(out, ctx, range(step, cfg.steps), cfg.steps, f"train {cfg.name}")
+    for step in log.bar:
         lr = set_lr(cfg, opt, step)
-        x, m = sampler.batch(cfg.batch)
-        x, m = x.to(device), m.to(device)
-        q = torch.randint(0, model.num_qualities, (cfg.batch,), device=device)
-        res = model(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
+        b = sampler.batch(step, per_rank)
+        x, m, q = b.x.to(ctx.device), b.mask.to(ctx.device), b.quality.to(ctx.device)
+        res = net(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
         mse = ((res.x_hat - x * m) ** 2).sum((1, 2, 3)) / (3 * res.pixels)
         loss = (lam[q] * 255**2 * mse + res.bpp).mean()
         backprop(opt, loss, model.parameters(), cfg.grad_clip)
-        finish_step(cfg, step, model, opt, t0, log, bar, lambda: {
+        finish_step(cfg, step, model, opt, t0, log, lambda: {
             "loss": loss.item(), "bpp": res.bpp.mean().item(),
             "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr})
     log.close()
-    return export(cfg, model, device, time.time() - t0)
+    return finish_run(cfg, ctx, model, time.time() - t0)
 
 
-def export(cfg: TrainConfig, model: torch.nn.Module, device: str, seconds: float) -> Path:
+def finish_run(cfg: TrainConfig, ctx: DistContext, model: torch.nn.Module, seconds: float) -> Path:
+    """Rank 0 exports; every rank waits for it, leaves the process group and gets the path."""
+    path = export(cfg, model, ctx, seconds) if ctx.is_main else weights_path(cfg)
+    shutdown(ctx)
+    return path
+
+
+def weights_path(cfg: TrainConfig) -> Path:
+    return Path(cfg.out_dir) / cfg.name / f"{cfg.name}.safetensors"
+
+
+def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: float) -> Path:
     """Round to the shipped precision, build the entropy tables from the rounded weights, write
     safetensors + model card into the run directory."""
     model = model.cpu().eval()
@@ -184,12 +231,18 @@ def export(cfg: TrainConfig, model: torch.nn.Module, device: str, seconds: float
         lambdas=list(cfg.lambdas),
         training={
             "steps": cfg.steps, "batch": cfg.batch, "crop": cfg.data.get("crop", 128), "lr": cfg.lr,
-            "data": cfg.data, "device": device, "seconds": round(seconds, 1),
-            "command": f"ssc train --config configs/{cfg.name}.yaml",
+            "data": cfg.data, "device": ctx.device.split(":")[0], "processes": ctx.world_size,
+            "seconds": round(seconds, 1), "command": train_command(cfg.name, ctx),
             **({"kind": cfg.kind, "extra": cfg.extra} if cfg.extra else {}),
         },
     )
-    path = Path(cfg.out_dir) / cfg.name / f"{cfg.name}.safetensors"
+    path = weights_path(cfg)
     export_weights(model, card, path, half=True)
     return path
+
+
+def train_command(name: str, ctx: DistContext) -> str:
+    """The command line that reproduces a run (recorded in the model card)."""
+    cmd = f"ssc train --config configs/{name}.yaml"
+    return f"torchrun --nproc_per_node {ctx.world_size} --no-python {cmd}" if ctx.enabled else cmd
 

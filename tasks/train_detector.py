@@ -1,13 +1,13 @@
 """Training of ssc's reference detector: torchvision Mask R-CNN from scratch on the COCO train subset
 in ../shared/data (never COCO val), with scale jitter, flips and Copy-Paste augmentation (Ghiasi et
 al., "Simple Copy-Paste is a Strong Data Augmentation Method for Instance Segmentation", CVPR 2021).
-Resumable, safetensors checkpoints, JSON-lines log, exported fp16 with a model card.
+Resumable, safetensors checkpoints, JSON-lines log, exported fp16 with a model card; runs under
+torchrun (DDP) like the codec trainer.
 
     ssc train --config configs/det-ref.yaml
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from ssc.models.zoo import ModelCard, export_weights
-from ssc.train import load_checkpoint, save_checkpoint
+from ssc.distributed import DistContext, ShardedStream, init_distributed, shutdown, wrap
+from ssc.train import RunLog, backprop, finish_step, load_checkpoint, train_command
 
 from .torchvision_backend import NUM_LABEL_SLOTS, build_maskrcnn, categories_from_coco
 
@@ -55,7 +56,7 @@ class Annotated:
     labels: np.ndarray  # (N,) COCO category ids
 
 
-def load_coco_train(images: str | Path, ann: str | Path, max_side: int) -> list[Annotated]:
+def load_coco_train(images: str | Path, ann: str | Path, max_side: int, quiet: bool = False) -> list[Annotated]:
     """Every annotated, non-crowd instance of the subset, images downscaled to ``max_side``."""
     from pycocotools.coco import COCO
     import contextlib
@@ -64,7 +65,7 @@ def load_coco_train(images: str | Path, ann: str | Path, max_side: int) -> list[
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(ann))
     out = []
-    for img_id in tqdm(sorted(coco.getImgIds()), desc="loading detector data"):
+    for img_id in tqdm(sorted(coco.getImgIds()), desc="loading detector data", disable=quiet):
         rec = coco.loadImgs(img_id)[0]
         anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False)) if a["area"] > 16]
         if not anns:
@@ -83,30 +84,34 @@ def load_coco_train(images: str | Path, ann: str | Path, max_side: int) -> list[
 
 class CopyPasteSampler:
     """Random scale jitter + flip of one image, then (with probability ``p``) the instances of another
-    jittered image pasted on top; occluded parts are removed from the masks underneath."""
+    jittered image pasted on top; occluded parts are removed from the masks underneath. Images come
+    from this rank's share of the data (:class:`ssc.distributed.ShardedStream`); the randomness of a
+    sample is seeded by its position in the single-process stream."""
 
-    def __init__(self, data: list[Annotated], p: float, jitter: tuple[float, float], seed: int) -> None:
-        self.data, self.p, self.jitter = data, p, jitter
-        self.rng = np.random.default_rng(seed)
+    def __init__(self, data: list[Annotated], p: float, jitter: tuple[float, float], seed: int,
+                 ctx: DistContext | None = None) -> None:
+        self.data, self.p, self.jitter, self.seed = data, p, jitter, seed
+        self.stream = ShardedStream(len(data), ctx or DistContext(), seed)
 
-    def _jittered(self, a: Annotated) -> Annotated:
-        s = float(self.rng.uniform(*self.jitter))
+    def _jittered(self, a: Annotated, rng: np.random.Generator) -> Annotated:
+        s = float(rng.uniform(*self.jitter))
         h, w = a.image.shape[:2]
         size = (max(32, round(w * s)), max(32, round(h * s)))
         img = np.asarray(Image.fromarray(a.image).resize(size, Image.BILINEAR))
         masks = np.stack([np.asarray(Image.fromarray(m).resize(size, Image.NEAREST)) for m in a.masks])
-        if self.rng.random() < 0.5:
+        if rng.random() < 0.5:
             img, masks = img[:, ::-1], masks[:, :, ::-1]
         return Annotated(np.ascontiguousarray(img), np.ascontiguousarray(masks), a.labels)
 
-    def draw(self) -> Annotated:
-        a = self._jittered(self.data[int(self.rng.integers(len(self.data)))])
-        if self.rng.random() < self.p:
-            b = self._jittered(self.data[int(self.rng.integers(len(self.data)))])
+    def draw(self, index: int, key: int) -> Annotated:
+        rng = np.random.default_rng([self.seed, key])
+        a = self._jittered(self.data[index], rng)
+        if rng.random() < self.p:
+            b = self._jittered(self.data[int(rng.integers(len(self.data)))], rng)
             h, w = a.image.shape[:2]
             bh, bw = min(h, b.image.shape[0]), min(w, b.image.shape[1])
-            oy, ox = int(self.rng.integers(0, h - bh + 1)), int(self.rng.integers(0, w - bw + 1))
-            pick = self.rng.random(len(b.labels)) < 0.5
+            oy, ox = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+            pick = rng.random(len(b.labels)) < 0.5
             if pick.any():
                 src = np.zeros((int(pick.sum()), h, w), bool)
                 src[:, oy : oy + bh, ox : ox + bw] = b.masks[pick, :bh, :bw]
@@ -119,6 +124,10 @@ class CopyPasteSampler:
                 a = Annotated(img, masks, labels)
         keep = a.masks.reshape(len(a.masks), -1).sum(1) >= 16
         return Annotated(a.image, a.masks[keep], a.labels[keep])
+
+    def batch(self, step: int, n: int) -> list[Annotated]:
+        """This rank's ``n`` samples of training step ``step``."""
+        return [self.draw(i, k) for i, k in self.stream.take(step, n)]
 
 
 def to_target(a: Annotated, device: str) -> tuple[torch.Tensor, dict]:
@@ -136,52 +145,56 @@ def to_target(a: Annotated, device: str) -> tuple[torch.Tensor, dict]:
 
 
 def train_detector(cfg: DetectorConfig, resume: bool = True) -> Path:
+    """Run (or resume) detector training, alone or as one rank of a torchrun job (DDP); returns the
+    exported weights path (written by rank 0)."""
+    ctx = init_distributed()
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(cfg.out_dir) / cfg.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
-    model = build_maskrcnn(cfg.arch, NUM_LABEL_SLOTS, cfg.min_size, cfg.max_size).to(device)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
+    model = build_maskrcnn(cfg.arch, NUM_LABEL_SLOTS, cfg.min_size, cfg.max_size).to(ctx.device)
+    torch.manual_seed(cfg.seed + ctx.rank)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     ck = out / "checkpoint.safetensors"
     step, before = load_checkpoint(ck, model, opt) if (resume and ck.is_file()) else (0, 0.0)
-    data = load_coco_train(cfg.data["images"], cfg.data["ann"], cfg.max_size)
-    sampler = CopyPasteSampler(data, cfg.copy_paste, tuple(cfg.scale_jitter), cfg.seed + step)
-    log = open(out / "log.jsonl", "a")
+    net = wrap(model, ctx, find_unused=True)  # an image whose instances were all cut away leaves the mask head idle
+    data = load_coco_train(cfg.data["images"], cfg.data["ann"], cfg.max_size, quiet=not ctx.is_main)
+    sampler = CopyPasteSampler(data, cfg.copy_paste, tuple(cfg.scale_jitter), cfg.seed, ctx)
+    per_rank = ctx.local_batch(cfg.batch)
     t0 = time.time() - before  # training time accumulates across resumes
     model.train()
-    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train {cfg.name}")
-    for step in bar:
+    log = RunLog.open(out, ctx, range(step, cfg.steps), cfg.steps, f"train {cfg.name}")
+    for step in log.bar:
         lr = cfg.lr * (0.1 if step >= cfg.lr_decay_at * cfg.steps else 1.0) * min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = lr
-        batch = [to_target(sampler.draw(), device) for _ in range(cfg.batch)]
-        losses = model([b[0] for b in batch], [b[1] for b in batch])
+        batch = [to_target(a, ctx.device) for a in sampler.batch(step, per_rank)]
+        losses = net([b[0] for b in batch], [b[1] for b in batch])
         loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        if (step + 1) % cfg.log_every == 0:
-            rec = {"step": step + 1, "loss": float(loss), **{k: round(float(v), 4) for k, v in losses.items()},
-                   "lr": lr, "elapsed_s": round(time.time() - t0, 1)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{float(loss):.3f}")
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save_checkpoint(ck, model, opt, step + 1, time.time() - t0)
+        backprop(opt, loss, model.parameters(), 10.0)
+        finish_step(cfg, step, model, opt, t0, log, lambda: {
+            "loss": loss.item(), **{k: v.item() for k, v in losses.items()}, "lr": lr})
     log.close()
+    path = export_detector(cfg, model, ctx, time.time() - t0) if ctx.is_main else out / f"{cfg.name}.safetensors"
+    shutdown(ctx)
+    return path
+
+
+def export_detector(cfg: DetectorConfig, model: torch.nn.Module, ctx: DistContext, seconds: float) -> Path:
+    """fp16 safetensors with its model card, in the run folder."""
     model.cpu().eval()
     card = ModelCard(
         name=cfg.name, architecture=cfg.arch,
         config={"num_classes": NUM_LABEL_SLOTS, "min_size": cfg.min_size, "max_size": cfg.max_size,
                 "categories": categories_from_coco(cfg.data["ann"])},
         training={"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "copy_paste": cfg.copy_paste, "data": cfg.data,
-                  "device": device, "seconds": round(time.time() - t0, 1), "command": f"ssc train --config configs/{cfg.name}.yaml"},
+                  "device": ctx.device.split(":")[0], "processes": ctx.world_size, "seconds": round(seconds, 1),
+                  "command": train_command(cfg.name, ctx)},
         notes=cfg.notes,
     )
-    path = out / f"{cfg.name}.safetensors"
+    path = Path(cfg.out_dir) / cfg.name / f"{cfg.name}.safetensors"
     export_weights(model, card, path, half=True)
     return path

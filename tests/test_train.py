@@ -52,7 +52,9 @@ def test_random_masks_are_irregular_and_nonempty():
         b, p = random_blob(64, rng), random_polygon(64, rng)
         assert 0 < b.sum() < 64 * 64 and 0 < p.sum() < 64 * 64
     img, lab = synthetic_scene()
-    s = CropSampler([Sample(img, lab)], 64, {"coco": 1.0}, seed=1)
-    x, m = s.batch(4)
+    s = CropSampler([Sample(img, lab)], 64, {"coco": 1.0}, seed=1, num_qualities=3)
+    b = s.batch(0, 4)
+    x, m = b.x, b.mask
     assert x.shape == (4, 3, 64, 64) and m.shape == (4, 1, 64, 64)
     assert (m.sum((1, 2, 3)) >= 64).all()
+    assert b.quality.shape == (4,) and 0 <= int(b.quality.min()) and int(b.quality.max()) < 3

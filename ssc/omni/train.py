@@ -5,18 +5,19 @@ and random group masks as the pixel codec (Feng et al., ECCV 2022, inside ssc's 
 The teacher sees the group's pixels with everything else mid-grey (what the pixel path's partial
 decode shows the detector), at the crop's own scale. Starting weights come from a trained pixel
 codec (``extra.init_from``); ``extra.freeze`` lists modules kept fixed (the analysis transform on CPU
-budgets). Resumable, JSON-lines log, safetensors checkpoints, as :mod:`ssc.train`."""
+budgets). Resumable, JSON-lines log, safetensors checkpoints, torchrun/DDP, as :mod:`ssc.train`."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from ..errors import WeightsError
 from ..models.layers import support_pyramid
-from ..train import TrainConfig, _ckpt_path, backprop, crop_sampler, export, finish_step, resume_from, set_lr, start_run
+from ..distributed import wrap
+from ..train import (RunLog, TrainConfig, _ckpt_path, backprop, crop_sampler, finish_run, finish_step, resume_from,
+                     set_lr, start_run)
 from .ssl import info_nce, second_view
 
 NEW_MODULES = ("filter.", "feature_head.", "projector.")
@@ -50,47 +51,62 @@ def distill_loss(student: dict, teacher: dict) -> torch.Tensor:
     return torch.stack(per).mean(0)
 
 
+class OmniStep(torch.nn.Module):
+    """The student's differentiable pass (features, rate, SSL embedding) as one ``forward``, so
+    DistributedDataParallel sees every parameter the step uses."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor, q: torch.Tensor, hard: bool):
+        feats, bits, px = self.model.forward_features(x * m, m, q, hard=hard)
+        emb = self.model.embed(feats, support_pyramid(m, 4)[4])
+        return feats, bits, px, emb
+
+
 def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
-    """Run (or resume) Omni training; returns the exported weights path."""
+    """Run (or resume) Omni training, alone or as one rank of a torchrun job; returns the exported
+    weights path (written by rank 0)."""
     ex = cfg.extra
-    out, device, model = start_run(cfg)
+    out, ctx, model = start_run(cfg)
     ck_exists = resume and _ckpt_path(cfg).is_file()
     if not ck_exists and ex.get("init_from"):
         init_from_codec(model, ex["init_from"])
-    model = model.to(device)
+    model = model.to(ctx.device)
     for name in ex.get("freeze", []):
         getattr(model, name).requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    step, before = resume_from(cfg, model, opt, resume)
-    teacher = load_teacher(model.teacher, device)
-    sampler = crop_sampler(cfg, step, 192)
-    gen = torch.Generator().manual_seed(cfg.seed + 7919 * step)
-    lam = torch.tensor(cfg.lambdas, device=device)
+    step, before = resume_from(cfg, model, opt, resume, ctx)
+    net = wrap(OmniStep(model), ctx)
+    teacher = load_teacher(model.teacher, ctx.device)
+    sampler = crop_sampler(cfg, 192, ctx, model.num_qualities)
+    per_rank = ctx.local_batch(cfg.batch)
+    lam = torch.tensor(cfg.lambdas, device=ctx.device)
     ssl_w, tau = float(ex.get("ssl_weight", 0.1)), float(ex.get("temperature", 0.2))
-    log = open(out / "log.jsonl", "a")
     t0 = time.time() - before
     model.train()
     for name in ex.get("freeze", []):
         getattr(model, name).eval()
-    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train {cfg.name}")
-    for step in bar:
+    log = RunLog.open(out, ctx, range(step, cfg.steps), cfg.steps, f"train {cfg.name}")
+    for step in log.bar:
         lr = set_lr(cfg, opt, step)
-        x, m = sampler.batch(cfg.batch)
-        x2, m2 = second_view(x, m, gen)
-        xs, ms = torch.cat([x, x2]).to(device), torch.cat([m, m2]).to(device)
-        q = torch.randint(0, model.num_qualities, (cfg.batch,), device=device).repeat(2)
-        feats, bits, px = model.forward_features(xs * ms, ms, q.float(), hard=step >= cfg.hard_from * cfg.steps)
+        b = sampler.batch(step, per_rank)
+        # second views: seeded by (seed, step, rank), so a resumed run repeats them
+        gen = torch.Generator().manual_seed(cfg.seed + 7919 * step + 104729 * ctx.rank)
+        x2, m2 = second_view(b.x, b.mask, gen)
+        xs, ms = torch.cat([b.x, x2]).to(ctx.device), torch.cat([b.mask, m2]).to(ctx.device)
+        q = b.quality.to(ctx.device).repeat(2)
+        feats, bits, px, emb = net(xs, ms, q.float(), step >= cfg.hard_from * cfg.steps)
         with torch.no_grad():
             target = teacher.backbone_features(xs * ms + 0.5 * (1 - ms))
         dist = distill_loss(feats, target)
-        sup = support_pyramid(ms, 4)[4]
-        emb = model.embed(feats, sup)
-        ssl = info_nce(emb[: cfg.batch], emb[cfg.batch :], tau)
+        ssl = info_nce(emb[:per_rank], emb[per_rank:], tau)
         bpp = bits / px.clamp(min=1)
         loss = (bpp + lam[q] * dist).mean() + ssl_w * ssl
         backprop(opt, loss, params, cfg.grad_clip)
-        finish_step(cfg, step, model, opt, t0, log, bar, lambda: {
+        finish_step(cfg, step, model, opt, t0, log, lambda: {
             "loss": loss.item(), "bpp": bpp.mean().item(), "distill": dist.mean().item(), "ssl": ssl.item(), "lr": lr})
     log.close()
-    return export(cfg, model, device, time.time() - t0)
+    return finish_run(cfg, ctx, model, time.time() - t0)

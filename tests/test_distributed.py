@@ -1,0 +1,96 @@
+"""``ssc train`` under ``torchrun --nproc_per_node 2`` (DDP over gloo on the CPU): the same weights
+as the single-process run, rank-0 logs and checkpoints, resumable at a different process count."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from ssc.distributed import DistContext, ShardedStream
+
+from .conftest import SMALL, synthetic_scene
+
+
+def test_ranks_split_the_single_process_batches():
+    """Per step, the ranks' (index, key) pairs together are the single-process batch of that step,
+    across epoch boundaries, when the dataset size is a multiple of the process count."""
+    single = ShardedStream(6, DistContext(), seed=3)
+    ranks = [ShardedStream(6, DistContext(rank=r, world_size=2), seed=3) for r in range(2)]
+    for step in range(7):  # 4 samples a step: epochs of 6 end mid-batch
+        want = sorted(single.take(step, 4))
+        got = sorted(p for s in ranks for p in s.take(step, 2))
+        assert got == want
+    assert len({i for i, _ in single.take(0, 6)}) == 6  # an epoch visits every sample once
+    with pytest.raises(ValueError, match="does not split"):
+        DistContext(world_size=3).local_batch(8)
+
+
+def _config(tmp_path, out: str, steps: int) -> str:
+    photos = tmp_path / "photos"
+    if not photos.is_dir():
+        photos.mkdir()
+        for i in range(4):
+            img, _ = synthetic_scene(80 + 8 * i, 96, seed=i)
+            Image.fromarray(img).save(photos / f"p{i}.png")
+    cfg = {
+        "name": "ddp", "model": {"arch": "gi-hyper-ckbd", **SMALL}, "lambdas": [0.01, 0.05],
+        "data": {"photos": [str(photos)], "crop": 64, "mix": {"full": 0.4, "blob": 0.3, "polygon": 0.3}},
+        # no noise (hard quantisation throughout) and no lr step inside the run: a run's numbers are
+        # then a function of its data, which is what the comparison is about
+        "steps": steps, "batch": 4, "lr": 1e-3, "hard_from": 0.0, "lr_decay_at": 1.0, "ckpt_every": 2,
+        "log_every": 1, "out_dir": str(tmp_path / out), "threads": 1,
+    }
+    p = tmp_path / f"{out}-{steps}.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return str(p)
+
+
+def _run(cmd: list[str]) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+def _torchrun(config: str) -> None:
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          "-m", "ssc.cli", "train", "--config", config])
+
+
+def _model(path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(str(path)).items() if k.startswith("model.")}
+
+
+def test_torchrun_two_processes_match_one_and_resume(tmp_path):
+    _run([sys.executable, "-m", "ssc.cli", "train", "--config", _config(tmp_path, "single", 4)])
+    _torchrun(_config(tmp_path, "ddp", 2))
+    run = tmp_path / "ddp" / "ddp"
+    shutil.copy(run / "checkpoint.safetensors", tmp_path / "step2.safetensors")
+    _torchrun(_config(tmp_path, "ddp", 4))  # resumes at step 2
+
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]  # rank 0 logs once per step
+    assert all(r["processes"] == 2 for r in log)
+    single_log = [json.loads(line) for line in (tmp_path / "single" / "ddp" / "log.jsonl").read_text().splitlines()]
+    for a, b in zip(single_log, log):  # the mean over ranks is the single-process batch mean
+        assert abs(a["loss"] - b["loss"]) <= 1e-3 * abs(a["loss"])
+
+    one, two = _model(tmp_path / "single" / "ddp" / "checkpoint.safetensors"), _model(run / "checkpoint.safetensors")
+    early = _model(tmp_path / "step2.safetensors")
+    assert one.keys() == two.keys()
+    diff = max(float((one[k] - two[k]).abs().max()) for k in one)
+    moved = max(float((one[k] - early[k]).abs().max()) for k in one)
+    assert moved > 1e-3, "two steps of training should move the weights"
+    print(f"max weight difference 1 vs 2 processes {diff:.2e}, moved by two steps {moved:.2e}")
+    assert diff < moved / 20, (diff, moved)
+
+    card = json.loads((run / "ddp.json").read_text())
+    assert card["training"]["processes"] == 2
+    assert card["training"]["command"].startswith("torchrun --nproc_per_node 2")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors", "config.yaml", "ddp.json", "ddp.safetensors",
+                                                     "log.jsonl"]
