@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e ".[test,eval,video]"
+	$(BIN)/python -m pip install -q -e ".[test,eval,video,ray]"
 	touch $@
 
 demo: install

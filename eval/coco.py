@@ -11,6 +11,10 @@ quality and mode), so several codecs accumulate into one table and one plot.
         --ann ../shared/data/coco/annotations/instances_val2017_subset158.json --codec ssc --quality 0 1 2 3
     ssc eval coco ... --codec ssc --partial --quality 2      # decode only the annotated objects
     ssc eval coco ... --codec jpeg --quality 10 30 50 75
+    ssc eval coco ... --ray --threads 1       # images as Ray tasks (local cluster, or --address)
+
+Images are independent jobs (:mod:`ssc.parallel`): in this process by default, as Ray tasks with
+``--ray``; the rate points are the same either way at equal ``--threads``.
 """
 from __future__ import annotations
 
@@ -23,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ssc.api import decode_image, encode_image, read_image
+from ssc.batch_cli import executor_args
 from ssc.masks import apply_policy, from_coco
 
 from .anchors import pillow_available, pillow_code
@@ -139,32 +143,33 @@ def code_image(codec_name: str, x: np.ndarray, quality: float, ssc_codec, ann: P
     return dec.image, dec.bytes_read, region
 
 
-class Predictor:
-    """Runs the head, caching original-image predictions (per detector) on disk."""
+def predict_coco(head, image: np.ndarray, image_id: int, region: np.ndarray | None = None) -> list[dict]:
+    """The head's instances on ``image`` as COCO results (only those inside ``region`` when given)."""
+    from ssc.tasks.coco_results import instances_to_coco, keep_inside
 
-    def __init__(self, head, cache: Path) -> None:
-        self.head = head
+    inst = head.predict(image)
+    if region is not None:
+        inst = keep_inside(inst, region)
+    return instances_to_coco(inst, image_id, "segment")
+
+
+class Predictor:
+    """The cache (per detector, on disk) of original-image predictions; the driver owns it and
+    jobs compute only the originals it lacks."""
+
+    def __init__(self, detector_key: str, cache: Path) -> None:
         self.cache = cache
-        key = head.info.weights
         self.store = json.loads(cache.read_text()) if cache.is_file() else {}
-        if self.store.get("detector") != key:
-            self.store = {"detector": key, "original": {}}
+        if self.store.get("detector") != detector_key:
+            self.store = {"detector": detector_key, "original": {}}
         self.dirty = False
 
-    def __call__(self, image: np.ndarray, image_id: int, region: np.ndarray | None = None) -> list[dict]:
-        from ssc.tasks.coco_results import instances_to_coco, keep_inside
+    def get(self, image_id: int) -> list[dict] | None:
+        return self.store["original"].get(str(image_id))
 
-        inst = self.head.predict(image)
-        if region is not None:
-            inst = keep_inside(inst, region)
-        return instances_to_coco(inst, image_id, "segment")
-
-    def original(self, image: np.ndarray, image_id: int) -> list[dict]:
-        k = str(image_id)
-        if k not in self.store["original"]:
-            self.store["original"][k] = self(image, image_id)
-            self.dirty = True
-        return self.store["original"][k]
+    def put(self, image_id: int, preds: list[dict]) -> None:
+        self.store["original"][str(image_id)] = preds
+        self.dirty = True
 
     def save(self) -> None:
         """Write the cache once per rate point (not once per image)."""
@@ -173,21 +178,67 @@ class Predictor:
             self.dirty = False
 
 
-def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: list[dict], predictor: Predictor, ssc_codec) -> RatePoint:
+@dataclass(frozen=True)
+class CocoImageJob:
+    """One image at one rate point: code it, decode it, run the head (a Ray task or a local call)."""
+
+    path: str
+    image_id: int
+    codec: str
+    quality: float
+    partial: bool
+    min_area: int
+    ann: str
+    model: str
+    backend: str
+    det_weights: str | None
+    need_original: bool
+
+
+@dataclass
+class CocoImageResult:
+    image_id: int
+    nbytes: int
+    pixels: int
+    preds: list[dict] | None  # None for codec "none": the original predictions are the decode's
+    original: list[dict] | None  # computed when the job was asked for them
+
+
+def coco_image_job(job: CocoImageJob) -> CocoImageResult:
+    from ssc.batch import shared_codec, shared_head
+
+    head = shared_head(job.backend, job.det_weights)
+    x = read_image(job.path)
+    orig = predict_coco(head, x, job.image_id) if job.need_original else None
+    ssc_codec = shared_codec(job.model) if job.codec == "ssc" else None
+    y, nbytes, region = code_image(job.codec, x, job.quality, ssc_codec, Path(job.ann), Path(job.path), job.partial, job.min_area)
+    preds = None if job.codec == "none" else predict_coco(head, y, job.image_id, region)
+    return CocoImageResult(job.image_id, nbytes, x.shape[0] * x.shape[1], preds, orig)
+
+
+def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: list[dict], predictor: Predictor,
+                   executor) -> RatePoint:
+    from ssc.parallel import JobError
+
+    ann = str(Path(args.ann).resolve())
+    jobs = [CocoImageJob(str((Path(args.images) / rec["file_name"]).resolve()), int(rec["id"]), args.codec, float(quality),
+                         bool(args.partial), args.min_area, ann, args.model, args.backend, args.det_weights,
+                         predictor.get(rec["id"]) is None) for rec in records]
+    results = executor.map(coco_image_job, jobs, f"{args.codec} q={quality:g}{' partial' if args.partial else ''}")
+    bad = [r for r in results if isinstance(r, JobError)]
+    if bad:
+        raise RuntimeError(f"{len(bad)} images failed, first: {jobs[bad[0].job].path}: {bad[0].error}")
     ev = COCOEvaluator(coco_gt)
-    ann = Path(args.ann)
-    orig_preds, all_bpp = [], []
-    per_image = []
-    for rec in tqdm(records, desc=f"{args.codec} q={quality:g}{' partial' if args.partial else ''}"):
-        path = Path(args.images) / rec["file_name"]
-        x = read_image(path)
-        orig = predictor.original(x, rec["id"])
+    orig_preds, all_bpp, per_image = [], [], []
+    for r in results:
+        if r.original is not None:
+            predictor.put(r.image_id, r.original)
+        orig = predictor.get(r.image_id)
         orig_preds.extend(orig)
-        y, nbytes, region = code_image(args.codec, x, quality, ssc_codec, ann, path, args.partial, args.min_area)
-        preds = orig if args.codec == "none" else predictor(y, rec["id"], region)  # "none": the original is the decode
-        ev.process(rec["id"], preds)
-        per_image.append((rec["id"], preds))
-        all_bpp.append(bpp(nbytes, x.shape[0] * x.shape[1]))  # "none" counts 3 bytes per pixel: 24 bpp
+        preds = orig if r.preds is None else r.preds
+        ev.process(r.image_id, preds)
+        per_image.append((r.image_id, preds))
+        all_bpp.append(bpp(r.nbytes, r.pixels))  # "none" counts 3 bytes per pixel: 24 bpp
     predictor.save()
     gt_m = ev.evaluate()
     pgt = pseudo_ground_truth(records, coco_gt.dataset["categories"], orig_preds, args.fidelity_score)
@@ -233,16 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-area", type=int, default=256)
     ap.add_argument("--fidelity-score", type=float, default=FIDELITY_SCORE,
                     help="original-image predictions at or above this score are the fidelity ground truth")
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="out/eval/coco")
+    ap.add_argument("--json", default=None, help="results JSON (default OUT/coco_eval.json); rate points accumulate in it")
+    executor_args(ap, threads=2)
     args = ap.parse_args(argv)
-    import torch
     from pycocotools.coco import COCO
 
-    from ssc.models.zoo import load_codec
-    from ssc.tasks import build_head
-
-    torch.set_num_threads(args.threads)
+    from ssc.batch import shared_head
+    from ssc.parallel import make_executor
     if args.codec in ("jpeg", "webp", "avif") and not pillow_available(args.codec):
         raise SystemExit(f"Pillow has no {args.codec} support here")
     if args.partial and args.codec != "ssc":
@@ -252,25 +301,29 @@ def main(argv: list[str] | None = None) -> int:
     records = sorted(coco_gt.dataset["images"], key=lambda r: r["id"])[: args.limit]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    head = build_head(args.backend, args.det_weights)
-    predictor = Predictor(head, out / "predictions_cache.json")
-    ssc_codec = load_codec(args.model) if args.codec == "ssc" else None
+    head = shared_head(args.backend, args.det_weights)
+    predictor = Predictor(head.info.weights, out / "predictions_cache.json")
     qualities = [0.0] if args.codec == "none" else args.quality
-    res_path = out / "coco_eval.json"
+    res_path = Path(args.json) if args.json else out / "coco_eval.json"
     store = json.loads(res_path.read_text()) if res_path.is_file() else {"points": {}}
-    for q in qualities:
-        p = evaluate_point(args, q, coco_gt, records, predictor, ssc_codec)
-        store["points"][p.key] = asdict(p)
+    executor = make_executor(args.ray, args.address, args.workers, args.threads)
+    try:
+        for q in qualities:
+            p = evaluate_point(args, q, coco_gt, records, predictor, executor)
+            store["points"][p.key] = asdict(p)
+    finally:
+        executor.close()
     store["meta"] = run_meta(detector=head.info.weights, detector_arch=head.info.architecture, images=len(records),
-                             ann=args.ann, model=args.model)
+                             ann=args.ann, model=args.model, executor=executor.name, workers=executor.workers,
+                             threads_per_image=args.threads)
     pts = sorted(store["points"].values(), key=lambda p: (p["codec"], p["partial"], p["bpp"]))
     cols = ["codec", "quality", "mode", "images", "bpp", "bbox AP", "segm AP", "bbox AP50", "fidelity bbox AP",
             "fidelity segm AP", "fidelity objects"]
     rows = [[p["codec"], p["quality"], "partial" if p["partial"] else "full", p["images"], p["bpp"], p["bbox_AP"], p["segm_AP"],
              p["bbox_AP50"], p["fid_bbox_AP"], p["fid_segm_AP"], p["fid_objects"]] for p in pts]
     lines = [f"detector: {head.info.architecture} ({head.info.weights})", ""] + markdown_table(cols, rows)
-    write_outputs(out, "coco_eval", store, lines)
-    plot(pts, out / "coco_eval.png")
+    write_outputs(res_path.parent, res_path.stem, store, lines)
+    plot(pts, res_path.with_suffix(".png"))
     return 0
 
 

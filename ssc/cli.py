@@ -1,4 +1,4 @@
-"""Command line: ``ssc encode | decode | info | analyze | eval | demo | train | encode-video | decode-video``. Every failure exits non-zero with a
+"""Command line: ``ssc encode | decode | info | analyze | eval | demo | train | encode-video | decode-video | batch``. Every failure exits non-zero with a
 one-line ``ssc: error: ...`` message; a decode in which some groups' segments are corrupt writes the
 other groups and exits with status 3."""
 from __future__ import annotations
@@ -255,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     t.set_defaults(fn=cmd_train)
+
+    from .batch_cli import add_batch_commands
+
+    add_batch_commands(sub, model_args)
     return p
 
 
