@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-coco bench-omni bench-video bench-action clean
+.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-coco bench-omni bench-video bench-action bench-fanin clean
 
 install: $(STAMP)
 
@@ -77,6 +77,11 @@ bench-video: install anchors
 # Action recognition on partially decoded clips; pass ACTION_WEIGHTS=your_r3d18_k400.pth (ssc ships none).
 bench-action: install anchors
 	$(BIN)/python -m ssc.eval.action --data $(DATA)/video_action_mmaction2 $(if $(ACTION_WEIGHTS),--weights $(ACTION_WEIGHTS),)
+
+# Surveillance fan-in over Ray (scale-out issue): 4 camera files encoded by 1, 2 and 4 Ray workers
+# against the same jobs in this process, tracks queried and one track decoded per camera; out/eval/fanin/.
+bench-fanin: install
+	$(BIN)/python -m ssc.eval.fanin --video $(DATA)/video_surveillance/vtest_480x360_h264.avi --cameras 4 --frames 96 --workers 1 2 4
 
 clean:
 	rm -rf out runs .pytest_cache

@@ -1,0 +1,91 @@
+"""``ssc batch`` without Ray: jobs in this process, per-job errors, input checks, and a clear error
+when Ray is asked for but not installed."""
+import json
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from ssc.batch import comparable, resolve_spec
+from ssc.cli import main
+from ssc.masks import GroupMap, save_png
+from ssc.parallel import JobError, LocalExecutor, make_executor, run_all
+
+from .conftest import synthetic_scene
+
+
+@pytest.fixture(autouse=True)
+def keep_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _images(tmp_path, n=2):
+    imgs, maps = tmp_path / "imgs", tmp_path / "maps"
+    imgs.mkdir()
+    maps.mkdir()
+    for i in range(n):
+        img, lab = synthetic_scene(96, 128, seed=10 + i)
+        Image.fromarray(img).save(imgs / f"a{i}.png")
+        save_png(GroupMap.from_labels(lab, {1: (1, "person"), 2: (3, "car")}), maps / f"a{i}.png")
+    return imgs, maps
+
+
+def _fails(x):
+    if x == 2:
+        raise ValueError("bad input two")
+    return x * 10
+
+
+def test_local_executor_keeps_order_and_isolates_failures():
+    out, stats = run_all(LocalExecutor(1), _fails, [1, 2, 3], "t")
+    assert out[0] == 10 and out[2] == 30
+    assert isinstance(out[1], JobError) and out[1].job == 1 and "bad input two" in out[1].error
+    assert (stats.jobs, stats.failed, stats.executor) == (3, 1, "local")
+
+
+def test_batch_encode_decode_analyze_locally(tmp_path, zoo_env, capsys):
+    imgs, maps = _images(tmp_path)
+    # a mask map of the wrong size fails that image's job only
+    save_png(GroupMap.from_labels(synthetic_scene(64, 64)[1]), maps / "a1.png")
+    code = main(["batch", "encode", str(imgs), "--masks", f"png:{maps}/{{stem}}.png", "--model", "test-small", "-o",
+                 str(tmp_path / "s"), "--quality", "0.5"])
+    assert code == 3
+    doc = json.loads((tmp_path / "s" / "batch_encode.json").read_text())
+    ok, bad = doc["items"]
+    assert ok["bytes"] == (tmp_path / "s" / "a0.ssc").stat().st_size and ok["groups"] == 3
+    assert "error" in bad and bad["input"].endswith("a1.png") and not (tmp_path / "s" / "a1.ssc").exists()
+    assert "a1.png" in capsys.readouterr().err
+
+    assert main(["info", str(tmp_path / "s" / "a0.ssc")]) == 0
+    assert main(["batch", "decode", str(tmp_path / "s"), "--groups", "1", "-o", str(tmp_path / "d")]) == 0
+    dec = json.loads((tmp_path / "d" / "batch_decode.json").read_text())["items"][0]
+    assert dec["decoded"] == [1] and dec["bytes_read"] < dec["total_bytes"] and (tmp_path / "d" / "a0.png").is_file()
+    assert main(["batch", "analyze", str(tmp_path / "s"), "--task", "header", "-o", str(tmp_path / "h.json")]) == 0
+    h = json.loads((tmp_path / "h.json").read_text())
+    assert sorted(r["category_id"] for r in h["results"]) == [1, 3]
+    assert comparable(h)["items"][0]["task"] == "header"
+
+
+def test_batch_input_checks(tmp_path, zoo_env, capsys):
+    imgs, maps = _images(tmp_path, 1)
+    assert main(["batch", "encode", str(tmp_path / "nope.png"), "--masks", "png:x.png", "-o", str(tmp_path / "o")]) == 1
+    assert "input not found" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a0.png").write_bytes((imgs / "a0.png").read_bytes())
+    assert main(["batch", "encode", str(imgs / "a0.png"), str(other / "a0.png"), "--masks", "png:m.png",
+                 "-o", str(tmp_path / "o")]) == 1
+    assert "overwrite" in capsys.readouterr().err
+    assert main(["batch", "encode", str(imgs), "--masks", "png:m.png", "-o", str(tmp_path / "o"), "--workers", "3"]) == 1
+    assert "--workers needs --ray" in capsys.readouterr().err
+    assert resolve_spec("folder:ann/{stem}", imgs / "cam7.mp4") == "folder:ann/cam7"
+
+
+def test_ray_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(Exception, match=r"pip install 'ssc\[ray\]'"):
+        make_executor(ray=True)
+    assert make_executor().name == "local"  # without --ray nothing imports Ray
