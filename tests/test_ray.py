@@ -116,6 +116,13 @@ def test_batch_video_chunks_on_ray_equal_local(tmp_path, zoo_env, cluster):
     dec_l, dec_r = _both(["batch", "decode", str(tmp_path / "v-local"), "--groups", "1"], "-o", lambda t: tmp_path / f"vd-{t}")
     assert [it["pixels_sha256"] for it in dec_l["items"]] == [it["pixels_sha256"] for it in dec_r["items"]]
     assert all(it["decoded"] == [1] and it["bytes_read"] < it["total_bytes"] for it in dec_l["items"])
+    hdr, _ = _both(["batch", "analyze", str(tmp_path / "v-local"), "--task", "header"], "-o", lambda t: tmp_path / f"vh-{t}.json")
+    assert [[t["id"] for t in it["tracks"]] for it in hdr["items"]] == [[0, 1]] * 4 and hdr["items"][0]["bytes_read"] == 0
+    det_l, det_r = _both(["batch", "analyze", str(tmp_path / "v-local"), "--task", "detect", "--every", "3",
+                          "--score-thresh", "0.01"], "-o", lambda t: tmp_path / f"vdet-{t}.json")
+    assert comparable(det_l) == comparable(det_r) and det_l["results"]
+    # frames 0 and 3 of each 6-frame chunk, 0 and 3 of each 4-frame chunk; image ids name stream and frame
+    assert sorted({r["image_id"] % 100_000 for r in det_l["results"]}) <= [0, 3, 6, 9]
 
 
 def test_eval_coco_on_ray_equals_local(tmp_path, zoo_env, cluster):
