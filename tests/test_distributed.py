@@ -94,3 +94,42 @@ def test_torchrun_two_processes_match_one_and_resume(tmp_path):
     assert card["training"]["command"].startswith("torchrun --nproc_per_node 2")
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors", "config.yaml", "ddp.json", "ddp.safetensors",
                                                      "log.jsonl"]
+
+
+def _tiny_coco(tmp_path) -> tuple[str, str]:
+    """Four synthetic images with two box-shaped instances each, as a COCO file with polygons."""
+    images = tmp_path / "coco"
+    images.mkdir()
+    recs, anns = [], []
+    for i in range(4):
+        img, _ = synthetic_scene(96, 128, seed=20 + i)
+        Image.fromarray(img).save(images / f"{i}.png")
+        recs.append({"id": i + 1, "file_name": f"{i}.png", "height": 96, "width": 128})
+        for k, (x, y, w, h) in enumerate(((10 + 5 * i, 10, 40, 30), (70, 40 + 3 * i, 30, 40))):
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1 + k * 2, "iscrowd": 0, "area": w * h,
+                         "bbox": [x, y, w, h], "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]]})
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"images": recs, "annotations": anns,
+                               "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]}))
+    return str(images), str(ann)
+
+
+def test_torchrun_detector_and_omni_trainers(tmp_path):
+    """The other two trainers under DDP: rank 0 logs once per step and exports."""
+    images, ann = _tiny_coco(tmp_path)
+    det = {"name": "det-ddp", "kind": "detector", "arch": "maskrcnn_mobilenet_v3_lite", "data": {"images": images, "ann": ann},
+           "min_size": 96, "max_size": 160, "steps": 2, "batch": 2, "log_every": 1, "ckpt_every": 2, "threads": 1,
+           "out_dir": str(tmp_path / "runs")}
+    omni = {"name": "omni-ddp", "kind": "omni", "lambdas": [0.1, 0.5],
+            "model": {"arch": "gi-omni", **SMALL, "feature_channels": 128, "head_width": 32, "head_blocks": 1, "proj_dim": 16},
+            "data": {"photos": [images], "crop": 64, "mix": {"full": 0.5, "blob": 0.5}}, "steps": 2, "batch": 4,
+            "log_every": 1, "ckpt_every": 2, "threads": 1, "out_dir": str(tmp_path / "runs"), "extra": {"freeze": ["g_a", "g_s"]}}
+    for cfg in (det, omni):
+        path = tmp_path / f"{cfg['name']}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        _torchrun(str(path))
+        run = tmp_path / "runs" / cfg["name"]
+        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in log] == [1, 2] and all(r["processes"] == 2 for r in log)
+        card = json.loads((run / f"{cfg['name']}.json").read_text())
+        assert card["training"]["processes"] == 2 and (run / f"{cfg['name']}.safetensors").is_file()
