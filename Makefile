@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-coco bench-omni bench-video bench-action bench-fanin clean
+.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
 
 install: $(STAMP)
 
@@ -82,6 +82,10 @@ bench-action: install anchors
 # against the same jobs in this process, tracks queried and one track decoded per camera; out/eval/fanin/.
 bench-fanin: install
 	$(BIN)/python -m ssc.eval.fanin --video $(DATA)/video_surveillance/vtest_480x360_h264.avi --cameras 4 --frames 96 --workers 1 2 4
+
+# ssc eval coco locally (1 and 2 threads) and as Ray tasks (2 workers): time and equality of the rate point.
+bench-coco-ray: install
+	$(BIN)/python -m ssc.eval.coco_scaling --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 40
 
 clean:
 	rm -rf out runs .pytest_cache
