@@ -5,7 +5,6 @@ results JSON with a record per job in input order; records hold no timings (thos
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -179,7 +178,7 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
     masks = load_video_masks(job.masks, device=job.device)
     codec = shared_codec(job.model, job.device)
     rate = RateControl(qp=job.qp, roi_offset=job.roi_offset, target_kbps=job.kbps)
-    frames = itertools.islice(iter(src), job.start, job.stop)
+    frames = src.range(job.start, job.stop)
     with VideoEncoder(job.output, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False) as enc:
         for i, frame in enumerate(frames, start=job.start):
             enc.encode(frame, masks(i, frame))
@@ -194,16 +193,21 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
 
 
 def video_chunks(path: Path, chunk_frames: int | None, fps: float | None) -> list[tuple[int, int | None]]:
-    """[start, stop) frame ranges of one video: the whole file, or ``chunk_frames`` at a time."""
+    """[start, stop) frame ranges of one video: the whole file, or ``chunk_frames`` at a time. When
+    the container does not state its frame count (Matroska), it is estimated from the duration and
+    the last chunk runs to the end of the file, so no frame is lost to the estimate."""
     if not chunk_frames:
         return [(0, None)]
-    from .video.io import open_frames
+    if chunk_frames < 1:
+        raise SSCError("--chunk-frames must be at least 1")
+    from .video.io import estimate_frames, open_frames
 
-    n = open_frames(path, fps=fps).count
-    if n is None:
-        raise SSCError(f"{path}: the container does not give its frame count, so it cannot be chunked; "
+    n = open_frames(path, fps=fps).count or estimate_frames(path)
+    if not n:
+        raise SSCError(f"{path}: neither the frame count nor the duration is known, so it cannot be chunked; "
                        f"encode it whole (no --chunk-frames)")
-    return [(s, min(s + chunk_frames, n)) for s in range(0, n, chunk_frames)]
+    starts = list(range(0, n, chunk_frames))
+    return [(s, s + chunk_frames) for s in starts[:-1]] + [(starts[-1], None)]
 
 
 # ----------------------------------------------------------------------------- decode

@@ -89,3 +89,46 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
     with pytest.raises(Exception, match=r"pip install 'ssc\[ray\]'"):
         make_executor(ray=True)
     assert make_executor().name == "local"  # without --ray nothing imports Ray
+
+
+def _clip(path, n=40, gop=10):
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264" if path.suffix == ".mp4" else "ffv1", rate=10)
+        s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+        s.codec_context.gop_size = gop
+        for t in range(n):
+            f = np.roll(base, 2 * t, axis=1)
+            f[:8, :8] = t  # frame number in the corner
+            for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_chunk_reads_seek_and_equal_a_sequential_read(tmp_path, suffix):
+    """A chunk of a container starts at the key frame before it (one seek) and gives exactly the
+    frames a read from the start gives; the chunks cover the file."""
+    import itertools
+
+    import numpy as np
+
+    from ssc.batch import video_chunks
+    from ssc.video.io import open_frames
+
+    pytest.importorskip("av")
+    path = tmp_path / f"clip{suffix}"
+    _clip(path)
+    src = open_frames(path)
+    for a, b in ((23, 31), (10, 11), (35, None)):
+        assert src._seek_range(a, b) is not None  # regular timestamps: the seek path is taken
+        got, want = list(src.range(a, b)), list(itertools.islice(iter(src), a, b))
+        assert len(got) == len(want) > 0 and all(np.array_equal(x, y) for x, y in zip(got, want))
+    chunks = video_chunks(path, 16, None)
+    assert chunks == [(0, 16), (16, 32), (32, None)]
+    assert sum(len(list(src.range(a, b))) for a, b in chunks) == 40

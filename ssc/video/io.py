@@ -2,6 +2,7 @@
 video file or a folder of PNGs. Frames are (H, W, 3) uint8 RGB numpy arrays, one at a time (streaming)."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -49,6 +50,92 @@ class FrameSource:
                     yield fr.to_ndarray(format="rgb24")
         except av.FFmpegError as e:
             raise SSCError(f"{self.path}: video decoding failed ({e})") from e
+
+
+    def range(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Frames ``start`` to ``stop`` (exclusive). In a container, decoding starts at the key frame
+        at or before ``start`` (one seek) instead of at the first frame, so a chunk of a long file
+        costs its own length plus at most one GOP. Frame numbers come from timestamps at the
+        stream's average rate; when they do not line up (variable rate, no index, a seek that
+        overshoots), it falls back to decoding from the first frame."""
+        if start < 0 or (stop is not None and stop < start):
+            raise ValueError(f"bad frame range [{start}, {stop})")
+        if start == 0 or self.path.is_dir():
+            yield from itertools.islice(iter(self), start, stop)
+            return
+        seeked = self._seek_range(start, stop)
+        if seeked is None:
+            yield from itertools.islice(iter(self), start, stop)
+        else:
+            yield from seeked
+
+    def _seek_range(self, start: int, stop: int | None, check: int = 8) -> Iterator[np.ndarray] | None:
+        """The frames of [start, stop) via a seek, or None when timestamps cannot be trusted: the first
+        ``check`` frames after the seek must carry display timestamps one frame apart, counted from
+        the first frame's (AVI with B-frames, for one, carries decode-order stamps and falls back)."""
+        av = _av()
+        try:
+            with av.open(str(self.path)) as c:
+                first = next(c.decode(c.streams.video[0]), None)
+            c = av.open(str(self.path))
+        except av.FFmpegError as e:
+            raise SSCError(f"{self.path}: not a readable video ({e})") from e
+        s = c.streams.video[0]
+        rate, tb = s.average_rate, s.time_base
+        if first is None or first.pts is None or not rate or not tb:
+            c.close()
+            return None
+        t0 = first.pts
+
+        def index(fr) -> int | None:
+            return None if fr.pts is None else round((fr.pts - t0) * tb * rate)
+
+        try:
+            c.seek(t0 + int(Fraction(start) / rate / tb), stream=s, backward=True, any_frame=False)
+            it = c.decode(s)
+            head = list(itertools.islice(it, check))
+        except av.FFmpegError:
+            c.close()
+            return None
+        idx = [index(f) for f in head]
+        if not head or idx[0] is None or idx[0] > start or idx != list(range(idx[0], idx[0] + len(head))):
+            c.close()
+            return None
+
+        def frames() -> Iterator[np.ndarray]:
+            expect = idx[0]
+            try:
+                for fr in itertools.chain(head, it):
+                    i = index(fr)
+                    if i != expect:
+                        raise SSCError(f"{self.path}: frame timestamps are not regular (frame {expect} has pts {fr.pts}); "
+                                       f"encode it whole instead of in chunks")
+                    expect += 1
+                    if stop is not None and i >= stop:
+                        break
+                    if i >= start:
+                        yield fr.to_ndarray(format="rgb24")
+            except av.FFmpegError as e:
+                raise SSCError(f"{self.path}: video decoding failed ({e})") from e
+            finally:
+                c.close()
+
+        return frames()
+
+
+def estimate_frames(path: str | Path) -> int | None:
+    """Frames in a video file from its duration and average rate (rounded down), or None."""
+    av = _av()
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            if s.duration and s.time_base and s.average_rate:
+                return int(s.duration * s.time_base * s.average_rate)
+            if c.duration and s.average_rate:
+                return int(Fraction(c.duration, 1_000_000) * s.average_rate)
+    except av.FFmpegError:
+        return None
+    return None
 
 
 def image_files(folder: Path) -> list[Path]:
