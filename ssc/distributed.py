@@ -4,8 +4,10 @@
 Everything here is a thin layer over PyTorch's own engine: the process group comes from torchrun's
 environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), gradients are averaged by
 :class:`~torch.nn.parallel.DistributedDataParallel`, and each rank's share of the data comes from
-:class:`~torch.utils.data.distributed.DistributedSampler`. Without torchrun (``WORLD_SIZE`` unset or
-1) every function is a no-op and training is the single-process run.
+:class:`~torch.utils.data.distributed.DistributedSampler`. Under torchrun even one process runs this
+way (DDP over a group of one), so a one-GPU torchrun run exercises the multi-GPU path. Without
+torchrun (no ``RANK`` / ``WORLD_SIZE`` in the environment) every function is a no-op and training is
+the plain single-process run.
 
 The batch in a config is the *global* batch: each of N ranks draws ``batch / N`` samples, and the
 union of the ranks' samples at a step is the single-process batch of that step (see
@@ -29,6 +31,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: str = "cpu"
+    launched: bool = False  # started by torchrun (a process group exists, even of one process)
 
     @property
     def is_main(self) -> bool:
@@ -37,7 +40,9 @@ class DistContext:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Under torchrun: DDP, collectives and rank-0 duties apply (also with one process, so a
+        one-GPU torchrun run exercises the same path as eight)."""
+        return self.launched
 
     def local_batch(self, batch: int) -> int:
         """This rank's share of the global ``batch``."""
@@ -48,18 +53,19 @@ class DistContext:
 
 
 def init_distributed() -> DistContext:
-    """Join the process group torchrun describes in the environment, or run alone. The device is
-    ``cuda:LOCAL_RANK`` when CUDA is there, else the CPU (gloo)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """Join the process group torchrun describes in the environment (``RANK``, ``WORLD_SIZE``,
+    ``LOCAL_RANK``), or run alone when those are absent. The device is ``cuda:LOCAL_RANK`` when CUDA
+    is there (NCCL), else the CPU (gloo)."""
     cuda = torch.cuda.is_available()
-    if world <= 1:
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return DistContext(device="cuda" if cuda else "cpu")
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
-    return DistContext(rank, world, local, f"cuda:{local}" if cuda else "cpu")
+    return DistContext(rank, world, local, f"cuda:{local}" if cuda else "cpu", launched=True)
 
 
 def wrap(model: torch.nn.Module, ctx: DistContext, find_unused: bool = False) -> torch.nn.Module:

@@ -57,8 +57,8 @@ def _run(cmd: list[str]) -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
 
-def _torchrun(config: str) -> None:
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+def _torchrun(config: str, procs: int = 2) -> None:
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
           "-m", "ssc.cli", "train", "--config", config])
 
 
@@ -94,6 +94,20 @@ def test_torchrun_two_processes_match_one_and_resume(tmp_path):
     assert card["training"]["command"].startswith("torchrun --nproc_per_node 2")
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.safetensors", "config.yaml", "ddp.json", "ddp.safetensors",
                                                      "log.jsonl"]
+
+
+def test_torchrun_one_process_matches_plain_run(tmp_path):
+    """One process under torchrun goes through the process group and DDP (NCCL on a GPU machine,
+    gloo here) and trains what the plain run trains. On a CUDA machine this is the one-GPU check."""
+    _run([sys.executable, "-m", "ssc.cli", "train", "--config", _config(tmp_path, "plain", 2)])
+    _torchrun(_config(tmp_path, "one", 2), procs=1)
+    run = tmp_path / "one" / "ddp"
+    card = json.loads((run / "ddp.json").read_text())
+    assert card["training"]["processes"] == 1 and card["training"]["command"].startswith("torchrun --nproc_per_node 1")
+    assert card["training"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert [json.loads(x)["processes"] for x in (run / "log.jsonl").read_text().splitlines()] == [1, 1]
+    a, b = _model(tmp_path / "plain" / "ddp" / "checkpoint.safetensors"), _model(run / "checkpoint.safetensors")
+    assert max(float((a[k].cpu() - b[k].cpu()).abs().max()) for k in a) < 1e-4
 
 
 def _tiny_coco(tmp_path) -> tuple[str, str]:
