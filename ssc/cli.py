@@ -174,7 +174,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             path = train_omni(cfg, resume=not args.restart)
         else:
             path = train(cfg, resume=not args.restart)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote them
+    from .distributed import launched_rank
+
+    if launched_rank() in (None, 0):  # under torchrun, rank 0 wrote them
         print(f"weights: {path} (card: {path.with_suffix('.json')})")
     return 0
 

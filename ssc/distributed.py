@@ -44,6 +44,11 @@ class DistContext:
         one-GPU torchrun run exercises the same path as eight)."""
         return self.launched
 
+    @property
+    def device_type(self) -> str:
+        """"cuda" or "cpu" (the device without its index, as model cards record it)."""
+        return self.device.split(":")[0]
+
     def local_batch(self, batch: int) -> int:
         """This rank's share of the global ``batch``."""
         if batch % self.world_size:
@@ -52,14 +57,22 @@ class DistContext:
         return batch // self.world_size
 
 
+def launched_rank() -> int | None:
+    """This process's rank when torchrun started it (``RANK`` and ``WORLD_SIZE`` set), else None."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    return int(os.environ["RANK"])
+
+
 def init_distributed() -> DistContext:
     """Join the process group torchrun describes in the environment (``RANK``, ``WORLD_SIZE``,
     ``LOCAL_RANK``), or run alone when those are absent. The device is ``cuda:LOCAL_RANK`` when CUDA
     is there (NCCL), else the CPU (gloo)."""
     cuda = torch.cuda.is_available()
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+    rank = launched_rank()
+    if rank is None:
         return DistContext(device="cuda" if cuda else "cpu")
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    world = int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
         torch.cuda.set_device(local)
@@ -69,7 +82,7 @@ def init_distributed() -> DistContext:
 
 
 def wrap(model: torch.nn.Module, ctx: DistContext, find_unused: bool = False) -> torch.nn.Module:
-    """``model`` under DistributedDataParallel when the job has several processes, else itself."""
+    """``model`` under DistributedDataParallel when torchrun started the job, else itself."""
     if not ctx.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel

@@ -84,10 +84,9 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     return step, elapsed
 
 
-def start_run(cfg: TrainConfig) -> tuple[Path, DistContext, torch.nn.Module]:
-    """Process group (under torchrun), seed, threads, run folder (with the config, written by rank 0),
-    and the untrained model of ``cfg``. Each rank seeds its own noise with ``seed + rank``; the
-    weights start equal everywhere (DDP broadcasts rank 0's)."""
+def open_run(cfg) -> tuple[Path, DistContext]:
+    """Process group (under torchrun), seed, threads, and the run folder with the config in it
+    (written by rank 0). Shared by every trainer (``cfg``: a TrainConfig or a DetectorConfig)."""
     ctx = init_distributed()
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -96,6 +95,13 @@ def start_run(cfg: TrainConfig) -> tuple[Path, DistContext, torch.nn.Module]:
     if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(cfg.__dict__))
+    return out, ctx
+
+
+def start_run(cfg: TrainConfig) -> tuple[Path, DistContext, torch.nn.Module]:
+    """:func:`open_run`, then the untrained model of ``cfg``. Each rank seeds its own noise with
+    ``seed + rank``; the weights start equal everywhere (DDP broadcasts rank 0's)."""
+    out, ctx = open_run(cfg)
     model = create_model(cfg.model["arch"], **{k: v for k, v in cfg.model.items() if k != "arch"})
     if len(cfg.lambdas) != model.num_qualities:
         raise ValueError(f"{len(cfg.lambdas)} lambdas for {model.num_qualities} quality levels")
@@ -104,7 +110,7 @@ def start_run(cfg: TrainConfig) -> tuple[Path, DistContext, torch.nn.Module]:
     return out, ctx, model
 
 
-def resume_from(cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, resume: bool,
+def resume_from(cfg, model: torch.nn.Module, opt: torch.optim.Optimizer, resume: bool,
                 ctx: DistContext | None = None) -> tuple[int, float]:
     """(step, training seconds so far): from the run's checkpoint when resuming, else (0, 0). Every
     rank reads the same checkpoint (rank 0 wrote it)."""
@@ -150,9 +156,10 @@ class RunLog:
     file: IO[str] | None
 
     @classmethod
-    def open(cls, out: Path, ctx: DistContext, steps: range, total: int, desc: str) -> "RunLog":
-        bar = tqdm(steps, initial=steps.start, total=total, desc=desc, disable=not ctx.is_main)
-        return cls(ctx, bar, open(out / "log.jsonl", "a") if ctx.is_main else None)
+    def open(cls, cfg, ctx: DistContext, step: int) -> "RunLog":
+        """The log of run ``cfg`` (appended to) and a bar over its steps from ``step`` on."""
+        bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train {cfg.name}", disable=not ctx.is_main)
+        return cls(ctx, bar, open(Path(cfg.out_dir) / cfg.name / "log.jsonl", "a") if ctx.is_main else None)
 
     def close(self) -> None:
         if self.file:
@@ -189,7 +196,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     lam = torch.tensor(cfg.lambdas, device=ctx.device)
     t0 = time.time() - before  # training time accumulates across resumes
     model.train()
-    log = RunLog.open(out, ctx, range(step, cfg.steps), cfg.steps, f"train {cfg.name}")
+    log = RunLog.open(cfg, ctx, step)
     for step in log.bar:
         lr = set_lr(cfg, opt, step)
         b = sampler.batch(step, per_rank)
@@ -202,17 +209,19 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
             "loss": loss.item(), "bpp": res.bpp.mean().item(),
             "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr})
     log.close()
-    return finish_run(cfg, ctx, model, time.time() - t0)
+    seconds = time.time() - t0
+    return finish_run(cfg, ctx, lambda: export(cfg, model, ctx, seconds))
 
 
-def finish_run(cfg: TrainConfig, ctx: DistContext, model: torch.nn.Module, seconds: float) -> Path:
-    """Rank 0 exports; every rank waits for it, leaves the process group and gets the path."""
-    path = export(cfg, model, ctx, seconds) if ctx.is_main else weights_path(cfg)
+def finish_run(cfg, ctx: DistContext, write: Callable[[], Path]) -> Path:
+    """Rank 0 exports (``write``); every rank waits for it, leaves the process group and gets the
+    weights path."""
+    path = write() if ctx.is_main else weights_path(cfg)
     shutdown(ctx)
     return path
 
 
-def weights_path(cfg: TrainConfig) -> Path:
+def weights_path(cfg) -> Path:
     return Path(cfg.out_dir) / cfg.name / f"{cfg.name}.safetensors"
 
 
@@ -231,7 +240,7 @@ def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: 
         lambdas=list(cfg.lambdas),
         training={
             "steps": cfg.steps, "batch": cfg.batch, "crop": cfg.data.get("crop", 128), "lr": cfg.lr,
-            "data": cfg.data, "device": ctx.device.split(":")[0], "processes": ctx.world_size,
+            "data": cfg.data, "device": ctx.device_type, "processes": ctx.world_size,
             "seconds": round(seconds, 1), "command": train_command(cfg.name, ctx),
             **({"kind": cfg.kind, "extra": cfg.extra} if cfg.extra else {}),
         },

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image
 from tqdm import tqdm
 
+from ssc.distributed import DistContext, ShardedStream, wrap
 from ssc.models.zoo import ModelCard, export_weights
-from ssc.distributed import DistContext, ShardedStream, init_distributed, shutdown, wrap
-from ssc.train import RunLog, backprop, finish_step, load_checkpoint, train_command
+from ssc.train import (RunLog, backprop, finish_run, finish_step, open_run, resume_from, train_command,
+                       weights_path)
 
 from .torchvision_backend import NUM_LABEL_SLOTS, build_maskrcnn, categories_from_coco
 
@@ -147,26 +147,18 @@ def to_target(a: Annotated, device: str) -> tuple[torch.Tensor, dict]:
 def train_detector(cfg: DetectorConfig, resume: bool = True) -> Path:
     """Run (or resume) detector training, alone or as one rank of a torchrun job (DDP); returns the
     exported weights path (written by rank 0)."""
-    ctx = init_distributed()
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir) / cfg.name
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in cfg.__dict__.items()}))
+    _, ctx = open_run(cfg)
     model = build_maskrcnn(cfg.arch, NUM_LABEL_SLOTS, cfg.min_size, cfg.max_size).to(ctx.device)
     torch.manual_seed(cfg.seed + ctx.rank)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ck = out / "checkpoint.safetensors"
-    step, before = load_checkpoint(ck, model, opt) if (resume and ck.is_file()) else (0, 0.0)
+    step, before = resume_from(cfg, model, opt, resume, ctx)
     net = wrap(model, ctx, find_unused=True)  # an image whose instances were all cut away leaves the mask head idle
     data = load_coco_train(cfg.data["images"], cfg.data["ann"], cfg.max_size, quiet=not ctx.is_main)
     sampler = CopyPasteSampler(data, cfg.copy_paste, tuple(cfg.scale_jitter), cfg.seed, ctx)
     per_rank = ctx.local_batch(cfg.batch)
     t0 = time.time() - before  # training time accumulates across resumes
     model.train()
-    log = RunLog.open(out, ctx, range(step, cfg.steps), cfg.steps, f"train {cfg.name}")
+    log = RunLog.open(cfg, ctx, step)
     for step in log.bar:
         lr = cfg.lr * (0.1 if step >= cfg.lr_decay_at * cfg.steps else 1.0) * min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
@@ -178,9 +170,8 @@ def train_detector(cfg: DetectorConfig, resume: bool = True) -> Path:
         finish_step(cfg, step, model, opt, t0, log, lambda: {
             "loss": loss.item(), **{k: v.item() for k, v in losses.items()}, "lr": lr})
     log.close()
-    path = export_detector(cfg, model, ctx, time.time() - t0) if ctx.is_main else out / f"{cfg.name}.safetensors"
-    shutdown(ctx)
-    return path
+    seconds = time.time() - t0
+    return finish_run(cfg, ctx, lambda: export_detector(cfg, model, ctx, seconds))
 
 
 def export_detector(cfg: DetectorConfig, model: torch.nn.Module, ctx: DistContext, seconds: float) -> Path:
@@ -191,10 +182,10 @@ def export_detector(cfg: DetectorConfig, model: torch.nn.Module, ctx: DistContex
         config={"num_classes": NUM_LABEL_SLOTS, "min_size": cfg.min_size, "max_size": cfg.max_size,
                 "categories": categories_from_coco(cfg.data["ann"])},
         training={"steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "copy_paste": cfg.copy_paste, "data": cfg.data,
-                  "device": ctx.device.split(":")[0], "processes": ctx.world_size, "seconds": round(seconds, 1),
+                  "device": ctx.device_type, "processes": ctx.world_size, "seconds": round(seconds, 1),
                   "command": train_command(cfg.name, ctx)},
         notes=cfg.notes,
     )
-    path = Path(cfg.out_dir) / cfg.name / f"{cfg.name}.safetensors"
+    path = weights_path(cfg)
     export_weights(model, card, path, half=True)
     return path

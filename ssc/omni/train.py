@@ -16,8 +16,8 @@ import torch
 from ..errors import WeightsError
 from ..models.layers import support_pyramid
 from ..distributed import wrap
-from ..train import (RunLog, TrainConfig, _ckpt_path, backprop, crop_sampler, finish_run, finish_step, resume_from,
-                     set_lr, start_run)
+from ..train import (RunLog, TrainConfig, _ckpt_path, backprop, crop_sampler, export, finish_run, finish_step,
+                     resume_from, set_lr, start_run)
 from .ssl import info_nce, second_view
 
 NEW_MODULES = ("filter.", "feature_head.", "projector.")
@@ -89,7 +89,7 @@ def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
     model.train()
     for name in ex.get("freeze", []):
         getattr(model, name).eval()
-    log = RunLog.open(out, ctx, range(step, cfg.steps), cfg.steps, f"train {cfg.name}")
+    log = RunLog.open(cfg, ctx, step)
     for step in log.bar:
         lr = set_lr(cfg, opt, step)
         b = sampler.batch(step, per_rank)
@@ -109,4 +109,5 @@ def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
         finish_step(cfg, step, model, opt, t0, log, lambda: {
             "loss": loss.item(), "bpp": bpp.mean().item(), "distill": dist.mean().item(), "ssl": ssl.item(), "lr": lr})
     log.close()
-    return finish_run(cfg, ctx, model, time.time() - t0)
+    seconds = time.time() - t0
+    return finish_run(cfg, ctx, lambda: export(cfg, model, ctx, seconds))
