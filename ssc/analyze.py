@@ -80,8 +80,6 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
     composite image (undecoded pixels mid-grey). ``domain="features"``: the stream's Omni model turns
     the decoded latents into the head's feature pyramid and only the head's RPN and ROI stages run
     (``head`` must be the detector the feature head was distilled from)."""
-    from ssc.tasks.coco_results import instances_to_coco, keep_inside
-
     if task not in PIXEL_TASKS:
         raise ValueError(f"task must be detect or segment, got {task!r}")
     if domain not in DOMAINS:
@@ -95,9 +93,17 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
     else:
         dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)
         inst = head.predict(dec.image, masks=task == "segment")
-    region = np.isin(dec.group_map, dec.decoded)
+    results = results_in_region(inst, np.isin(dec.group_map, dec.decoded), image_id, task, keep_inside_frac)
+    total = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    return AnalyzeResult(task, (dec.header.height, dec.header.width), results, dec.decoded, dec.failed,
+                         dec.bytes_read, total, time.perf_counter() - t0)
+
+
+def results_in_region(inst, region: np.ndarray, image_id: int, task: str, keep_inside_frac: float = 0.5) -> list[dict]:
+    """COCO results of the instances lying mostly (``keep_inside_frac``) inside ``region``, the
+    decoded groups or tracks; all of them when everything was decoded."""
+    from ssc.tasks.coco_results import instances_to_coco, keep_inside
+
     if keep_inside_frac > 0 and not region.all():
         inst = keep_inside(inst, region, keep_inside_frac)
-    total = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
-    return AnalyzeResult(task, (dec.header.height, dec.header.width), instances_to_coco(inst, image_id, task), dec.decoded, dec.failed,
-                         dec.bytes_read, total, time.perf_counter() - t0)
+    return instances_to_coco(inst, image_id, task)

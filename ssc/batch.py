@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import SSCError
 from .parallel import Executor, JobError, RunStats, run_all
+from .video.format import is_video_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".ts")
@@ -39,16 +40,9 @@ def shared_head(backend: str, weights: str | None, device: str = "cpu", score_th
     return build_head(backend, weights, device=device, **kw)
 
 
-def is_video_stream(path: str) -> bool:
-    from .video import format as vf
-
-    with open(path, "rb") as f:
-        return f.read(len(vf.MAGIC)) == vf.MAGIC
-
-
-def stream_model(path: str) -> str:
-    """The zoo model a stream names in its header (image or video)."""
-    if is_video_stream(path):
+def stream_model(path: str, video: bool) -> str:
+    """The zoo model a stream (a video one when ``video``) names in its header."""
+    if video:
         from .video import VideoReader
 
         with VideoReader(path) as rd:
@@ -59,12 +53,17 @@ def stream_model(path: str) -> str:
         return rd.header.model_id
 
 
+def short_digest(h: "hashlib._Hash") -> str:
+    """The first 16 hex digits of a SHA-256: what records carry for streams and decoded pixels."""
+    return h.hexdigest()[:16]
+
+
 def pixels_digest(*arrays: np.ndarray) -> str:
-    """SHA-256 (first 16 hex digits) of decoded pixels: equal digests, equal pixels."""
+    """Digest of decoded pixels: equal digests, equal pixels."""
     h = hashlib.sha256()
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
+    return short_digest(h)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -91,12 +90,16 @@ def resolve_spec(spec: str, path: Path) -> str:
     return spec.replace("{stem}", path.stem)
 
 
-def unique_outputs(inputs: Sequence[Path], out_dir: Path, suffix: str) -> list[Path]:
-    names = [out_dir / (p.stem + suffix) for p in inputs]
-    dup = sorted({n.name for n in names if names.count(n) > 1})
+def check_unique(outputs: Sequence[Path]) -> list[Path]:
+    """``outputs`` when no two are the same file, else an error naming the clashes."""
+    dup = sorted({n.name for n in outputs if outputs.count(n) > 1})
     if dup:
         raise SSCError(f"inputs with the same name would overwrite each other's output: {', '.join(dup)}")
-    return names
+    return list(outputs)
+
+
+def unique_outputs(inputs: Sequence[Path], out_dir: Path, suffix: str) -> list[Path]:
+    return check_unique([out_dir / (p.stem + suffix) for p in inputs])
 
 
 # ----------------------------------------------------------------------------- encode
@@ -147,7 +150,7 @@ class EncodeRecord:
 
 
 def _file_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return short_digest(hashlib.sha256(Path(path).read_bytes()))
 
 
 def encode_image_job(job: ImageEncodeJob) -> EncodeRecord:
@@ -164,7 +167,7 @@ def encode_image_job(job: ImageEncodeJob) -> EncodeRecord:
     Path(job.output).write_bytes(res.data)
     h, w = image.shape[:2]
     return EncodeRecord(job.image, job.output, "image", w, h, 1, 0, len(res.data), len(gm.groups),
-                        bpp=8 * len(res.data) / (h * w), stream_sha256=hashlib.sha256(res.data).hexdigest()[:16],
+                        bpp=8 * len(res.data) / (h * w), stream_sha256=short_digest(hashlib.sha256(res.data)),
                         timing={"seconds": time.perf_counter() - t0})
 
 
@@ -241,8 +244,9 @@ def decode_job(job: DecodeJob) -> DecodeRecord:
     from PIL import Image
 
     t0 = time.perf_counter()
-    codec = shared_codec(stream_model(job.stream), job.device)
-    if is_video_stream(job.stream):
+    video = is_video_file(job.stream)
+    codec = shared_codec(stream_model(job.stream, video), job.device)
+    if video:
         return _decode_video(job, codec, t0)
     from .api import decode_image
 
@@ -273,7 +277,7 @@ def _decode_video(job: DecodeJob, codec, t0: float) -> DecodeRecord:
             n = out.n
         read, size = rd.bytes_read, rd.size
     secs = time.perf_counter() - t0
-    return DecodeRecord(job.stream, job.output, "video", dec.tracks, n, read, size, h.hexdigest()[:16], failed,
+    return DecodeRecord(job.stream, job.output, "video", dec.tracks, n, read, size, short_digest(h), failed,
                         {"seconds": secs, "frames_per_s": n / max(secs, 1e-9)})
 
 
@@ -315,7 +319,7 @@ VIDEO_ID_STRIDE = 100_000
 
 def analyze_job(job: AnalyzeJob) -> AnalyzeRecord:
     t0 = time.perf_counter()
-    if is_video_stream(job.stream):
+    if is_video_file(job.stream):
         rec = _analyze_video(job)
     else:
         from .analyze import analyze_stream, header_results
@@ -324,7 +328,7 @@ def analyze_job(job: AnalyzeJob) -> AnalyzeRecord:
             res = header_results(job.stream, job.image_id, job.groups, job.classes)
         else:
             head = shared_head(job.backend, job.det_weights, job.device, job.score_thresh)
-            codec = shared_codec(stream_model(job.stream), job.device)
+            codec = shared_codec(stream_model(job.stream, False), job.device)
             res = analyze_stream(job.stream, head, job.task, codec, job.groups, job.classes, job.image_id, device=job.device)
         rec = AnalyzeRecord(job.stream, "image", job.task, job.image_id, res.results, list(res.decoded_groups),
                             res.bytes_read, res.total_bytes, {str(k): v for k, v in res.failed_groups.items()})
@@ -335,7 +339,7 @@ def analyze_job(job: AnalyzeJob) -> AnalyzeRecord:
 def _analyze_video(job: AnalyzeJob) -> AnalyzeRecord:
     """Header: the track table (nothing decoded). detect/segment: the head on every ``every``-th
     frame of a partial decode of the chosen tracks, predictions kept inside the decoded tracks."""
-    from .analyze import FILL
+    from .analyze import FILL, results_in_region
     from .video import VideoDecoder, VideoReader
     from .video.cli import video_info
 
@@ -345,10 +349,8 @@ def _analyze_video(job: AnalyzeJob) -> AnalyzeRecord:
                   or t["id"] in (job.groups or ()) or t["label"] in (job.classes or ())]
         return AnalyzeRecord(job.stream, "video", "header", job.image_id, [], [t["id"] for t in chosen], 0,
                              info["total_bytes"], tracks=chosen)
-    from ssc.tasks.coco_results import instances_to_coco, keep_inside
-
     head = shared_head(job.backend, job.det_weights, job.device, job.score_thresh)
-    codec = shared_codec(stream_model(job.stream), job.device)
+    codec = shared_codec(stream_model(job.stream, True), job.device)
     results: list[dict] = []
     failed: dict[str, str] = {}
     with VideoReader(job.stream) as rd:
@@ -358,10 +360,8 @@ def _analyze_video(job: AnalyzeJob) -> AnalyzeRecord:
             if (fr.number - job.start) % job.every:
                 continue
             inst = head.predict(fr.image, masks=job.task == "segment")
-            region = np.isin(fr.track_map, fr.decoded)
-            if not region.all():
-                inst = keep_inside(inst, region, 0.5)
-            results.extend(instances_to_coco(inst, job.image_id * VIDEO_ID_STRIDE + fr.number, job.task))
+            results.extend(results_in_region(inst, np.isin(fr.track_map, fr.decoded), job.image_id * VIDEO_ID_STRIDE + fr.number,
+                                             job.task))
         read, size = rd.bytes_read, rd.size
     return AnalyzeRecord(job.stream, "video", job.task, job.image_id, results, dec.tracks, read, size, failed)
 

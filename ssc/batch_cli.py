@@ -22,10 +22,22 @@ def executor_args(sp: argparse.ArgumentParser, threads: int = 1) -> None:
                    help=f"torch threads per job (default {threads}); results are identical between runs with equal --threads")
 
 
-def _executor(args: argparse.Namespace):
+def _run(args: argparse.Namespace, command: str, fn, jobs: list, settings: dict, out_json: Path) -> dict:
+    """Run ``jobs`` where the execution arguments say, write and return the results JSON."""
+    from .batch import run_batch
     from .parallel import make_executor
 
-    return make_executor(args.ray, args.address, args.workers, args.threads)
+    ex = make_executor(args.ray, args.address, args.workers, args.threads)
+    try:
+        return run_batch(command, ex, fn, jobs, settings, out_json)
+    finally:
+        ex.close()
+
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    out = Path(args.output).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _finish(doc: dict, out_json: Path) -> int:
@@ -45,14 +57,13 @@ def _finish(doc: dict, out_json: Path) -> int:
 
 def cmd_batch_encode(args: argparse.Namespace) -> int:
     from .batch import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, ImageEncodeJob, VideoEncodeJob, encode_image_job, encode_video_job,
-                        expand_inputs, resolve_spec, run_batch, unique_outputs, video_chunks)
+                        expand_inputs, resolve_spec, unique_outputs, video_chunks)
 
     inputs = expand_inputs(args.inputs, IMAGE_SUFFIXES + VIDEO_SUFFIXES)
     videos = [p for p in inputs if p.suffix.lower() in VIDEO_SUFFIXES]
     if videos and len(videos) != len(inputs):
         raise SSCError("ssc batch encode takes images or videos, not both in one run")
-    out_dir = Path(args.output).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(args)
     model = args.weights or args.model
     if videos:
         jobs = []
@@ -72,13 +83,8 @@ def cmd_batch_encode(args: argparse.Namespace) -> int:
         fn = encode_image_job
         settings = {"kind": "image", "masks": args.masks, "model": model, "quality": args.quality, "policy": args.policy,
                     "min_area": args.min_area, "threads": args.threads}
-    ex = _executor(args)
-    try:
-        out_json = Path(args.json) if args.json else out_dir / "batch_encode.json"
-        doc = run_batch("encode", ex, fn, jobs, settings, out_json)
-    finally:
-        ex.close()
-    return _finish(doc, out_json)
+    out_json = Path(args.json) if args.json else out_dir / "batch_encode.json"
+    return _finish(_run(args, "encode", fn, jobs, settings, out_json), out_json)
 
 
 def _selection(text: str | None, cast=str) -> tuple | None:
@@ -86,30 +92,20 @@ def _selection(text: str | None, cast=str) -> tuple | None:
 
 
 def cmd_batch_decode(args: argparse.Namespace) -> int:
-    from .batch import STREAM_SUFFIXES, DecodeJob, decode_job, expand_inputs, is_video_stream, run_batch
+    from .batch import STREAM_SUFFIXES, DecodeJob, check_unique, decode_job, expand_inputs
+    from .video.format import is_video_file
 
     streams = expand_inputs(args.streams, STREAM_SUFFIXES)
-    out_dir = Path(args.output).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _out_dir(args)
     groups = _selection(args.groups, int)
     classes = _selection(args.classes)
-    jobs = []
-    for s in streams:
-        video = s.is_file() and is_video_stream(str(s))
-        out = out_dir / (s.stem + (args.video_format if video else ".png"))
-        jobs.append(DecodeJob(str(s), str(out), groups, classes, args.start, args.stop, args.fill, args.device))
-    names = [j.output for j in jobs]
-    if len(set(names)) != len(names):
-        raise SSCError("streams with the same name would overwrite each other's output")
+    outputs = check_unique([out_dir / (s.stem + (args.video_format if is_video_file(s) else ".png")) for s in streams])
+    jobs = [DecodeJob(str(s), str(o), groups, classes, args.start, args.stop, args.fill, args.device)
+            for s, o in zip(streams, outputs)]
     settings = {"groups": groups, "classes": classes, "start": args.start, "stop": args.stop, "fill": args.fill,
                 "threads": args.threads}
-    ex = _executor(args)
-    try:
-        out_json = Path(args.json) if args.json else out_dir / "batch_decode.json"
-        doc = run_batch("decode", ex, decode_job, jobs, settings, out_json)
-    finally:
-        ex.close()
-    return _finish(doc, out_json)
+    out_json = Path(args.json) if args.json else out_dir / "batch_decode.json"
+    return _finish(_run(args, "decode", decode_job, jobs, settings, out_json), out_json)
 
 
 def image_ids(streams: list[Path], ann: str | None) -> list[int]:
@@ -127,7 +123,7 @@ def image_ids(streams: list[Path], ann: str | None) -> list[int]:
 
 
 def cmd_batch_analyze(args: argparse.Namespace) -> int:
-    from .batch import STREAM_SUFFIXES, AnalyzeJob, analyze_job, expand_inputs, run_batch
+    from .batch import STREAM_SUFFIXES, AnalyzeJob, analyze_job, expand_inputs
 
     streams = expand_inputs(args.streams, STREAM_SUFFIXES)
     if args.every < 1:
@@ -138,11 +134,7 @@ def cmd_batch_analyze(args: argparse.Namespace) -> int:
             for s, iid in zip(streams, image_ids(streams, args.ann))]
     settings = {"task": args.task, "backend": args.backend, "det_weights": args.det_weights, "groups": groups,
                 "classes": classes, "score_thresh": args.score_thresh, "every": args.every, "threads": args.threads}
-    ex = _executor(args)
-    try:
-        doc = run_batch("analyze", ex, analyze_job, jobs, settings, Path(args.output))
-    finally:
-        ex.close()
+    doc = _run(args, "analyze", analyze_job, jobs, settings, Path(args.output))
     print(f"{args.output}: {len(doc['results'])} {args.task} results from {len(jobs)} streams")
     return _finish(doc, Path(args.output))
 

@@ -85,13 +85,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .bitstream import StreamReader
     from .video import format as vf
 
-    if Path(args.stream).is_file():
-        with open(args.stream, "rb") as f:
-            if f.read(len(vf.MAGIC)) == vf.MAGIC:
-                from .video.cli import print_video_info
+    if Path(args.stream).is_file() and vf.is_video_file(args.stream):
+        from .video.cli import print_video_info
 
-                print_video_info(args.stream, args.json)
-                return 0
+        print_video_info(args.stream, args.json)
+        return 0
     with StreamReader(args.stream) as rd:
         info = header_summary(rd.header)
         info["total_bytes"] = rd.total_length

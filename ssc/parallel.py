@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
@@ -40,7 +40,6 @@ class RunStats:
     jobs: int
     failed: int
     seconds: float
-    extra: dict = field(default_factory=dict)
 
 
 def run_job(fn: Callable[[Any], Any], index: int, job: Any, threads: int) -> Any:

@@ -57,6 +57,7 @@ corrupt mask or segment fails only its own track until that track's next intra e
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from ..bitstream.format import Cursor, _str8, crc32, varint
@@ -206,6 +207,12 @@ def encode_trailer(index_offset: int) -> bytes:
 
 
 # ------------------------------------------------------------------ reading
+def is_video_file(path: str | Path) -> bool:
+    """Whether the file at ``path`` starts like an ssc video stream (``.ssv``) rather than an image one."""
+    with open(path, "rb") as f:
+        return f.read(len(MAGIC)) == MAGIC
+
+
 def parse_preamble(data: bytes) -> int:
     """Header body length from the 12-byte preamble."""
     if len(data) < PREAMBLE.size:

@@ -75,12 +75,11 @@ class FrameSource:
         the first frame's (AVI with B-frames, for one, carries decode-order stamps and falls back)."""
         av = _av()
         try:
-            with av.open(str(self.path)) as c:
-                first = next(c.decode(c.streams.video[0]), None)
             c = av.open(str(self.path))
+            s = c.streams.video[0]
+            first = next(c.decode(s), None)  # its timestamp is frame 0's
         except av.FFmpegError as e:
             raise SSCError(f"{self.path}: not a readable video ({e})") from e
-        s = c.streams.video[0]
         rate, tb = s.average_rate, s.time_base
         if first is None or first.pts is None or not rate or not tb:
             c.close()
