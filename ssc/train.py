@@ -41,6 +41,13 @@ class TrainConfig:
     out_dir: str = "runs"
     extra: dict = field(default_factory=dict)
     kind: str = "codec"  # `ssc train` dispatches on it ("detector": ssc.tasks.train_detector)
+    #: "bf16": the codec's analysis/synthesis transforms train under bfloat16 autocast (the entropy
+    #: model stays float32); "fp32": everything float32
+    precision: str = "fp32"
+    #: channels-last activations and weights (faster NHWC convolution kernels on CPU)
+    channels_last: bool = False
+    #: where a fresh run's weights come from (a zoo name or .safetensors); ignored when resuming
+    init_from: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -123,6 +130,57 @@ def resume_from(cfg, model: torch.nn.Module, opt: torch.optim.Optimizer, resume:
     return 0, 0.0
 
 
+def warm_start(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext | None = None) -> tuple[int, float]:
+    """(step, training seconds) after loading ``cfg.init_from`` (exported weights with a model card)
+    into a run that has no checkpoint. When the card is this run's own export (same name), the run
+    continues its campaign from the card's step count and time with a fresh optimizer, so a new
+    machine resumes from committed weights alone; other weights only initialise the model."""
+    from .models.zoo import load_state_checked, load_verified
+
+    card, state, _, wpath = load_verified(cfg.init_from)
+    if card.architecture != cfg.model["arch"] or card.config != {k: v for k, v in cfg.model.items() if k != "arch"}:
+        raise ValueError(f"init_from {wpath} is a {card.architecture} {card.config}, not this run's model")
+    load_state_checked(model, state, f"weights {wpath}", card.architecture)
+    same = card.name == cfg.name
+    step = int(card.training.get("steps", 0)) if same else 0
+    seconds = float(card.training.get("seconds", 0.0)) if same else 0.0
+    log = wpath.with_name(f"{wpath.stem}.train_log.jsonl")
+    run_log = Path(cfg.out_dir) / cfg.name / "log.jsonl"
+    if same and log.is_file() and not run_log.exists() and (ctx is None or ctx.is_main):
+        run_log.write_text(log.read_text())  # the learning curve continues in the run's log
+    if ctx is None or ctx.is_main:
+        print(f"initialised from {wpath}" + (f" (continuing at step {step}, {seconds / 3600:.2f} h)" if same else ""))
+    return step, seconds
+
+
+class StopRequest:
+    """SIGTERM / SIGINT while training: finish the step, checkpoint and export, then return (so a
+    background campaign is stopped with one ``kill`` and leaves weights behind). Installed only in
+    the main thread; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopRequest":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+
+
 def crop_sampler(cfg: TrainConfig, default_crop: int, ctx: DistContext, num_qualities: int) -> CropSampler:
     d = cfg.data
     samples = load_samples(d["photos"], d.get("coco_images"), d.get("coco_ann"), d.get("max_side", 512),
@@ -167,7 +225,7 @@ class RunLog:
 
 
 def finish_step(cfg, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, t0: float, log: RunLog,
-                metrics: Callable[[], dict]) -> None:
+                metrics: Callable[[], dict], last: bool = False) -> None:
     """Every ``log_every`` steps a JSON line (and the progress bar) with ``metrics()`` averaged over
     the ranks; every ``ckpt_every`` steps and at the end a checkpoint, written by rank 0. ``model``
     is the bare module (not the DDP wrapper), so checkpoints load at any process count."""
@@ -179,38 +237,56 @@ def finish_step(cfg, step: int, model: torch.nn.Module, opt: torch.optim.Optimiz
             log.file.write(json.dumps(rec) + "\n")
             log.file.flush()
         log.bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k not in ("step", "lr", "elapsed_s", "processes")})
-    if ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps) and log.ctx.is_main:
+    if ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or last) and log.ctx.is_main:
         save_checkpoint(_ckpt_path(cfg), model, opt, step + 1, time.time() - t0)
 
 
-def train(cfg: TrainConfig, resume: bool = True) -> Path:
+def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -> Path:
     """Run (or resume) training, alone or as one rank of a torchrun job; returns the exported
-    weights path (written by rank 0)."""
+    weights path (written by rank 0). ``minutes`` (or SIGTERM / SIGINT) ends the run early, after a
+    checkpoint and an export at the step reached; the next run resumes from there."""
     out, ctx, model = start_run(cfg)
     model = model.to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, before = resume_from(cfg, model, opt, resume, ctx)
+    if step == 0 and cfg.init_from and resume:
+        step, before = warm_start(cfg, model, ctx)
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {cfg.precision!r}")
+    model.train_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
     net = wrap(model, ctx)
     sampler = crop_sampler(cfg, 128, ctx, model.num_qualities)
     per_rank = ctx.local_batch(cfg.batch)
     lam = torch.tensor(cfg.lambdas, device=ctx.device)
     t0 = time.time() - before  # training time accumulates across resumes
+    deadline = time.time() + 60 * minutes if minutes else None
     model.train()
     log = RunLog.open(cfg, ctx, step)
-    for step in log.bar:
-        lr = set_lr(cfg, opt, step)
-        b = sampler.batch(step, per_rank)
-        x, m, q = b.x.to(ctx.device), b.mask.to(ctx.device), b.quality.to(ctx.device)
-        res = net(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
-        mse = ((res.x_hat - x * m) ** 2).sum((1, 2, 3)) / (3 * res.pixels)
-        loss = (lam[q] * 255**2 * mse + res.bpp).mean()
-        backprop(opt, loss, model.parameters(), cfg.grad_clip)
-        finish_step(cfg, step, model, opt, t0, log, lambda: {
-            "loss": loss.item(), "bpp": res.bpp.mean().item(),
-            "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr})
+    done = step
+    with StopRequest() as stop:
+        for step in log.bar:
+            lr = set_lr(cfg, opt, step)
+            b = sampler.batch(step, per_rank)
+            x, m, q = b.x.to(ctx.device, memory_format=fmt), b.mask.to(ctx.device), b.quality.to(ctx.device)
+            res = net(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
+            mse = ((res.x_hat - x * m) ** 2).sum((1, 2, 3)) / (3 * res.pixels)
+            loss = (lam[q] * 255**2 * mse + res.bpp).mean()
+            backprop(opt, loss, model.parameters(), cfg.grad_clip)
+            done = step + 1
+            last = stop.requested or (deadline is not None and time.time() >= deadline)
+            if ctx.enabled:  # every rank stops at the same step (any rank's request counts)
+                last = mean_over_ranks({"stop": float(last)}, ctx)["stop"] > 0
+            finish_step(cfg, step, model, opt, t0, log, lambda: {
+                "loss": loss.item(), "bpp": res.bpp.mean().item(),
+                "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr}, last=last)
+            if last:
+                break
     log.close()
     seconds = time.time() - t0
-    return finish_run(cfg, ctx, lambda: export(cfg, model, ctx, seconds))
+    model.to(memory_format=torch.contiguous_format)
+    return finish_run(cfg, ctx, lambda: export(cfg, model, ctx, seconds, done))
 
 
 def finish_run(cfg, ctx: DistContext, write: Callable[[], Path]) -> Path:
@@ -225,7 +301,7 @@ def weights_path(cfg) -> Path:
     return Path(cfg.out_dir) / cfg.name / f"{cfg.name}.safetensors"
 
 
-def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: float) -> Path:
+def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: float, steps: int | None = None) -> Path:
     """Round to the shipped precision, build the entropy tables from the rounded weights, write
     safetensors + model card into the run directory."""
     model = model.cpu().eval()
@@ -239,7 +315,9 @@ def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: 
         config={k: v for k, v in cfg.model.items() if k != "arch"},
         lambdas=list(cfg.lambdas),
         training={
-            "steps": cfg.steps, "batch": cfg.batch, "crop": cfg.data.get("crop", 128), "lr": cfg.lr,
+            "steps": cfg.steps if steps is None else steps, "schedule_steps": cfg.steps,
+            "batch": cfg.batch, "crop": cfg.data.get("crop", 128), "lr": cfg.lr,
+            "precision": cfg.precision,
             "data": cfg.data, "device": ctx.device_type, "processes": ctx.world_size,
             "seconds": round(seconds, 1), "command": train_command(cfg.name, ctx),
             **({"kind": cfg.kind, "extra": cfg.extra} if cfg.extra else {}),

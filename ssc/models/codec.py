@@ -91,6 +91,8 @@ class GroupCodec(CodingTables, nn.Module):
         self.log_inv_gain = nn.Parameter(-init.clone())
         self._init_tables(Nz, z_half_range, scale_min, scale_max, scale_levels)
         self._exact_cache: tuple | None = None
+        #: reduced precision of the transforms in training (None: float32); see _transform_precision
+        self.train_dtype: torch.dtype | None = None
 
     # ----------------------------------------------------------------- rate control
     def _gains(self, quality: torch.Tensor, log_gain: torch.Tensor) -> torch.Tensor:
@@ -108,7 +110,16 @@ class GroupCodec(CodingTables, nn.Module):
         """Analysis: the latents y of crops ``x`` at per-sample ``quality`` (before quantisation).
         Subclasses (the Omni-ICM feature codec) add their filter here, so training and the exact
         coding path see the same latents."""
-        return self.g_a(x, pyr) * self._gains(quality, self.log_gain)
+        with self._transform_precision():
+            y = self.g_a(x, pyr)
+        return y.float() * self._gains(quality, self.log_gain)
+
+    def _transform_precision(self):
+        """Autocast context of the analysis and synthesis transforms while training: ``train_dtype``
+        (e.g. bfloat16, set by the trainer) or full precision. The entropy model (hyper path, context,
+        likelihoods) always trains in float32, and so does everything outside training."""
+        dtype = self.train_dtype if self.training else None
+        return torch.autocast(self.log_gain.device.type, dtype=dtype, enabled=dtype is not None)
 
     def latent_forward(self, x: torch.Tensor, mask: torch.Tensor, quality: torch.Tensor,
                        hard: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -149,8 +160,9 @@ class GroupCodec(CodingTables, nn.Module):
         """Differentiable pass. ``x`` (B, 3, H, W) in [0, 1], ``mask`` (B, 1, H, W) in {0, 1}, H and W
         multiples of 64."""
         y_ste, bits_y, bits_z, pyr = self.latent_forward(x, mask, quality, hard)
-        x_hat = self.g_s(y_ste * self._gains(quality, self.log_inv_gain), pyr) * pyr[0]
-        return CodecOutput(x_hat, bits_y, bits_z, mask.sum((1, 2, 3)))
+        with self._transform_precision():
+            x_hat = self.g_s(y_ste * self._gains(quality, self.log_inv_gain), pyr)
+        return CodecOutput(x_hat.float() * pyr[0], bits_y, bits_z, mask.sum((1, 2, 3)))
 
     # ----------------------------------------------------------------- exact parameter path
     def _pass_params(self, hyper_fx: torch.Tensor, y_hat: torch.Tensor, pos: torch.Tensor, first: bool) -> tuple[torch.Tensor, torch.Tensor]:

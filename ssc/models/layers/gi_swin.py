@@ -75,19 +75,10 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(x).reshape(bw, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         bias = self.rel_bias[self.rel_index.reshape(-1)].reshape(n, n, self.heads).permute(2, 0, 1)
-        # windows lying inside one group and one shift region need no mask: they share the bias
-        # (broadcast, never materialised per window); only mixed windows get a per-window mask
-        full = allowed.flatten(1).all(1)
-        if bool(full.all()):
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
-        else:
-            out = torch.empty_like(q)
-            mixed = (~full).nonzero().squeeze(1)
-            mask = bias.unsqueeze(0).masked_fill(~allowed[mixed].unsqueeze(1), float("-inf"))
-            out[mixed] = F.scaled_dot_product_attention(q[mixed], k[mixed], v[mixed], attn_mask=mask)
-            if bool(full.any()):
-                idx = full.nonzero().squeeze(1)
-                out[idx] = F.scaled_dot_product_attention(q[idx], k[idx], v[idx], attn_mask=bias.unsqueeze(0))
+        # one masked attention over every window: a window inside one group gets exactly the bias,
+        # a mixed one also -inf between groups (no gather/scatter of window subsets, cheap backward)
+        mask = bias.unsqueeze(0).masked_fill(~allowed.unsqueeze(1), float("-inf"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
         return self.proj(out.transpose(1, 2).reshape(bw, n, c))
 
 
