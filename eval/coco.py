@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ssc.api import decode_image, encode_image, read_image
-from ssc.batch_cli import executor_args
+from ssc.batch_cli import detector_args, executor_args
 from ssc.masks import apply_policy, from_coco
 
 from .anchors import pillow_available, pillow_code
@@ -44,9 +44,10 @@ FIDELITY_SCORE = 0.5
 class COCOEvaluator:
     """detectron2-style evaluator: ``reset`` / ``process(image_id, results)`` / ``evaluate``."""
 
-    def __init__(self, coco_gt, iou_types: tuple[str, ...] = ("bbox", "segm")) -> None:
+    def __init__(self, coco_gt, iou_types: tuple[str, ...] = ("bbox", "segm"), cat_ids: list[int] | None = None) -> None:
         self.coco_gt = coco_gt
         self.iou_types = iou_types
+        self.cat_ids = cat_ids  # score only these categories (a detector's own), None: all
         self.reset()
 
     def reset(self) -> None:
@@ -64,7 +65,8 @@ class COCOEvaluator:
 
         out: dict[str, float] = {}
         for t in self.iou_types:
-            res = [r for r in self._results if t == "bbox" or "segmentation" in r]
+            res = [r for r in self._results if (t == "bbox" or "segmentation" in r)
+                   and (self.cat_ids is None or r["category_id"] in self.cat_ids)]
             if not self.coco_gt.dataset.get("annotations"):
                 out[f"{t}_AP"] = out[f"{t}_AP50"] = None
                 continue
@@ -75,6 +77,8 @@ class COCOEvaluator:
                 dt = self.coco_gt.loadRes(copy.deepcopy(res))
                 ev = COCOeval(self.coco_gt, dt, t)
                 ev.params.imgIds = sorted(set(self._image_ids))
+                if self.cat_ids is not None:
+                    ev.params.catIds = list(self.cat_ids)
                 ev.evaluate()
                 ev.accumulate()
                 ev.summarize()
@@ -194,6 +198,7 @@ class CocoImageJob:
     backend: str
     det_weights: str | None
     need_original: bool
+    score_thresh: float | None = None
 
 
 @dataclass
@@ -208,7 +213,7 @@ class CocoImageResult:
 def coco_image_job(job: CocoImageJob) -> CocoImageResult:
     from ssc.batch import shared_codec, shared_head
 
-    head = shared_head(job.backend, job.det_weights)
+    head = shared_head(job.backend, job.det_weights, "cpu", job.score_thresh)
     x = read_image(job.path)
     orig = predict_coco(head, x, job.image_id) if job.need_original else None
     ssc_codec = shared_codec(job.model) if job.codec == "ssc" else None
@@ -217,19 +222,27 @@ def coco_image_job(job: CocoImageJob) -> CocoImageResult:
     return CocoImageResult(job.image_id, nbytes, x.shape[0] * x.shape[1], preds, orig)
 
 
+def scored_categories(head, coco_gt) -> list[int] | None:
+    """The COCO categories a detector can score on: its own when it knows fewer than the annotations
+    hold (the person detector: person only), else None (all)."""
+    own = {c.id for c in head.info.categories}
+    gt = set(coco_gt.getCatIds())
+    return sorted(own & gt) if own and not gt <= own else None
+
+
 def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: list[dict], predictor: Predictor,
-                   executor) -> RatePoint:
+                   executor, cat_ids: list[int] | None = None, iou_types: tuple[str, ...] = ("bbox", "segm")) -> RatePoint:
     from ssc.parallel import JobError
 
     ann = str(Path(args.ann).resolve())
     jobs = [CocoImageJob(str((Path(args.images) / rec["file_name"]).resolve()), int(rec["id"]), args.codec, float(quality),
                          bool(args.partial), args.min_area, ann, args.model, args.backend, args.det_weights,
-                         predictor.get(rec["id"]) is None) for rec in records]
+                         predictor.get(rec["id"]) is None, args.score_thresh) for rec in records]
     results = executor.map(coco_image_job, jobs, f"{args.codec} q={quality:g}{' partial' if args.partial else ''}")
     bad = [r for r in results if isinstance(r, JobError)]
     if bad:
         raise RuntimeError(f"{len(bad)} images failed, first: {jobs[bad[0].job].path}: {bad[0].error}")
-    ev = COCOEvaluator(coco_gt)
+    ev = COCOEvaluator(coco_gt, iou_types, cat_ids=cat_ids)
     orig_preds, all_bpp, per_image = [], [], []
     for r in results:
         if r.original is not None:
@@ -243,12 +256,12 @@ def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: l
     predictor.save()
     gt_m = ev.evaluate()
     pgt = pseudo_ground_truth(records, coco_gt.dataset["categories"], orig_preds, args.fidelity_score)
-    fid = COCOEvaluator(pgt)
+    fid = COCOEvaluator(pgt, iou_types)
     for iid, preds in per_image:
         fid.process(iid, preds)
     f_m = fid.evaluate()
     return RatePoint(args.codec, float(quality), bool(args.partial), len(records), float(np.mean(all_bpp)),
-                     gt_m["bbox_AP"], gt_m["segm_AP"], gt_m["bbox_AP50"], gt_m["segm_AP50"], f_m["bbox_AP"], f_m["segm_AP"],
+                     gt_m["bbox_AP"], gt_m.get("segm_AP"), gt_m["bbox_AP50"], gt_m.get("segm_AP50"), f_m["bbox_AP"], f_m.get("segm_AP"),
                      len(pgt.dataset["annotations"]))
 
 
@@ -279,8 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality", type=float, nargs="+", default=[2.0])
     ap.add_argument("--partial", action="store_true", help="ssc: decode only the annotated objects' groups")
     ap.add_argument("--model", default="gi-hyper-ckbd-s")
-    ap.add_argument("--backend", default="torchvision")
-    ap.add_argument("--det-weights", default=None)
+    detector_args(ap)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--min-area", type=int, default=256)
     ap.add_argument("--fidelity-score", type=float, default=FIDELITY_SCORE,
@@ -290,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     executor_args(ap, threads=2)
     args = ap.parse_args(argv)
     from pycocotools.coco import COCO
+
+    from ssc.tasks.heads import resolve_backend
+
+    args.backend = resolve_backend(args.backend, args.det_weights)
 
     from ssc.batch import shared_head
     from ssc.parallel import make_executor
@@ -302,8 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     records = sorted(coco_gt.dataset["images"], key=lambda r: r["id"])[: args.limit]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    head = shared_head(args.backend, args.det_weights)
-    predictor = Predictor(head.info.weights, out / "predictions_cache.json")
+    head = shared_head(args.backend, args.det_weights, "cpu", args.score_thresh)
+    predictor = Predictor(f"{head.info.backend}|{head.info.weights}|{args.score_thresh}", out / "predictions_cache.json")
+    cat_ids = scored_categories(head, coco_gt)
+    scope = ("all categories" if cat_ids is None else
+             "categories " + ", ".join(coco_gt.cats[c]["name"] for c in cat_ids) + " only (the detector's own classes)")
+    print(f"detector {head.info.backend} {head.info.weights}: AP scored on {scope}")
     qualities = [0.0] if args.codec == "none" else args.quality
     res_path = Path(args.json) if args.json else out / "coco_eval.json"
     store = json.loads(res_path.read_text()) if res_path.is_file() else {"points": {}}
@@ -311,12 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for q in qualities:
             t0 = time.perf_counter()
-            p = evaluate_point(args, q, coco_gt, records, predictor, executor)
+            p = evaluate_point(args, q, coco_gt, records, predictor, executor, cat_ids,
+                               ("bbox", "segm") if head.info.masks else ("bbox",))
             store["points"][p.key] = asdict(p)
             store.setdefault("seconds", {})[p.key] = time.perf_counter() - t0  # kept apart: points must not depend on it
     finally:
         executor.close()
-    store["meta"] = run_meta(detector=head.info.weights, detector_arch=head.info.architecture, images=len(records),
+    store["meta"] = run_meta(detector=head.info.weights, detector_arch=head.info.architecture, scored=scope, images=len(records),
                              ann=args.ann, model=args.model, executor=executor.name, workers=executor.workers,
                              threads_per_image=args.threads)
     pts = sorted(store["points"].values(), key=lambda p: (p["codec"], p["partial"], p["bpp"]))
@@ -324,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             "fidelity segm AP", "fidelity objects"]
     rows = [[p["codec"], p["quality"], "partial" if p["partial"] else "full", p["images"], p["bpp"], p["bbox_AP"], p["segm_AP"],
              p["bbox_AP50"], p["fid_bbox_AP"], p["fid_segm_AP"], p["fid_objects"]] for p in pts]
-    lines = [f"detector: {head.info.architecture} ({head.info.weights})", ""] + markdown_table(cols, rows)
+    lines = [f"detector: {head.info.architecture} ({head.info.weights}); AP scored on {scope}", ""] + markdown_table(cols, rows)
     write_outputs(res_path.parent, res_path.stem, store, lines)
     plot(pts, res_path.with_suffix(".png"))
     return 0

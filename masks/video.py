@@ -96,6 +96,14 @@ class PropagatedMasks:
         return GroupMap.from_labels(self._labels, self._meta)
 
 
+def _box_mask(box, h: int, w: int) -> np.ndarray:
+    """The pixels of an xyxy box (for detectors without masks)."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    m = np.zeros((h, w), bool)
+    m[max(0, int(np.floor(y0))) : min(h, int(np.ceil(y1))), max(0, int(np.floor(x0))) : min(w, int(np.ceil(x1)))] = True
+    return m
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     u = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / u) if u else 0.0
@@ -125,8 +133,8 @@ class DetectorMasks:
         used: set[int] = set()
         order = sorted(keep, key=lambda i: -float(inst.scores[i]))
         for i in order:
-            m = inst.masks[i].cpu().numpy() > 0.5 if inst.masks is not None else None
-            if m is None or m.sum() < self.min_area:
+            m = inst.masks[i].cpu().numpy() > 0.5 if inst.masks is not None else _box_mask(inst.boxes[i], h, w)
+            if m.sum() < self.min_area:
                 continue
             best, best_iou = None, self.iou
             for tid in np.unique(old[m]):
@@ -249,8 +257,9 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
     - ``folder:DIR``: one label image per frame (DAVIS annotations);
     - ``propagate:FIRST.png``: the first frame's label map, propagated by motion;
     - ``detect:foreground[,every=N]``: moving objects of a fixed camera (median background);
-    - ``detect:MODEL[,every=N][,score=S]``: a task-head detector (zoo name such as ``det-ref`` or a
-      weights path), every N frames, propagated and IoU-tracked in between.
+    - ``detect:ssdlite-person[,every=N][,score=S]``: the pretrained person detector every N frames,
+      propagated and IoU-tracked in between;
+    - ``detect:MODEL[,every=N][,score=S]``: the same with a torchvision detector (zoo name or weights path).
     """
     kind, sep, arg = spec.partition(":")
     if not sep or not arg:
@@ -265,20 +274,17 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
             first = GroupMap.from_labels(first.labels, {**{g.group_id: (g.class_id, g.label) for g in first.groups}, **names})
         return PropagatedMasks(first)
     if kind == "detect":
-        model, *opts = arg.split(",")
-        kw: dict[str, float] = {}
-        for o in opts:
-            k, _, v = o.partition("=")
-            if k not in ("every", "score") or not v:
-                raise MaskError(f"unknown detector option {o!r} (every=N, score=S)")
-            try:
-                kw[k] = float(v)
-            except ValueError:
-                raise MaskError(f"detector option {o!r} needs a number") from None
+        from .detect import parse_detect_spec
+
+        model, kw = parse_detect_spec(arg, ("every", "score"))
         every = int(kw.get("every", 5))
+        if every < 1:
+            raise MaskError(f"every={every} must be at least 1")
         if model == "foreground":
             return DetectorMasks(ForegroundDetector(), every=every, score=0.0)
         from ssc.tasks import build_head
 
-        return DetectorMasks(build_head("torchvision", model, device=device), every=every, score=kw.get("score", 0.5))
+        backend = "ssdlite-person" if model == "ssdlite-person" else "torchvision"
+        return DetectorMasks(build_head(backend, None if backend == "ssdlite-person" else model, device=device),
+                             every=every, score=kw.get("score", 0.5))
     raise MaskError(f"unknown video mask source kind {kind!r} (folder, propagate, detect)")

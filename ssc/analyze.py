@@ -56,9 +56,10 @@ def header_results(source: bytes | str | Path, image_id: int = 0, groups: Iterab
 
 
 def feature_detector(source: bytes | str | Path, codec: LoadedCodec | None, det_weights: str | None,
-                     backend: str = "torchvision", device: str = "cpu") -> tuple[LoadedCodec, str]:
-    """For ``--domain features``: the stream's codec (checked to have a feature head) and the
-    detector its feature head was distilled from; another detector cannot read those features."""
+                     backend: str | None = None, device: str = "cpu") -> tuple[LoadedCodec, str, str]:
+    """For ``--domain features``: the stream's codec (checked to have a feature head), and the backend
+    and weights of the detector its feature head was distilled from (``backend`` None: that one);
+    another detector cannot read those features."""
     from .api import codec_for_stream
     from .omni.decode import require_feature_codec
 
@@ -66,10 +67,11 @@ def feature_detector(source: bytes | str | Path, codec: LoadedCodec | None, det_
         codec = codec_for_stream(rd.header, codec, device)
     require_feature_codec(codec)
     teacher = codec.model.teacher
-    if backend != "torchvision" or (det_weights is not None and Path(det_weights).stem != teacher):
-        raise WeightsError(f"the feature head of {codec.card.name} was distilled from the torchvision detector "
+    teacher_backend = getattr(codec.model, "teacher_backend", "torchvision")
+    if (backend or teacher_backend) != teacher_backend or (det_weights is not None and Path(det_weights).stem != teacher):
+        raise WeightsError(f"the feature head of {codec.card.name} was distilled from the {teacher_backend} detector "
                            f"{teacher!r}; only that detector can read its features (use --domain pixels for others)")
-    return codec, teacher
+    return codec, teacher_backend, teacher
 
 
 def analyze_stream(source: bytes | str | Path, head, task: str = "segment", codec: LoadedCodec | None = None,
@@ -84,6 +86,8 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
         raise ValueError(f"task must be detect or segment, got {task!r}")
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
+    if task == "segment" and not getattr(head.info, "masks", True):
+        raise ValueError(f"the {head.info.backend} head predicts boxes only; use --task detect")
     t0 = time.perf_counter()
     if domain == "features":
         from .omni.decode import decode_features

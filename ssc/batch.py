@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ssc.tasks.heads import shared_head  # noqa: F401  (re-exported: the jobs' worker-side head cache)
+
 from .errors import SSCError
 from .parallel import Executor, JobError, RunStats, run_all
 from .video.format import is_video_file
@@ -24,20 +26,13 @@ STREAM_SUFFIXES = (".ssc", ".ssv")
 
 
 # ----------------------------------------------------------------------------- worker-side caches
+# (shared_head, one task head per worker process, lives in ssc.tasks.heads: masks use it too)
 @lru_cache(maxsize=4)
 def shared_codec(name: str, device: str = "cpu"):
     """One loaded codec per (weights, device) in each worker process, reused by its jobs."""
     from .models.zoo import load_codec
 
     return load_codec(name, device=device)
-
-
-@lru_cache(maxsize=2)
-def shared_head(backend: str, weights: str | None, device: str = "cpu", score_thresh: float | None = None):
-    from ssc.tasks import build_head
-
-    kw = {} if score_thresh is None else {"score_thresh": score_thresh}
-    return build_head(backend, weights, device=device, **kw)
 
 
 def stream_model(path: str, video: bool) -> str:
@@ -160,7 +155,7 @@ def encode_image_job(job: ImageEncodeJob) -> EncodeRecord:
 
     t0 = time.perf_counter()
     image = read_image(job.image)
-    gm = apply_policy(load_masks(job.masks, job.image, image.shape[:2]), job.policy, job.min_area)
+    gm = apply_policy(load_masks(job.masks, job.image, image.shape[:2], image), job.policy, job.min_area)
     codec = shared_codec(job.model, job.device)
     q = job.quality if job.quality is not None else default_quality(codec.model.num_qualities)
     res = encode_image(image, gm, codec, quality=q, tile=job.tile)
@@ -287,7 +282,7 @@ class AnalyzeJob:
     stream: str
     task: str  # detect | segment | header
     image_id: int
-    backend: str = "torchvision"
+    backend: str = "ssdlite-person"  # ssc.tasks.DEFAULT_BACKEND
     det_weights: str | None = None
     groups: tuple[int, ...] | None = None
     classes: tuple[str, ...] | None = None

@@ -22,6 +22,19 @@ def executor_args(sp: argparse.ArgumentParser, threads: int = 1) -> None:
                    help=f"torch threads per job (default {threads}); results are identical between runs with equal --threads")
 
 
+def detector_args(sp: argparse.ArgumentParser, score_default: float | None = None) -> None:
+    """Which task head reads the images (shared by ``ssc analyze``, ``ssc batch analyze`` and ``ssc
+    eval coco``). The default is ssc.tasks.DEFAULT_BACKEND, the pretrained person detector."""
+    sp.add_argument("--backend", default=None,
+                    help="task backend: ssdlite-person (the default: the pretrained person detector, boxes only), "
+                         "torchvision (Mask R-CNN with your --det-weights; the default when they are given) or "
+                         "detectron2 (when installed)")
+    sp.add_argument("--det-weights", default=None,
+                    help="torchvision/detectron2: zoo name, .safetensors with card, or your own COCO checkpoint (.pth/.pkl)")
+    sp.add_argument("--score-thresh", type=float, default=score_default,
+                    help="drop detections below this score (default: the backend's own)")
+
+
 def _run(args: argparse.Namespace, command: str, fn, jobs: list, settings: dict, out_json: Path) -> dict:
     """Run ``jobs`` where the execution arguments say, write and return the results JSON."""
     from .batch import run_batch
@@ -129,10 +142,13 @@ def cmd_batch_analyze(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise SSCError("--every must be at least 1")
     groups, classes = _selection(args.groups, int), _selection(args.classes)
-    jobs = [AnalyzeJob(str(s), args.task, iid, args.backend, args.det_weights, groups, classes, args.score_thresh,
+    from ssc.tasks.heads import resolve_backend
+
+    backend = resolve_backend(args.backend, args.det_weights)
+    jobs = [AnalyzeJob(str(s), args.task, iid, backend, args.det_weights, groups, classes, args.score_thresh,
                        args.every, args.start, args.stop, args.device)
             for s, iid in zip(streams, image_ids(streams, args.ann))]
-    settings = {"task": args.task, "backend": args.backend, "det_weights": args.det_weights, "groups": groups,
+    settings = {"task": args.task, "backend": backend, "det_weights": args.det_weights, "groups": groups,
                 "classes": classes, "score_thresh": args.score_thresh, "every": args.every, "threads": args.threads}
     doc = _run(args, "analyze", analyze_job, jobs, settings, Path(args.output))
     print(f"{args.output}: {len(doc['results'])} {args.task} results from {len(jobs)} streams")
@@ -187,9 +203,7 @@ def add_batch_commands(sub, model_args) -> None:
     a.add_argument("--groups", default=None)
     a.add_argument("--classes", default=None)
     a.add_argument("--ann", default=None, help="COCO annotations: image ids by file name (default 1, 2, ...)")
-    a.add_argument("--backend", default="torchvision")
-    a.add_argument("--det-weights", default=None)
-    a.add_argument("--score-thresh", type=float, default=None)
+    detector_args(a)
     a.add_argument("--every", type=int, default=1, help="videos: analyse every N-th frame")
     a.add_argument("--start", type=int, default=0)
     a.add_argument("--stop", type=int, default=None)

@@ -41,7 +41,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .masks import apply_policy, load_masks
 
     image = read_image(args.image)
-    gm = load_masks(args.masks, args.image, image.shape[:2])
+    gm = load_masks(args.masks, args.image, image.shape[:2], image, device=args.device)
     gm = apply_policy(gm, args.policy, args.min_area)
     codec = _codec(args)
     roi = {gid: args.roi_quality for gid in gm.ids if gid != 0} if args.roi_quality is not None else None
@@ -116,12 +116,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from ssc.tasks import build_head
 
         codec = _codec(args) if (args.weights or args.model_given) else None
-        det = args.det_weights
+        from ssc.tasks.heads import resolve_backend
+
+        det, backend = args.det_weights, args.backend
         if args.domain == "features":
             from .analyze import feature_detector
 
-            codec, det = feature_detector(args.stream, codec, det, args.backend, args.device)
-        head = build_head(args.backend, det, device=args.device, score_thresh=args.score_thresh)
+            codec, backend, det = feature_detector(args.stream, codec, det, backend, args.device)
+        kw = {} if args.score_thresh is None else {"score_thresh": args.score_thresh}
+        head = build_head(resolve_backend(backend, det), det, device=args.device, **kw)
         res = analyze_stream(args.stream, head, args.task, codec, args.groups, classes, args.image_id,
                              device=args.device, domain=args.domain)
     Path(args.output).write_text(json.dumps(res.results))
@@ -171,7 +174,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             path = train_omni(cfg, resume=not args.restart)
         else:
-            path = train(cfg, resume=not args.restart)
+            path = train(cfg, resume=not args.restart, minutes=args.minutes)
     from .distributed import launched_rank
 
     if launched_rank() in (None, 0):  # under torchrun, rank 0 wrote them
@@ -190,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="encode an image with its group masks")
     e.add_argument("image")
-    e.add_argument("--masks", required=True, help="coco:ANN.json | png:MAP.png | masks:A.png,B.png")
+    e.add_argument("--masks", required=True,
+                   help="coco:ANN.json | png:MAP.png | masks:A.png,B.png | detect:ssdlite-person[,score=S][,pad=P] | whole")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--quality", type=float, default=None,
                    help="quality level, 0 = lowest, fractional allowed (default: 2/3 of the model's range)")
@@ -224,10 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--groups", type=_ids, default=None, help="comma-separated group ids (default: all)")
     a.add_argument("--classes", default=None, help="comma-separated class labels")
     a.add_argument("--image-id", type=int, default=0, help="COCO image id written into the results")
-    a.add_argument("--backend", default="torchvision", help="task backend: torchvision (default) or detectron2")
-    a.add_argument("--det-weights", default=None,
-                   help="detector weights: zoo name, .safetensors with card, or your own COCO checkpoint (.pth/.pkl)")
-    a.add_argument("--score-thresh", type=float, default=0.05)
+    from .batch_cli import detector_args
+
+    detector_args(a)
     a.add_argument("--domain", choices=["pixels", "features"], default="pixels",  # ssc.analyze.DOMAINS
                    help="pixels: decode and run the whole detector; features: the stream's Omni model feeds "
                         "decoded latents to the detector's RPN/ROI heads (no pixel reconstruction)")
@@ -254,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", required=True)
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--minutes", type=float, default=None,
+                   help="codec: stop after this many minutes (checkpoint + export; SIGTERM does the same)")
     t.set_defaults(fn=cmd_train)
 
     from .batch_cli import add_batch_commands

@@ -1,12 +1,14 @@
 """One interface for machine-task heads on (partially) decoded images: ``predict(image) -> Instances``.
 
 Backends register themselves by name (timm-style decorator registry); ``build_head`` picks one.
-torchvision Mask R-CNN is the default; detectron2 is used only when it is importable and asked for.
+The pretrained SSDLite person detector (``ssdlite-person``) is the default; torchvision Mask R-CNN
+takes a user's COCO weights; detectron2 is used only when it is importable and asked for.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -14,6 +16,8 @@ import numpy as np
 from .structures import Instances
 
 TASKS = ("detect", "segment")
+#: the backend used when none is named: the pretrained person detector (ssc.tasks.ssdlite)
+DEFAULT_BACKEND = "ssdlite-person"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class HeadInfo:
     weights: str
     categories: list[Category] = field(default_factory=list)
     notes: str = ""
+    masks: bool = True  # the head predicts instance masks (segmentation), not only boxes
 
     def category_name(self, cid: int) -> str:
         for c in self.categories:
@@ -67,10 +72,26 @@ def list_backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def build_head(backend: str = "torchvision", weights: str | None = None, device: str = "cpu", **kw) -> TaskHead:
+def resolve_backend(backend: str | None, weights: str | None) -> str:
+    """The backend a command uses: the one named, else torchvision when detector weights are given
+    (they are a user's COCO checkpoint), else :data:`DEFAULT_BACKEND`."""
+    if backend:
+        return backend
+    return "torchvision" if weights else DEFAULT_BACKEND
+
+
+@lru_cache(maxsize=4)
+def shared_head(backend: str, weights: str | None, device: str = "cpu", score_thresh: float | None = None) -> TaskHead:
+    """One built head per (backend, weights, device, threshold) in each process, reused by its jobs."""
+    kw = {} if score_thresh is None else {"score_thresh": score_thresh}
+    return build_head(backend, weights, device=device, **kw)
+
+
+def build_head(backend: str = DEFAULT_BACKEND, weights: str | None = None, device: str = "cpu", **kw) -> TaskHead:
     """A task head of ``backend`` with ``weights`` (a zoo name, a .safetensors file with a model card,
     or a user's own COCO-trained checkpoint; see the backend)."""
     from . import detectron2_backend, torchvision_backend  # noqa: F401  (register the backends)
+    from .ssdlite import backend as _ssdlite  # noqa: F401
 
     try:
         fn = _BACKENDS[backend]
