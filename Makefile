@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
+.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
 
 install: $(STAMP)
 
@@ -66,6 +66,11 @@ bench-coco: install
 	$(COCO_EVAL) --codec jpeg --quality 10 25 50 75 90
 	$(COCO_EVAL) --codec ssc --quality 0 1.5 3
 	$(COCO_EVAL) --codec ssc --partial --quality 1.5 3
+
+# Person AP vs bpp with the pretrained person detector (person-detector issue): anchors, ssc full,
+# persons-only (detector and annotation groups) and ROI points in one run; results in out/eval/person/.
+bench-person: install anchors
+	$(BIN)/python -m ssc.eval.person --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json
 
 # Omni-ICM feature path vs pixel path and the Pillow anchors, same detector; results in out/eval/omni/.
 bench-omni: install

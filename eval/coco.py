@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ssc.api import decode_image, encode_image, read_image
-from ssc.batch_cli import detector_args, executor_args
+from ssc.args import detector_args, executor_args
 from ssc.masks import apply_policy, from_coco
 
 from .anchors import pillow_available, pillow_code
@@ -285,7 +285,6 @@ def plot(points: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ssc eval coco", description=__doc__.split("\n\n")[0])
-    ap.add_argument("dataset", choices=["coco"])
     ap.add_argument("--images", required=True)
     ap.add_argument("--ann", required=True)
     ap.add_argument("--codec", choices=CODECS, default="ssc")

@@ -150,7 +150,7 @@ def _file_digest(path: str | Path) -> str:
 
 def encode_image_job(job: ImageEncodeJob) -> EncodeRecord:
     from .api import encode_image, read_image
-    from .cli import default_quality
+    from .defaults import default_quality
     from .masks import apply_policy, load_masks
 
     t0 = time.perf_counter()
@@ -336,7 +336,7 @@ def _analyze_video(job: AnalyzeJob) -> AnalyzeRecord:
     frame of a partial decode of the chosen tracks, predictions kept inside the decoded tracks."""
     from .analyze import FILL, results_in_region
     from .video import VideoDecoder, VideoReader
-    from .video.cli import video_info
+    from .video.info import video_info
 
     if job.task == "header":
         info = video_info(job.stream)

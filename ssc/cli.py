@@ -11,11 +11,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from .defaults import DEFAULT_MODEL, default_quality
 from .errors import SSCError
 
 EXIT_ERROR = 1
 EXIT_PARTIAL = 3
-DEFAULT_MODEL = "gi-hyper-ckbd-s"
 
 
 def _ids(text: str) -> list[int]:
@@ -29,11 +29,6 @@ def _codec(args: argparse.Namespace):
     from .models.zoo import load_codec
 
     return load_codec(args.weights or args.model, device=args.device)
-
-
-def default_quality(num_qualities: int) -> float:
-    """Two thirds of the way up the model's quality range (level 2 of 0..3)."""
-    return round((num_qualities - 1) * 2 / 3, 3)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -136,10 +131,48 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if res.failed_groups else 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from ssc.eval.coco import main as coco_main
+#: ``ssc eval NAME [options]``: the benchmark scripts in ssc.eval (each also runs as ``python -m ssc.eval.NAME``)
+BENCHMARKS = {
+    "coco": "rate-accuracy on COCO val: codec -> decode -> task head -> pycocotools (AP, task fidelity)",
+    "person": "person AP vs bpp with the pretrained person detector: anchors, ssc full / persons-only / ROI",
+    "rd": "rate-distortion (PSNR, MS-SSIM) and BD-rate against JPEG, WebP, AVIF, x265 intra, the peer",
+    "curve": "training campaign learning curve (Kodak PSNR/bpp vs steps and CPU hours), equal-time comparisons",
+    "speed": "encode/decode time, checkerboard vs serial context",
+    "partial_decode": "bytes and time of decoding one group alone against the whole image",
+    "tiling": "tiled coding of large images: memory and rate",
+    "omni": "Omni-ICM feature path against the pixel path and the anchors",
+    "video": "SSVC video against x264 / x265 (+ ROI) on DAVIS and the surveillance clip",
+    "surveillance": "the whole-clip surveillance pipeline (decode, detect, encode) and its rate control",
+    "action": "action recognition on partially decoded clips",
+    "fanin": "surveillance fan-in over Ray: cameras encoded by 1, 2, 4 workers",
+    "ddp": "DDP training throughput by process count",
+    "coco_scaling": "ssc eval coco locally and as Ray tasks",
+    "fuzz_bitstream": "parser and body fuzzing of image and video streams",
+}
 
-    return coco_main(args.rest)
+
+def eval_help() -> str:
+    width = max(map(len, BENCHMARKS))
+    lines = ["usage: ssc eval NAME [options]   (ssc eval NAME --help for its options)", "", "benchmarks:"]
+    return "\n".join(lines + [f"  {n:<{width}}  {d}" for n, d in BENCHMARKS.items()])
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import importlib
+
+    rest = list(args.rest)
+    if not rest or rest[0] in ("-h", "--help"):
+        print(eval_help())
+        return 0
+    name, rest = rest[0], rest[1:]
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)} (ssc eval --help)")
+    mod = importlib.import_module(f"ssc.eval.{name}")
+    argv0, sys.argv[0] = sys.argv[0], f"ssc eval {name}"  # argparse names the command in its usage line
+    try:
+        return int(mod.main(rest) or 0)
+    finally:
+        sys.argv[0] = argv0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -228,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--groups", type=_ids, default=None, help="comma-separated group ids (default: all)")
     a.add_argument("--classes", default=None, help="comma-separated class labels")
     a.add_argument("--image-id", type=int, default=0, help="COCO image id written into the results")
-    from .batch_cli import detector_args
+    from .args import detector_args
 
     detector_args(a)
     a.add_argument("--domain", choices=["pixels", "features"], default="pixels",  # ssc.analyze.DOMAINS
@@ -241,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_video_commands(sub, model_args, _ids)
 
-    v = sub.add_parser("eval", help="benchmarks: `ssc eval coco --help`", add_help=False)
+    v = sub.add_parser("eval", help="benchmarks (ssc eval --help lists them)", add_help=False)
     v.add_argument("rest", nargs=argparse.REMAINDER)
     v.set_defaults(fn=cmd_eval)
 
@@ -268,7 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["eval"]:  # everything after the name belongs to the benchmark (--help included)
+        args = argparse.Namespace(fn=cmd_eval, rest=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     if hasattr(args, "model"):
         args.model_given = args.model is not None
         args.model = args.model or DEFAULT_MODEL

@@ -161,3 +161,38 @@ def test_weights_hash_mismatch_refused(tmp_path, weights_dir, monkeypatch):
     f.write_bytes(bytes(b))
     with pytest.raises(WeightsError, match="do not match their model card"):
         load_codec(f)
+
+
+def _subcommands(parser) -> list[list[str]]:
+    """Every command path of an argparse parser (``[["encode"], ["batch", "encode"], ...]``)."""
+    import argparse
+
+    out = []
+    for act in parser._actions:
+        if isinstance(act, argparse._SubParsersAction):
+            for name, sp in act.choices.items():
+                out.append([name])
+                out += [[name, *rest] for rest in _subcommands(sp)]
+    return out
+
+
+def test_every_help_works(capsys):
+    """``--help`` of every command, sub-command and benchmark prints usage and exits 0."""
+    from ssc.cli import BENCHMARKS, build_parser
+
+    paths = [p for p in _subcommands(build_parser()) if p != ["eval"]]
+    paths += [["eval"]] + [["eval", name] for name in BENCHMARKS]
+    assert ["batch", "analyze"] in paths and ["eval", "person"] in paths
+    for path in paths:
+        try:
+            code = main([*path, "--help"])
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr().out
+        assert code == 0, path
+        assert "usage" in out.lower(), path
+    main(["eval", "--help"])
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in BENCHMARKS)
+    assert main(["eval", "no-such-benchmark"]) == 1
+    assert "unknown benchmark" in capsys.readouterr().err

@@ -109,7 +109,7 @@ def test_batch_video_chunks_on_ray_equal_local(tmp_path, zoo_env, cluster):
     assert [(it["first_frame"], it["frames"]) for it in items] == [(0, 6), (6, 4)] * 2
     assert [it["stream_sha256"] for it in items] == [it["stream_sha256"] for it in enc_r["items"]]
     chunk = tmp_path / "v-local" / "cam1.000006.ssv"
-    from ssc.video.cli import video_info
+    from ssc.video.info import video_info
 
     info = video_info(str(chunk))
     assert info["frames"] == 4 and [t["id"] for t in info["tracks"]] == [0, 1]

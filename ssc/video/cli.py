@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SSCError
+from .info import video_info
 
 EXIT_PARTIAL = 3
 
@@ -115,21 +116,6 @@ def cmd_analyze_video(args: argparse.Namespace) -> int:
     for why in failed.values():
         print(f"ssc: error: {why}", file=sys.stderr)
     return EXIT_PARTIAL if failed else 0
-
-
-def video_info(path: str) -> dict:
-    from . import VideoReader
-
-    with VideoReader(path) as rd:
-        h = rd.header
-        return {
-            "kind": "video", "width": h.width, "height": h.height, "fps": h.fps, "frames": rd.num_frames,
-            "model_id": h.model_id, "weights_id": h.weights_id.hex(), "gop": h.gop,
-            "complement_track": h.complement_track, "total_bytes": rd.size,
-            "i_frames": [i for i, v in enumerate(rd.index.intra) if v], "index": "trailer" if rd.scan_error is None else rd.scan_error,
-            "tracks": [{"id": t.track_id, "class_id": t.class_id, "label": t.label, "first": t.first, "last": t.last,
-                        "bytes": t.bytes} for t in sorted(rd.index.tracks.values(), key=lambda t: t.track_id)],
-        }
 
 
 def print_video_info(path: str, as_json: bool) -> None:
