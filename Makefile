@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint weights peer-weights det-weights omni-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
+.PHONY: install demo test test-slow lint gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
 
 install: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/ssc demo --out out/demo
+	$(BIN)/ssc demo --out out/demo --force
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -93,6 +93,22 @@ bench-fanin: install
 # ssc eval coco locally (1 and 2 threads) and as Ray tasks (2 workers): time and equality of the rate point.
 bench-coco-ray: install
 	$(BIN)/python -m ssc.eval.coco_scaling --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 40
+
+# One-shot GPU recipe (a session lent a device machine; see ssc/gpu_recipe.py). Here: make gpu-pack.
+# There, with the device tool: run(command="make train-gpu", carry=[".gpu"], timeout_s=600), then
+# run(command="make gpu-check", carry=[".gpu"]); copy $$OUT's weights, card and log over ssc/weights/.
+GPU_SITE = /tmp/site
+GPU_ENV = python3 -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) .gpu/whl/*.whl && \
+	python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target $(GPU_SITE) . && \
+	PYTHONPATH=$(GPU_SITE) PYTHONUNBUFFERED=1
+gpu-pack: install
+	$(BIN)/python -m ssc.gpu_recipe pack --data $(DATA)
+
+train-gpu:
+	$(GPU_ENV) python3 -m ssc.gpu_recipe train --out $${OUT:-out/gpu} --minutes 8.5
+
+gpu-check:
+	$(GPU_ENV) python3 -m ssc.gpu_recipe check --out $${OUT:-out/gpu-check}
 
 clean:
 	rm -rf out runs .pytest_cache

@@ -7,6 +7,7 @@ other than an ssc error, or a single input taking longer than ``--max-seconds``,
     python -m ssc.eval.fuzz_bitstream --seconds 120 [--stream x.ssc]
     python -m ssc.eval.fuzz_bitstream --bodies            # forged segment bodies of image streams
     python -m ssc.eval.fuzz_bitstream --video gi-hyper-ckbd-s   # damaged SSVC (.ssv) streams, full decode
+    python -m ssc.eval.fuzz_bitstream --campaign 1000000        # counted: image + video parsers, then bodies
 """
 from __future__ import annotations
 
@@ -85,7 +86,20 @@ def mutate_body(body: bytes, rng: np.random.Generator) -> bytes:
     return rng.bytes(int(rng.integers(0, 2 * len(b) + 5)))
 
 
-def fuzz_bodies(models: list[str], seconds: float, rng: np.random.Generator) -> dict:
+def _budget(seconds: float | None, count: int | None):
+    """A loop condition: until ``seconds`` have passed, or ``count`` iterations were made."""
+    end = time.time() + seconds if seconds is not None else None
+    n = 0
+
+    def more() -> bool:
+        nonlocal n
+        n += 1
+        return (time.time() < end) if end is not None else n <= (count or 0)
+
+    return more
+
+
+def fuzz_bodies(models: list[str], seconds: float | None, rng: np.random.Generator, count: int | None = None) -> dict:
     """Decode streams of the shipped models whose segment bodies are forged (valid framing):
     every outcome must be a decoded group or an ssc error for that group, never an exception or a
     non-finite output."""
@@ -112,8 +126,8 @@ def fuzz_bodies(models: list[str], seconds: float, rng: np.random.Generator) -> 
         bodies = {g: rd.read_segment(g) for g in rd.header.group_ids}
         masks = encode_group_masks(lab, rd.header.groups)
         counts = {"decoded": 0, "group failed": 0, "crash": 0}
-        end = time.time() + seconds / len(models)
-        while time.time() < end:
+        more = _budget(None if seconds is None else seconds / len(models), None if count is None else count // len(models))
+        while more():
             gid = int(rng.choice(rd.header.group_ids))
             data = build_stream(rd.header, {**bodies, gid: mutate_body(bodies[gid], rng)}, masks)
             try:
@@ -200,7 +214,7 @@ def mutate_video(data: bytes, rng: np.random.Generator) -> bytes:
     return data[:start] + frame + tail + rest
 
 
-def fuzz_video(model: str, seconds: float, max_seconds: float, rng: np.random.Generator) -> dict:
+def fuzz_video(model: str, seconds: float | None, max_seconds: float, rng: np.random.Generator, count: int | None = None) -> dict:
     """Decode every frame of damaged SSVC streams: each outcome must be a refused stream or frames
     whose damaged tracks are reported, never another exception or a hang."""
     from ssc.models.zoo import load_codec
@@ -210,8 +224,8 @@ def fuzz_video(model: str, seconds: float, max_seconds: float, rng: np.random.Ge
     seed = _video_seed(model)
     counts = {"refused": 0, "tracks failed": 0, "clean": 0, "crash": 0, "slow": 0}
     failures = []
-    end = time.time() + seconds
-    while time.time() < end:
+    more = _budget(seconds, count)
+    while more():
         blob = mutate_video(seed, rng)
         t0 = time.perf_counter()
         try:
@@ -227,6 +241,64 @@ def fuzz_video(model: str, seconds: float, max_seconds: float, rng: np.random.Ge
         counts[res] += 1
     print(f"video ({model}): {counts}")
     return {**counts, "failures": failures[:10]}
+
+
+def exercise_video(blob: bytes) -> str:
+    """Open an SSVC ``blob`` (index or scan) and read every frame header, mask record and segment
+    (parsing only). Returns "accepted" or "refused"; anything but an ssc error propagates."""
+    from ssc.video import VideoReader
+
+    try:
+        rd = VideoReader(blob)
+        for i in range(rd.num_frames):
+            try:
+                fh = rd.frame(i)
+                for e in fh.entries:
+                    rd.mask_bytes(fh, e)
+                    rd.segment(fh, e)
+            except SSCError:
+                pass
+        return "accepted"
+    except SSCError:
+        return "refused"
+
+
+def campaign(total: int, models: list[str], rng: np.random.Generator, extra_seeds: list[bytes], max_seconds: float,
+             bodies: int, decodes: int) -> dict:
+    """A counted campaign of ``total`` mutated streams: image-stream parsing (~85%), SSVC parsing
+    (~15%), then ``bodies`` forged image segment bodies and ``decodes`` damaged SSVC streams fully
+    decoded (of ``models[0]``). Counts per part; failures keep their input."""
+    from tqdm import tqdm
+
+    img_seeds = [_seed_stream()] + extra_seeds
+    vid_seed = _video_seed(models[0])
+    parse_total = total - bodies - decodes
+    n_video = parse_total * 15 // 100
+    parts: dict[str, dict] = {}
+    for name, n, seeds, mut, ex in (("image parser", parse_total - n_video, img_seeds, mutate, exercise),
+                                    ("video parser", n_video, [vid_seed], mutate_video, exercise_video)):
+        counts = {"accepted": 0, "refused": 0, "crash": 0, "slow": 0}
+        failures = []
+        for _ in tqdm(range(n), desc=name, unit="stream", mininterval=5):
+            blob = mut(seeds[int(rng.integers(0, len(seeds)))], rng)
+            t0 = time.perf_counter()
+            try:
+                res = ex(blob)
+            except Exception:  # anything that is not an ssc error is a bug
+                res = "crash"
+                failures.append({"input_hex": blob[:512].hex(), "trace": traceback.format_exc(limit=4)})
+            if time.perf_counter() - t0 > max_seconds:
+                counts["slow"] += 1
+                failures.append({"input_hex": blob[:512].hex(), "trace": "slow"})
+            counts[res] += 1
+        parts[name] = {**counts, "failures": failures[:20]}
+        print(f"{name}: {counts}")
+    per_model = fuzz_bodies(models, None, rng, count=bodies)
+    parts["image bodies"] = {k: sum(c[k] for c in per_model.values()) for k in ("decoded", "group failed", "crash")}
+    parts["video decode"] = fuzz_video(models[0], None, max(max_seconds, 10.0), rng, count=decodes)
+    streams = sum(sum(v for k, v in c.items() if k not in ("slow", "failures")) for c in parts.values())
+    crashes = sum(c.get("crash", 0) for c in parts.values())
+    return {"streams": streams, "crashes": crashes, "parts": parts}
 
 
 def exercise(blob: bytes) -> str:
@@ -256,7 +328,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bodies", nargs="*", default=None, metavar="MODEL",
                     help="instead: forge segment bodies of streams of these zoo models (default: gi-hyper-ckbd-s gi-omni-s)")
     ap.add_argument("--video", default=None, metavar="MODEL", help="instead: fuzz SSVC streams coded with this zoo model")
+    ap.add_argument("--campaign", type=int, default=None, metavar="N",
+                    help="instead: N mutated streams in all (image and video parsers, forged bodies, video decodes)")
+    ap.add_argument("--campaign-bodies", type=int, default=20000, help="campaign: forged image segment bodies")
+    ap.add_argument("--campaign-decodes", type=int, default=5000, help="campaign: damaged SSVC streams fully decoded")
     args = ap.parse_args(argv)
+    if args.campaign:
+        rng = np.random.default_rng(args.seed)
+        t0 = time.time()
+        res = campaign(args.campaign, ["gi-hyper-ckbd-s", "gi-omni-s"], rng, [Path(s).read_bytes() for s in args.stream],
+                       args.max_seconds, args.campaign_bodies, args.campaign_decodes)
+        res["seconds"] = time.time() - t0
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "fuzz_campaign.json").write_text(json.dumps(res, indent=1))
+        print(f"campaign: {res['streams']} streams, {res['crashes']} crashes, {res['seconds'] / 3600:.2f} h")
+        return 1 if res["crashes"] else 0
     if args.video:
         res = fuzz_video(args.video, args.seconds, max(args.max_seconds, 10.0), np.random.default_rng(args.seed))
         out = Path(args.out)

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import argparse
 
+#: exit statuses of every command: an error, some groups/jobs failed (the rest written), Ctrl-C
+EXIT_ERROR = 1
+EXIT_PARTIAL = 3
+EXIT_INTERRUPTED = 130
+
 
 def executor_args(sp: argparse.ArgumentParser, threads: int = 1) -> None:
     """Where jobs run (shared by ``ssc batch`` and ``ssc eval coco``)."""
@@ -28,3 +33,8 @@ def detector_args(sp: argparse.ArgumentParser, score_default: float | None = Non
                     help="torchvision/detectron2: zoo name, .safetensors with card, or your own COCO checkpoint (.pth/.pkl)")
     sp.add_argument("--score-thresh", type=float, default=score_default,
                     help="drop detections below this score (default: the backend's own)")
+
+
+def force_arg(sp: argparse.ArgumentParser) -> None:
+    """``--force`` / ``-y``: overwrite existing outputs (refused otherwise)."""
+    sp.add_argument("-y", "--force", action="store_true", help="overwrite existing outputs")

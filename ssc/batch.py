@@ -17,6 +17,7 @@ import numpy as np
 from ssc.tasks.heads import shared_head  # noqa: F401  (re-exported: the jobs' worker-side head cache)
 
 from .errors import SSCError
+from .outputs import atomic_output, save_image, write_bytes, write_text
 from .parallel import Executor, JobError, RunStats, run_all
 from .video.format import is_video_file
 
@@ -159,7 +160,7 @@ def encode_image_job(job: ImageEncodeJob) -> EncodeRecord:
     codec = shared_codec(job.model, job.device)
     q = job.quality if job.quality is not None else default_quality(codec.model.num_qualities)
     res = encode_image(image, gm, codec, quality=q, tile=job.tile)
-    Path(job.output).write_bytes(res.data)
+    write_bytes(job.output, res.data)
     h, w = image.shape[:2]
     return EncodeRecord(job.image, job.output, "image", w, h, 1, 0, len(res.data), len(gm.groups),
                         bpp=8 * len(res.data) / (h * w), stream_sha256=short_digest(hashlib.sha256(res.data)),
@@ -177,12 +178,13 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
     codec = shared_codec(job.model, job.device)
     rate = RateControl(qp=job.qp, roi_offset=job.roi_offset, target_kbps=job.kbps)
     frames = src.range(job.start, job.stop)
-    with VideoEncoder(job.output, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False) as enc:
-        for i, frame in enumerate(frames, start=job.start):
-            enc.encode(frame, masks(i, frame))
-        summ = enc.close()
-    if summ.frames == 0:
-        raise SSCError(f"{job.video}: no frames in [{job.start}, {job.stop})")
+    with atomic_output(job.output) as tmp:
+        with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False) as enc:
+            for i, frame in enumerate(frames, start=job.start):
+                enc.encode(frame, masks(i, frame))
+            summ = enc.close()
+        if summ.frames == 0:
+            raise SSCError(f"{job.video}: no frames in [{job.start}, {job.stop})")
     secs = summ.frames / float(src.fps)
     return EncodeRecord(job.video, job.output, "video", src.width, src.height, summ.frames, job.start, summ.bytes,
                         len(summ.tracks), kbps=8 * summ.bytes / 1000 / secs, stream_sha256=_file_digest(job.output),
@@ -236,8 +238,6 @@ class DecodeRecord:
 
 
 def decode_job(job: DecodeJob) -> DecodeRecord:
-    from PIL import Image
-
     t0 = time.perf_counter()
     video = is_video_file(job.stream)
     codec = shared_codec(stream_model(job.stream, video), job.device)
@@ -246,7 +246,7 @@ def decode_job(job: DecodeJob) -> DecodeRecord:
     from .api import decode_image
 
     res = decode_image(job.stream, codec, groups=job.groups, classes=job.classes, fill=job.fill, device=job.device)
-    Image.fromarray(res.image).save(job.output)
+    save_image(job.output, res.image)
     total = Path(job.stream).stat().st_size
     return DecodeRecord(job.stream, job.output, "image", list(res.decoded), 1, res.bytes_read, total,
                         pixels_digest(res.image), {str(k): v for k, v in res.failed.items()},
@@ -392,6 +392,5 @@ def comparable(doc: dict) -> dict:
 def run_batch(command: str, executor: Executor, fn, jobs: Sequence[Any], settings: dict, out_json: Path) -> dict:
     records, stats = run_all(executor, fn, jobs, f"batch {command}")
     doc = results_document(command, jobs, records, stats, settings)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(doc, indent=1))
+    write_text(out_json, json.dumps(doc, indent=1))
     return doc

@@ -6,17 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from .args import detector_args, executor_args
+from .args import EXIT_PARTIAL, detector_args, executor_args, force_arg
 from .errors import SSCError
 
-EXIT_PARTIAL = 3
 
 
 def _run(args: argparse.Namespace, command: str, fn, jobs: list, settings: dict, out_json: Path) -> dict:
     """Run ``jobs`` where the execution arguments say, write and return the results JSON."""
     from .batch import run_batch
+    from .outputs import check_new
     from .parallel import make_executor
 
+    for out in [Path(j.output) for j in jobs if hasattr(j, "output")] + [out_json]:
+        check_new(out, args.force)  # before any job runs: a rerun never half-overwrites a previous one
     ex = make_executor(args.ray, args.address, args.workers, args.threads)
     try:
         return run_batch(command, ex, fn, jobs, settings, out_json)
@@ -142,6 +144,7 @@ def add_batch_commands(sub, model_args) -> None:
                    help="mask source per input; {stem} is the input's name: coco:ANN.json, png:maps/{stem}.png, "
                         "folder:ann/{stem}, detect:foreground")
     e.add_argument("-o", "--output", required=True, help="output folder")
+    force_arg(e)
     e.add_argument("--json", default=None, help="results JSON (default OUTPUT/batch_encode.json)")
     e.add_argument("--quality", type=float, default=None, help="images: quality level")
     e.add_argument("--policy", default="instance", choices=["instance", "class", "objects"])
@@ -161,6 +164,7 @@ def add_batch_commands(sub, model_args) -> None:
     d = bsub.add_parser("decode", help="decode all or chosen groups/tracks of many streams, one job each")
     d.add_argument("streams", nargs="+", help=".ssc/.ssv files or folders of them")
     d.add_argument("-o", "--output", required=True, help="output folder (PNG per image, frames per video)")
+    force_arg(d)
     d.add_argument("--json", default=None, help="results JSON (default OUTPUT/batch_decode.json)")
     d.add_argument("--groups", default=None, help="image groups or video tracks, comma-separated ids")
     d.add_argument("--classes", default=None, help="image classes or video labels, comma-separated")
@@ -177,6 +181,7 @@ def add_batch_commands(sub, model_args) -> None:
     a.add_argument("streams", nargs="+")
     a.add_argument("--task", default="detect", choices=["detect", "segment", "header"])
     a.add_argument("-o", "--output", required=True, help="results JSON")
+    force_arg(a)
     a.add_argument("--groups", default=None)
     a.add_argument("--classes", default=None)
     a.add_argument("--ann", default=None, help="COCO annotations: image ids by file name (default 1, 2, ...)")

@@ -9,13 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-from PIL import Image
-
+from .args import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, force_arg
 from .defaults import DEFAULT_MODEL, default_quality
 from .errors import SSCError
+from .outputs import check_new, save_image, write_bytes, write_text
 
-EXIT_ERROR = 1
-EXIT_PARTIAL = 3
 
 
 def _ids(text: str) -> list[int]:
@@ -35,6 +33,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .api import encode_image, read_image
     from .masks import apply_policy, load_masks
 
+    check_new(args.output, args.force)
     image = read_image(args.image)
     gm = load_masks(args.masks, args.image, image.shape[:2], image, device=args.device)
     gm = apply_policy(gm, args.policy, args.min_area)
@@ -42,7 +41,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     roi = {gid: args.roi_quality for gid in gm.ids if gid != 0} if args.roi_quality is not None else None
     quality = args.quality if args.quality is not None else default_quality(codec.model.num_qualities)
     res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile)
-    Path(args.output).write_bytes(res.data)
+    write_bytes(args.output, res.data)
     px = image.shape[0] * image.shape[1]
     print(f"{args.output}: {len(res.data)} bytes, {8 * len(res.data) / px:.4f} bpp, {len(gm.groups)} groups, {res.seconds:.2f} s")
     return 0
@@ -51,10 +50,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from .api import decode_image
 
+    check_new(args.output, args.force)
     codec = _codec(args) if (args.weights or args.model_given) else None
     classes = [c for c in args.classes.split(",")] if args.classes else None
     res = decode_image(args.stream, codec, groups=args.groups, classes=classes, fill=args.fill, device=args.device)
-    Image.fromarray(res.image).save(args.output)
+    save_image(args.output, res.image)
     print(f"{args.output}: decoded groups {res.decoded} reading {res.bytes_read} of the stream's bytes in {res.seconds:.2f} s")
     for why in res.failed.values():
         print(f"ssc: error: {why}", file=sys.stderr)
@@ -105,6 +105,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .analyze import analyze_stream, header_results
 
     classes = args.classes.split(",") if args.classes else None
+    check_new(args.output, args.force)
     if args.task == "header":
         res = header_results(args.stream, args.image_id, args.groups, classes)
     else:
@@ -122,7 +123,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         head = build_head(resolve_backend(backend, det), det, device=args.device, **kw)
         res = analyze_stream(args.stream, head, args.task, codec, args.groups, classes, args.image_id,
                              device=args.device, domain=args.domain)
-    Path(args.output).write_text(json.dumps(res.results))
+    write_text(args.output, json.dumps(res.results))
     print(f"{args.output}: {len(res.results)} {args.task} results, read {res.bytes_read} of {res.total_bytes} bytes"
           + (f", decoded groups {res.decoded_groups}" if args.task != "header" else " (header only, no segment decoded)")
           + f", {res.seconds:.2f} s")
@@ -178,6 +179,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    check_new(args.out, args.force)
     run_demo(image=args.image, ann=args.ann, out_dir=Path(args.out), model=args.weights or args.model,
              quality=args.quality, device=args.device)
     return 0
@@ -229,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--masks", required=True,
                    help="coco:ANN.json | png:MAP.png | masks:A.png,B.png | detect:ssdlite-person[,score=S][,pad=P] | whole")
     e.add_argument("-o", "--output", required=True)
+    force_arg(e)
     e.add_argument("--quality", type=float, default=None,
                    help="quality level, 0 = lowest, fractional allowed (default: 2/3 of the model's range)")
     e.add_argument("--roi-quality", type=float, default=None, help="quality of every object group (ROI coding)")
@@ -243,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("decode", help="decode all or only selected groups")
     d.add_argument("stream")
     d.add_argument("-o", "--output", required=True)
+    force_arg(d)
     d.add_argument("--groups", type=_ids, default=None, help="comma-separated group ids")
     d.add_argument("--classes", default=None, help="comma-separated class labels, e.g. person,dog")
     d.add_argument("--fill", type=int, default=0, help="grey level of pixels of groups not decoded")
@@ -258,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("stream")
     a.add_argument("--task", choices=["detect", "segment", "header"], default="detect")  # ssc.analyze.TASK_CHOICES
     a.add_argument("-o", "--output", required=True, help="COCO results JSON")
+    force_arg(a)
     a.add_argument("--groups", type=_ids, default=None, help="comma-separated group ids (default: all)")
     a.add_argument("--classes", default=None, help="comma-separated class labels")
     a.add_argument("--image-id", type=int, default=0, help="COCO image id written into the results")
@@ -281,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="encode a COCO val image, decode one object alone and all groups")
     m.add_argument("--image", default=None)
     m.add_argument("--ann", default=None)
-    m.add_argument("--out", default="out/demo")
+    m.add_argument("--out", default="out/demo", help="output folder (refused when not empty, unless --force)")
+    force_arg(m)
     m.add_argument("--quality", type=float, default=2.0)
     model_args(m)
     m.set_defaults(fn=cmd_demo)
@@ -315,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
         print(f"ssc: error: {msg}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("ssc: interrupted: nothing partial was left under an output name", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

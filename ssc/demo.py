@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .api import decode_image, encode_image, read_image
 from .errors import SSCError
 from .eval.metrics import bpp, psnr
 from .masks import apply_policy, from_coco
 from .models.zoo import load_codec
+from .outputs import save_image, write_bytes
 
 DATA = Path(os.environ.get("SSC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "coco"
 DEMO_IMAGE = "000000000139.jpg"
@@ -37,15 +37,18 @@ def run_demo(image: str | None, ann: str | None, out_dir: Path, model: str, qual
     gm = apply_policy(from_coco(ann_path, img_path), "instance", min_area=256)
     enc = encode_image(x, gm, codec, quality=quality)
     stream = out_dir / (img_path.stem + ".ssc")
-    stream.write_bytes(enc.data)
+    write_bytes(stream, enc.data)
     objects = [g for g in gm.groups if g.group_id != 0]
     pick = max(objects, key=lambda g: g.area) if objects else gm.groups[0]
     one = decode_image(enc.data, codec, groups=[pick.group_id])
     full = decode_image(enc.data, codec)
-    Image.fromarray(x).save(out_dir / "original.png")
-    Image.fromarray(_colorize(gm.labels)).save(out_dir / "groups.png")
-    Image.fromarray(one.image).save(out_dir / f"group{pick.group_id}_{pick.label.replace(' ', '_')}.png")
-    Image.fromarray(full.image).save(out_dir / "all_groups.png")
+    save_image(out_dir / "original.png", x)
+    save_image(out_dir / "groups.png", _colorize(gm.labels))
+    save_image(out_dir / f"group{pick.group_id}_{pick.label.replace(' ', '_')}.png", one.image)
+    save_image(out_dir / "all_groups.png", full.image)
+    people = [g.group_id for g in gm.groups if g.class_id == 1]  # COCO person
+    only = decode_image(enc.data, codec, groups=people or [pick.group_id], fill=128)
+    save_image(out_dir / "figure.png", np.concatenate([x, _colorize(gm.labels), only.image], 1))
     h, w = x.shape[:2]
     rows = []
     print(f"\n{img_path.name}: {w}x{h}, model {codec.card.name}, quality {quality}, "

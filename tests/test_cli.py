@@ -76,10 +76,10 @@ def test_analyze_in_the_feature_domain(files, capsys):
     assert run("analyze", t / "o.ssc", "--task", "segment", "--domain", "features", "--groups", "1,2", "-o", t / "f.json") == 0
     assert "decoded groups [1, 2]" in capsys.readouterr().out
     assert isinstance(json.loads((t / "f.json").read_text()), list)
-    assert run("analyze", t / "o.ssc", "--domain", "features", "--det-weights", t / "mine.pth", "-o", t / "f.json") == 1
+    assert run("analyze", t / "o.ssc", "--domain", "features", "--det-weights", t / "mine.pth", "-o", t / "f2.json") == 1
     assert "distilled from" in capsys.readouterr().err
     run("encode", t / "img.png", "--masks", f"png:{t / 'map.png'}", "-o", t / "p.ssc", "--model", "test-small")
-    assert run("analyze", t / "p.ssc", "--domain", "features", "-o", t / "f.json") == 1
+    assert run("analyze", t / "p.ssc", "--domain", "features", "-o", t / "f3.json") == 1
     assert "no feature head" in capsys.readouterr().err
 
 

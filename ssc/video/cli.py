@@ -7,10 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from ..args import EXIT_INTERRUPTED, EXIT_PARTIAL, force_arg
 from ..errors import SSCError
+from ..outputs import atomic_output, check_new, write_text
 from .info import video_info
 
-EXIT_PARTIAL = 3
 
 
 def _names(items: list[str] | None) -> dict[int, tuple[int, str]]:
@@ -31,18 +32,32 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     from . import RateControl, VideoEncoder
     from .io import open_frames
 
+    check_new(args.output, args.force)
     src = open_frames(args.video, fps=args.fps)
     masks = load_video_masks(args.masks, _names(args.label), device=args.device)
     codec = load_codec(args.weights or args.model, device=args.device)
     rate = RateControl(qp=args.qp, roi_offset=args.roi_offset, target_kbps=args.kbps)
     n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
     frames = itertools.islice(src, args.frames) if args.frames else iter(src)
-    with VideoEncoder(args.output, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False) as enc:
-        bar = tqdm(frames, total=n, unit="frame", desc=Path(args.output).name, disable=args.quiet)
-        for i, frame in enumerate(bar):
-            st = enc.encode(frame, masks(i, frame))
-            bar.set_postfix(kB=enc.pos // 1000, qp=min(st.track_qp.values()))
-        summ = enc.close()
+    interrupted = False
+    with atomic_output(args.output) as tmp:
+        with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False) as enc:
+            bar = tqdm(frames, total=n, unit="frame", desc=Path(args.output).name, disable=args.quiet)
+            try:
+                for i, frame in enumerate(bar):
+                    st = enc.encode(frame, masks(i, frame))
+                    bar.set_postfix(kB=enc.pos // 1000, qp=min(st.track_qp.values()))
+            except KeyboardInterrupt:  # keep the frames already written: the index makes them a valid stream
+                interrupted = True
+            finally:
+                bar.close()
+            summ = enc.close()
+        if interrupted and not summ.frames:
+            raise KeyboardInterrupt
+    if interrupted:
+        print(f"ssc: interrupted: {args.output} holds the first {summ.frames} frames, complete and decodable",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     secs = summ.frames / float(src.fps) if summ.frames else 0
     print(f"{args.output}: {summ.frames} frames, {summ.bytes} bytes, {8 * summ.bytes / 1000 / max(secs, 1e-9):.1f} kbit/s, "
           f"{len(summ.tracks)} tracks, {summ.frames / max(summ.seconds, 1e-9):.2f} frames/s")
@@ -56,6 +71,7 @@ def cmd_decode_video(args: argparse.Namespace) -> int:
     from . import VideoDecoder, VideoReader
     from .io import FrameWriter
 
+    check_new(args.output, args.force)
     codec = load_codec(args.weights or args.model, device=args.device) if (args.weights or args.model_given) else None
     failures = 0
     with VideoReader(args.stream) as rd:
@@ -110,7 +126,7 @@ def cmd_analyze_video(args: argparse.Namespace) -> int:
     res = {"stream": args.stream, "tracks": tracks, "frames": [args.start, args.start + len(clip)], "bytes_read": read,
            "total_bytes": size, "top_k": [{"label": lab, "score": sc} for lab, sc in zip(pred.labels, pred.scores)],
            "decode_seconds": t1 - t0, "head_seconds": t2 - t1, "model": args.action_model}
-    Path(args.output).write_text(json.dumps(res, indent=1))
+    write_text(args.output, json.dumps(res, indent=1))
     print(f"{args.output}: {pred.labels[0]} ({pred.scores[0]:.3f}) on tracks {tracks}, {len(clip)} frames, "
           f"read {read} of {size} bytes")
     for why in failed.values():
@@ -143,6 +159,7 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     e.add_argument("--masks", required=True,
                    help="folder:DIR | propagate:FIRST.png | detect:foreground[,every=N] | detect:MODEL[,every=N][,score=S]")
     e.add_argument("-o", "--output", required=True)
+    force_arg(e)
     e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps)")
     e.add_argument("--kbps", type=float, default=None, help="target bitrate (rate control moves the qp)")
     e.add_argument("--roi-offset", type=int, default=6, help="background qp minus object qp")
@@ -157,6 +174,7 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     d = sub.add_parser("decode-video", help="decode all or selected tracks over a frame range")
     d.add_argument("stream")
     d.add_argument("-o", "--output", required=True, help="folder of PNGs, or .mkv (lossless) / .mp4")
+    force_arg(d)
     selection_args(d)
     d.add_argument("--fill", type=int, default=0)
     d.add_argument("--quiet", action="store_true")
@@ -166,6 +184,7 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     a = sub.add_parser("analyze-video", help="action recognition on a partially decoded clip (chosen tracks, frame range)")
     a.add_argument("stream")
     a.add_argument("-o", "--output", required=True, help="results JSON")
+    force_arg(a)
     selection_args(a)
     a.add_argument("--action-model", default="r3d_18", help="torchvision video classifier (r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s, swin3d_t)")
     a.add_argument("--action-weights", required=True, help="your checkpoint (.pth state dict or .safetensors): ssc ships none")

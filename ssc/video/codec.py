@@ -200,8 +200,9 @@ class VideoEncoder:
         for tid in [t for t in self.states if t not in present]:  # tracks that left: their next entry is
             del self.states[tid]  # intra, so nothing of their state is needed (memory follows live tracks)
         data = vf.encode_frame(self.n, entries, records)
-        self.index.add_frame(self.pos, self.n, entries)
-        self._write(data)
+        at = self.pos
+        self._write(data)  # one write: a frame is in the file whole or not at all
+        self.index.add_frame(at, self.n, entries)  # indexed only once written (an interrupt leaves a valid stream)
         self.rate.end_frame(8 * len(data))
         dt = time.perf_counter() - t0
         self._t += dt

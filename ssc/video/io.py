@@ -3,6 +3,7 @@ video file or a folder of PNGs. Frames are (H, W, 3) uint8 RGB numpy arrays, one
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import SSCError
+from ..outputs import save_image, temp_beside
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -167,7 +169,8 @@ def open_frames(path: str | Path, fps: float | None = None) -> FrameSource:
 
 class FrameWriter:
     """Write frames to a folder of PNGs (path without a video suffix) or a video file: ``.mkv`` is
-    lossless FFV1, ``.mp4`` / ``.avi`` H.264 at CRF 10 (PyAV)."""
+    lossless FFV1, ``.mp4`` / ``.avi`` H.264 at CRF 10 (PyAV). A video file is written under a
+    temporary name and renamed when closed without error; every PNG is renamed into place whole."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: Fraction) -> None:
         self.path = Path(path)
@@ -176,7 +179,8 @@ class FrameWriter:
         if self.path.suffix.lower() in (".mkv", ".mp4", ".avi", ".mov"):
             av = _av()
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._c = av.open(str(self.path), "w")
+            self._tmp = temp_beside(self.path)
+            self._c = av.open(str(self._tmp), "w")
             lossless = self.path.suffix.lower() == ".mkv"
             self._s = self._c.add_stream("ffv1" if lossless else "libx264", rate=fps)
             self._s.width, self._s.height = width, height
@@ -188,22 +192,30 @@ class FrameWriter:
 
     def write(self, frame: np.ndarray) -> None:
         if self._c is None:
-            Image.fromarray(frame).save(self.path / f"{self.n:05d}.png")
+            save_image(self.path / f"{self.n:05d}.png", frame)
         else:
             av = _av()
             for pkt in self._s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 self._c.mux(pkt)
         self.n += 1
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Finish the file and move it into place (``keep``), or drop it."""
         if self._c is not None:
-            for pkt in self._s.encode():
-                self._c.mux(pkt)
-            self._c.close()
-            self._c = None
+            try:
+                if keep:
+                    for pkt in self._s.encode():
+                        self._c.mux(pkt)
+            finally:
+                self._c.close()
+                self._c = None
+            if keep:
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> "FrameWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(keep=exc_type is None)
