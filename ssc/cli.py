@@ -147,6 +147,7 @@ BENCHMARKS = {
     "action": "action recognition on partially decoded clips",
     "fanin": "surveillance fan-in over Ray: cameras encoded by 1, 2, 4 workers",
     "ddp": "DDP training throughput by process count",
+    "train_speed": "training-step speed (pixels/s) of several settings and of an earlier revision, in one run",
     "coco_scaling": "ssc eval coco locally and as Ray tasks",
     "fuzz_bitstream": "parser and body fuzzing of image and video streams",
 }
