@@ -143,6 +143,7 @@ BENCHMARKS = {
     "tiling": "tiled coding of large images: memory and rate",
     "omni": "Omni-ICM feature path against the pixel path and the anchors",
     "video": "SSVC video against x264 / x265 (+ ROI) on DAVIS and the surveillance clip",
+    "video_speed": "SSVC encoder speed step by step (motion-search tools): frames/s, object bits and PSNR",
     "surveillance": "the whole-clip surveillance pipeline (decode, detect, encode) and its rate control",
     "action": "action recognition on partially decoded clips",
     "fanin": "surveillance fan-in over Ray: cameras encoded by 1, 2, 4 workers",

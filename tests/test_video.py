@@ -299,3 +299,46 @@ def test_forged_frame_headers_and_bodies_fail_cleanly(clip, codec):
                 pass
         except (SSCError, IndexError):
             pass
+
+
+def test_region_limited_search_equals_whole_frame_search():
+    """The per-track search window gives the same vectors and costs as searching the whole frame."""
+    from ssc.video.motion import MotionSearch, block_origins, pad_reference
+
+    frames, maps = moving_scene(2)
+    ref = pad_reference(frames[0], np.ones(frames[0].shape[:2], bool))
+    mask = maps[1].labels == 1
+    region = (16, 16, 96, 80)
+    ys, xs = block_origins(region)
+    whole, part = MotionSearch(frames[1], ref, mask), MotionSearch(frames[1], ref, mask, region)
+    a, b = whole.integer(ys, xs), part.integer(ys, xs)
+    assert np.array_equal(a, b)
+    qa, ca = whole.quarter(ys, xs, a)
+    qb, cb = part.quarter(ys, xs, b)
+    assert np.array_equal(qa, qb) and np.allclose(ca, cb)
+    with pytest.raises(ValueError, match="4-pixel grid"):
+        MotionSearch(frames[1], ref, mask, (2, 0, 32, 32))
+
+
+def test_fast_search_tools_code_a_decodable_chain_close_to_exhaustive(codec):
+    """Every speed tool on (the default) against the exhaustive search: the decoder rebuilds the
+    encoder's references exactly, and the fast stream stays close to the exhaustive one."""
+    from ssc.video.motion import EXHAUSTIVE, SearchTools
+
+    frames, maps = moving_scene()
+    sizes, quality = {}, {}
+    for name, tools in (("exhaustive", EXHAUSTIVE), ("fast", SearchTools(skip_sad=0.5))):
+        buf = io.BytesIO()
+        enc = VideoEncoder(buf, W, H, 25, codec, gop=8, rate=RateControl(qp=28), tools=tools)
+        for f, gm in zip(frames, maps):
+            enc.encode(f, gm)
+        enc.close()
+        sizes[name] = len(buf.getvalue())
+        with VideoReader(buf.getvalue()) as rd:
+            dec = VideoDecoder(rd, codec)
+            out = list(dec.frames())
+        for tid, st in enc.states.items():
+            if st.live:
+                assert (dec.states[tid].canvas[st.seen] == st.canvas[st.seen]).all()
+        quality[name] = np.mean([_psnr(frames[f.number], f.image, maps[f.number].labels == 1) for f in out])
+    assert abs(sizes["fast"] / sizes["exhaustive"] - 1) < 0.1 and abs(quality["fast"] - quality["exhaustive"]) < 0.5

@@ -24,7 +24,10 @@ from ..errors import CorruptSegmentError, GroupNotFoundError, SSCError
 from ..masks import GroupMap
 from ..models.zoo import LoadedCodec
 from . import format as vf
-from .motion import pad_reference
+from .motion import EXHAUSTIVE, MB, SearchTools, pad_reference
+
+#: the encoder's default speed tools (measured against EXHAUSTIVE by ssc.eval.video_speed)
+FAST = SearchTools()
 from .ratecontrol import RateControl, intra_quality
 from .stream import VideoReader
 from .texture import decode_layer, encode_layer
@@ -130,7 +133,8 @@ class VideoEncoder:
 
     def __init__(self, sink: BinaryIO | str | Path, width: int, height: int, fps: float | Fraction, codec: LoadedCodec,
                  gop: int = 16, rate: RateControl | None = None, complement_track: int | None = 0,
-                 keep_stats: bool = True) -> None:
+                 keep_stats: bool = True, tools: SearchTools = FAST) -> None:
+        """``tools``: the motion search's speed tools (encoder-only; :data:`EXHAUSTIVE` searches fully)."""
         if gop < 1:
             raise ValueError("gop must be >= 1")
         self._own = isinstance(sink, (str, Path))
@@ -140,8 +144,9 @@ class VideoEncoder:
             raise ValueError("fps must be positive")
         self.header = vf.VideoHeader(width, height, fr.numerator, fr.denominator, codec.card.name, codec.weights_id,
                                      gop, complement_track)
-        self.codec, self.gop, self.rate = codec, gop, rate or RateControl()
+        self.codec, self.gop, self.rate, self.tools = codec, gop, rate or RateControl(), tools
         self.states: dict[int, TrackState] = {}
+        self._vectors: dict[int, np.ndarray] = {}  # encoder only: each track's last P vectors (predictors)
         self.index = vf.Index()
         self.pos = 0
         self._write(vf.encode_header(self.header))
@@ -180,10 +185,15 @@ class VideoEncoder:
                 qcode = int(round(intra_quality(qp, self.codec.model.num_qualities) * QUALITY_SCALE))
                 base_body, base = _intra_base(self.codec, frame, mask, g.box, qcode)
                 layer, recon, lay = encode_layer(frame, mask, g.box, qp, base=base)
+                self._vectors.pop(tid, None)  # a fresh reference: the old vectors predict nothing
                 body = _intra_body(qcode, base_body, layer)
             else:
                 r1, r2 = st.references()
-                layer, recon, lay = encode_layer(frame, mask, g.box, qp, ref_padded=r1, ref2_padded=r2)
+                prev = self._vectors.get(tid)
+                vec = np.zeros((-(-H // MB) + 1, -(-W // MB) + 1, 2), np.int64)
+                layer, recon, lay = encode_layer(frame, mask, g.box, qp, ref_padded=r1, ref2_padded=r2, tools=self.tools,
+                                                 grid=prev, vectors=vec)
+                self._vectors[tid] = vec
                 body = layer
             same = (not intra and not new and tid != comp and st.box == g.box and st.mask is not None
                     and np.array_equal(st.mask, mask))
@@ -199,6 +209,7 @@ class VideoEncoder:
             records.append((mrec, seg))
         for tid in [t for t in self.states if t not in present]:  # tracks that left: their next entry is
             del self.states[tid]  # intra, so nothing of their state is needed (memory follows live tracks)
+            self._vectors.pop(tid, None)
         data = vf.encode_frame(self.n, entries, records)
         at = self.pos
         self._write(data)  # one write: a frame is in the file whole or not at all

@@ -32,7 +32,7 @@ from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
 from . import transform as tf
 from .deblock import deblock
-from .motion import MB, QPEL, SEARCH, MotionSearch, block_origins, compensate_qpel, motion_search
+from .motion import EXHAUSTIVE, MB, QPEL, SEARCH, MotionSearch, SearchTools, block_origins, compensate_qpel, motion_search
 
 KIND_REFINE, KIND_P = 0, 1
 #: approximate bits of a bi-predicted block's flag and extra vector (encoder decision only)
@@ -254,17 +254,24 @@ def _mv_diffs(mv: np.ndarray) -> np.ndarray:
 
 def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], qp: int,
                  ref_padded: np.ndarray | None = None, base: np.ndarray | None = None,
-                 ref2_padded: np.ndarray | None = None) -> tuple[bytes, np.ndarray, Layout]:
+                 ref2_padded: np.ndarray | None = None, tools: SearchTools = EXHAUSTIVE,
+                 grid: np.ndarray | None = None, vectors: np.ndarray | None = None) -> tuple[bytes, np.ndarray, Layout]:
     """Code ``cur`` (H, W, 3 uint8) inside ``mask`` either as motion-compensated prediction from
     ``ref_padded`` (P; blocks may average it with a prediction from the older reference
     ``ref2_padded``) or as a refinement of ``base`` (H, W, 3, the intra layer's reconstruction).
+    ``tools``, ``grid`` and ``vectors`` steer the encoder's motion search only (the previous entry's
+    integer vectors on the frame's block grid as predictors; this entry's are written to ``vectors``).
     Returns the body, the reconstruction on the layout's region (h, w, 3 uint8) and the layout."""
     lay = Layout.of(mask, box)
     tables = laplace_tables()
     wr = SymbolWriter()
     if ref_padded is not None:
         ys, xs = lay.mb_origins()
-        split, mv = motion_search(cur, ref_padded, ys, xs, mask, split_penalty(qp))
+        split, mv, v_int = motion_search(cur, ref_padded, ys, xs, mask, split_penalty(qp), region=lay.region, tools=tools,
+                                         grid=grid)
+        if vectors is not None:  # the encoder keeps them as the next entry's predictors
+            vectors[:] = 0
+            vectors[ys // MB, xs // MB] = v_int
         pred = _predict_region(lay, ref_padded, mv)
         p_split = _p8(split)
         wr.write(split.astype(np.int32), _flag_model(p_split))
@@ -273,8 +280,9 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         wr.encode_values(d, np.full(d.size, mv_idx), tables)
         p_bi = mv2_idx = 0
         if ref2_padded is not None and len(ys):
-            ms2 = MotionSearch(cur, ref2_padded, mask)
-            v2, _ = ms2.quarter(ys, xs, ms2.integer(ys, xs))
+            ms2 = MotionSearch(cur, ref2_padded, mask, lay.region)
+            v2_int = ms2.integer(ys, xs) if tools.second_r is None else ms2.refine(ys, xs, 2 * v_int, tools.second_r)
+            v2, _ = ms2.quarter(ys, xs, v2_int)
             predb = (pred + _predict_region(lay, ref2_padded, np.repeat(v2[:, None], 4, 1)) + 1) >> 1
             c = _region(cur, lay.region).astype(np.int64)
             bi = _block_sad(predb, c, lay) + BI_BITS * _lambda(qp) < _block_sad(pred, c, lay)
