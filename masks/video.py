@@ -257,8 +257,9 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
     - ``folder:DIR``: one label image per frame (DAVIS annotations);
     - ``propagate:FIRST.png``: the first frame's label map, propagated by motion;
     - ``detect:foreground[,every=N]``: moving objects of a fixed camera (median background);
-    - ``detect:ssdlite-person[,every=N][,score=S]``: the pretrained person detector every N frames,
-      propagated and IoU-tracked in between;
+    - ``detect:ssdlite-person[,every=N][,score=S][,pad=P][,timeout=T]``: person tracks from the
+      pretrained person detector every N frames (:class:`ssc.masks.track.PersonTracks`: motion
+      prediction, IoU + appearance association, tracks surviving misses for T frames);
     - ``detect:MODEL[,every=N][,score=S]``: the same with a torchvision detector (zoo name or weights path).
     """
     kind, sep, arg = spec.partition(":")
@@ -276,7 +277,7 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
     if kind == "detect":
         from .detect import parse_detect_spec
 
-        model, kw = parse_detect_spec(arg, ("every", "score"))
+        model, kw = parse_detect_spec(arg, ("every", "score", "pad", "timeout"))
         every = int(kw.get("every", 5))
         if every < 1:
             raise MaskError(f"every={every} must be at least 1")
@@ -284,7 +285,10 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
             return DetectorMasks(ForegroundDetector(), every=every, score=0.0)
         from ssc.tasks import build_head
 
-        backend = "ssdlite-person" if model == "ssdlite-person" else "torchvision"
-        return DetectorMasks(build_head(backend, None if backend == "ssdlite-person" else model, device=device),
-                             every=every, score=kw.get("score", 0.5))
+        if model == "ssdlite-person":
+            from .track import PersonTracks
+
+            return PersonTracks(build_head("ssdlite-person", device=device), every=every, score=kw.get("score", 0.5),
+                                pad=int(kw.get("pad", 8)), timeout=int(kw.get("timeout", 30)))
+        return DetectorMasks(build_head("torchvision", model, device=device), every=every, score=kw.get("score", 0.5))
     raise MaskError(f"unknown video mask source kind {kind!r} (folder, propagate, detect)")
