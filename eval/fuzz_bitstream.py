@@ -263,6 +263,28 @@ def exercise_video(blob: bytes) -> str:
         return "refused"
 
 
+def fuzz_parser(seeds: list[bytes], mut, ex, rng: np.random.Generator, more, max_seconds: float, tick=None) -> dict:
+    """Mutate a random seed with ``mut`` and run ``ex`` on it while ``more()``: counts of accepted,
+    refused, crashing (any exception but an ssc error) and slow inputs, and the first failures."""
+    counts = {"accepted": 0, "refused": 0, "crash": 0, "slow": 0}
+    failures = []
+    while more():
+        blob = mut(seeds[int(rng.integers(0, len(seeds)))], rng)
+        t0 = time.perf_counter()
+        try:
+            res = ex(blob)
+        except Exception:  # anything that is not an ssc error is a bug
+            res = "crash"
+            failures.append({"input_hex": blob[:512].hex(), "trace": traceback.format_exc(limit=4)})
+        if time.perf_counter() - t0 > max_seconds:
+            counts["slow"] += 1
+            failures.append({"input_hex": blob[:512].hex(), "trace": "slow"})
+        counts[res] += 1
+        if tick:
+            tick(1)
+    return {**counts, "failures": failures[:20]}
+
+
 def campaign(total: int, models: list[str], rng: np.random.Generator, extra_seeds: list[bytes], max_seconds: float,
              bodies: int, decodes: int) -> dict:
     """A counted campaign of ``total`` mutated streams: image-stream parsing (~85%), SSVC parsing
@@ -277,22 +299,10 @@ def campaign(total: int, models: list[str], rng: np.random.Generator, extra_seed
     parts: dict[str, dict] = {}
     for name, n, seeds, mut, ex in (("image parser", parse_total - n_video, img_seeds, mutate, exercise),
                                     ("video parser", n_video, [vid_seed], mutate_video, exercise_video)):
-        counts = {"accepted": 0, "refused": 0, "crash": 0, "slow": 0}
-        failures = []
-        for _ in tqdm(range(n), desc=name, unit="stream", mininterval=5):
-            blob = mut(seeds[int(rng.integers(0, len(seeds)))], rng)
-            t0 = time.perf_counter()
-            try:
-                res = ex(blob)
-            except Exception:  # anything that is not an ssc error is a bug
-                res = "crash"
-                failures.append({"input_hex": blob[:512].hex(), "trace": traceback.format_exc(limit=4)})
-            if time.perf_counter() - t0 > max_seconds:
-                counts["slow"] += 1
-                failures.append({"input_hex": blob[:512].hex(), "trace": "slow"})
-            counts[res] += 1
-        parts[name] = {**counts, "failures": failures[:20]}
-        print(f"{name}: {counts}")
+        bar = tqdm(total=n, desc=name, unit="stream", mininterval=5)
+        parts[name] = fuzz_parser(seeds, mut, ex, rng, _budget(None, n), max_seconds, bar.update)
+        bar.close()
+        print(f"{name}: { {k: v for k, v in parts[name].items() if k != 'failures'} }")
     per_model = fuzz_bodies(models, None, rng, count=bodies)
     parts["image bodies"] = {k: sum(c[k] for c in per_model.values()) for k in ("decoded", "group failed", "crash")}
     parts["video decode"] = fuzz_video(models[0], None, max(max_seconds, 10.0), rng, count=decodes)
@@ -357,28 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         (out / "fuzz_bodies.json").write_text(json.dumps(res, indent=1))
         return 1 if any(c["crash"] for c in res.values()) else 0
     seeds = [_seed_stream()] + [Path(s).read_bytes() for s in args.stream]
-    rng = np.random.default_rng(args.seed)
-    counts = {"accepted": 0, "refused": 0, "crash": 0, "slow": 0}
-    failures = []
-    end = time.time() + args.seconds
-    while time.time() < end:
-        blob = mutate(seeds[int(rng.integers(0, len(seeds)))], rng)
-        t0 = time.perf_counter()
-        try:
-            res = exercise(blob)
-        except Exception:  # anything that is not an ssc error is a bug
-            res = "crash"
-            failures.append({"input_hex": blob[:512].hex(), "trace": traceback.format_exc(limit=3)})
-        if time.perf_counter() - t0 > args.max_seconds:
-            counts["slow"] += 1
-            failures.append({"input_hex": blob[:512].hex(), "trace": "slow"})
-        counts[res] += 1
-    total = sum(counts[k] for k in ("accepted", "refused", "crash"))
+    res = fuzz_parser(seeds, mutate, exercise, np.random.default_rng(args.seed), _budget(args.seconds, None), args.max_seconds)
+    total = sum(res[k] for k in ("accepted", "refused", "crash"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "fuzz.json").write_text(json.dumps({"inputs": total, **counts, "failures": failures[:20]}, indent=1))
-    print(f"inputs {total}: accepted {counts['accepted']}, refused {counts['refused']}, crashes {counts['crash']}, slow {counts['slow']}")
-    return 1 if failures else 0
+    (out / "fuzz.json").write_text(json.dumps({"inputs": total, **res}, indent=1))
+    print(f"inputs {total}: accepted {res['accepted']}, refused {res['refused']}, crashes {res['crash']}, slow {res['slow']}")
+    return 1 if res["failures"] else 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ entry is used only when both hashes still match.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ssc.errors import WeightsError
+from ssc.models.zoo import sha256_file
 
 from .graphdef import GraphDefError, constants, read_graph
 from .model import EXTRA_LAYERS, SSDLiteMobileNetV2
@@ -61,14 +61,6 @@ def find_graph() -> Path:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("SSC_CACHE", Path.home() / ".cache" / "ssc"))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _conv(c: dict[str, np.ndarray], prefix: str, depthwise: bool = False) -> dict[str, torch.Tensor]:
@@ -147,14 +139,14 @@ class PortCard:
 def load_or_convert(refresh: bool = False) -> tuple[dict[str, torch.Tensor], PortCard]:
     """The detector's state dict and card, from the cache when it is valid, else converted now."""
     graph = find_graph()
-    src_sha = _sha256(graph)
+    src_sha = sha256_file(graph)
     d = cache_dir()
     wpath, cpath = d / f"{NAME}.safetensors", d / f"{NAME}.json"
     if not refresh and wpath.is_file() and cpath.is_file():
         try:
             card = PortCard(**json.loads(cpath.read_text()))
             fresh = (card.source.get("sha256") == src_sha and card.source.get("converter") == CONVERTER_VERSION
-                     and _sha256(wpath) == card.sha256)
+                     and sha256_file(wpath) == card.sha256)
             if fresh:
                 return load_file(str(wpath)), card
         except (OSError, ValueError, TypeError):
@@ -170,7 +162,7 @@ def load_or_convert(refresh: bool = False) -> tuple[dict[str, torch.Tensor], Por
     d.mkdir(parents=True, exist_ok=True)
     tmp = wpath.with_name(wpath.name + ".tmp")
     save_file(state, str(tmp), metadata={"name": NAME, "source_sha256": src_sha})
-    card.sha256 = _sha256(tmp)
+    card.sha256 = sha256_file(tmp)
     tmp.replace(wpath)
     ctmp = cpath.with_name(cpath.name + ".tmp")
     ctmp.write_text(json.dumps(asdict(card), indent=2) + "\n")
