@@ -1,8 +1,9 @@
-"""torchvision Mask R-CNN backend (He et al., ICCV 2017), the default task head.
+"""torchvision Mask R-CNN backend (He et al., ICCV 2017) for a user's own COCO weights.
 
-Weights, in order of preference:
-* ssc's own reference detector (``ssc/weights/det-ref.safetensors`` + model card, SHA-256 checked);
-* a user's COCO-trained torchvision checkpoint given with ``--det-weights PATH``: a ``.safetensors``
+Weights (``--det-weights``, required: the default task head is the pretrained person detector):
+* a zoo entry with a model card (SHA-256 checked), e.g. ``det-ref``, ssc's CPU-trained training
+  example and the teacher of the ``gi-omni-s`` feature codec (it detects almost nothing);
+* a user's COCO-trained torchvision checkpoint: a ``.safetensors``
   file, or a ``.pth``/``.pt`` state dict read with ``torch.load(weights_only=True)`` (tensors only, no
   code is unpickled). Without a model card it is taken to be ``maskrcnn_resnet50_fpn`` with the 91
   COCO label slots, torchvision's convention (label = COCO category id).
@@ -23,7 +24,6 @@ from ssc.errors import WeightsError
 from .heads import Category, HeadInfo, TaskHead, register_backend
 from .structures import Instances
 
-DEFAULT_DETECTOR = "det-ref"
 NUM_LABEL_SLOTS = 91  # torchvision's COCO convention: label index = COCO category id, 0 = background
 
 
@@ -177,7 +177,10 @@ class TorchvisionMaskRCNN(TaskHead):
 def torchvision_head(weights: str | None = None, device: str = "cpu", score_thresh: float = 0.05, arch: str | None = None) -> TorchvisionMaskRCNN:
     from ssc.models.zoo import load_state_checked, load_verified
 
-    src = weights or DEFAULT_DETECTOR
+    if not weights:
+        raise WeightsError("the torchvision backend needs --det-weights: your COCO-trained Mask R-CNN (.pth, .safetensors) "
+                           "or a zoo name; without weights use the default backend, ssdlite-person")
+    src = weights
     p = Path(src)
     if p.suffix in (".pth", ".pt") or (p.suffix == ".safetensors" and not p.with_suffix(".json").is_file()):
         state = _read_state(p)

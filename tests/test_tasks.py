@@ -177,3 +177,8 @@ def test_detect_only_skips_the_mask_branch_and_keeps_the_boxes():
     assert boxes_only.masks is None and with_masks.masks is not None
     assert torch.equal(with_masks.boxes, boxes_only.boxes) and torch.equal(with_masks.scores, boxes_only.scores)
     assert head.model.roi_heads.has_mask()  # the switch is restored
+
+
+def test_torchvision_backend_needs_weights():
+    with pytest.raises(WeightsError, match="needs --det-weights"):
+        build_head("torchvision")
