@@ -20,11 +20,12 @@ SMALL = dict(N=32, M=48, Nz=32, depth=2, heads=2, window=8, num_qualities=2)
 torch.set_num_threads(2)
 
 
-def make_codec(seed: int = 0, name: str = "test-random") -> LoadedCodec:
+def make_codec(seed: int = 0, name: str = "test-random", **extra) -> LoadedCodec:
     torch.manual_seed(seed)
-    m = create_model("gi-hyper-ckbd", **SMALL).eval()
+    cfg = {**SMALL, **extra}
+    m = create_model("gi-hyper-ckbd", **cfg).eval()
     m.update_tables()
-    return LoadedCodec(m, ModelCard(name, "gi-hyper-ckbd", dict(SMALL)), UNREGISTERED_ID)
+    return LoadedCodec(m, ModelCard(name, "gi-hyper-ckbd", cfg), UNREGISTERED_ID)
 
 
 @pytest.fixture(scope="session")

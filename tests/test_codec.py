@@ -14,6 +14,12 @@ from ssc.masks import GroupMap
 from .conftest import make_codec, synthetic_scene
 
 
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "coverage"])
+def codec(request):
+    """Every test runs on a plain codec and on one whose entropy model sees the cell coverage."""
+    return make_codec(coverage=request.param)
+
+
 @pytest.fixture(scope="module")
 def scene():
     img, lab = synthetic_scene()

@@ -74,6 +74,7 @@ class GroupCodec(CodingTables, nn.Module):
         scale_max: float = 256.0,
         scale_levels: int = 64,
         z_half_range: int = 64,
+        coverage: bool = False,
     ) -> None:
         super().__init__()
         self.M, self.Nz = M, Nz
@@ -83,7 +84,11 @@ class GroupCodec(CodingTables, nn.Module):
         self.h_a = HyperAnalysis(M, Nz)
         self.h_s = hyper_synthesis(M, Nz)
         self.context = checkerboard_context(M)
-        self.ep = entropy_parameters(M)
+        #: the entropy parameters also see each latent cell's coverage (the fraction of its 16x16
+        #: pixels inside the group), so boundary cells, of which a group owns few pixels, can be
+        #: predicted cheaper; the decoder has the mask before the segment, so both sides know it
+        self.coverage = coverage
+        self.ep = entropy_parameters(M, extra=1 if coverage else 0)
         self.density_z = FactorizedDensity(Nz)
         # log-spaced initial gains: higher quality -> finer effective quantisation step
         init = torch.linspace(math.log(0.6), math.log(1.6), num_qualities).view(-1, 1).repeat(1, M)
@@ -135,7 +140,7 @@ class GroupCodec(CodingTables, nn.Module):
             z_q = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
         z_q = z_q * pyr[6]
         lik_z = self.density_z.likelihood(z_q).clamp(min=LIKELIHOOD_BOUND)
-        hyper = self.h_s(z_q)
+        hyper = self._with_coverage(self.h_s(z_q), mask)
         anchor = checkerboard_pattern(*y.shape[-2:], device=y.device).to(y.dtype)
         # anchors: context conv of zeros; non-anchors: context of quantised anchors (one pass, since
         # the kernel only sees the opposite colour).
@@ -163,6 +168,14 @@ class GroupCodec(CodingTables, nn.Module):
         with self._transform_precision():
             x_hat = self.g_s(y_ste * self._gains(quality, self.log_inv_gain), pyr)
         return CodecOutput(x_hat.float() * pyr[0], bits_y, bits_z, mask.sum((1, 2, 3)))
+
+    def _with_coverage(self, hyper: torch.Tensor, mask: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """Hyper features, plus the coverage channel when the model has one (fixed-point units when
+        ``exact``: k/256 of a cell is k * 4 activation units, exactly)."""
+        if not self.coverage:
+            return hyper
+        cov = F.avg_pool2d(mask.to(hyper.dtype), 16)
+        return torch.cat([hyper, to_fixed(cov) if exact else cov], 1)
 
     # ----------------------------------------------------------------- exact parameter path
     def _pass_params(self, hyper_fx: torch.Tensor, y_hat: torch.Tensor, pos: torch.Tensor, first: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,7 +224,7 @@ class GroupCodec(CodingTables, nn.Module):
         zsel = pyr[6].bool().expand_as(z_hat)
         zch = torch.arange(self.Nz, device=y.device).view(1, -1, 1, 1).expand_as(z_hat)
         w.encode_values(z_hat[zsel].long().cpu().numpy(), zch[zsel].cpu().numpy(), self._tables()[1])
-        return self.h_s.forward_exact(to_fixed(z_hat))
+        return self._with_coverage(self.h_s.forward_exact(to_fixed(z_hat)), pyr[0], exact=True)
 
     def decode_hyper(self, r: SymbolReader, pyr: list[torch.Tensor]) -> torch.Tensor:
         """Inverse of :meth:`encode_hyper`."""
@@ -222,7 +235,7 @@ class GroupCodec(CodingTables, nn.Module):
         zsel = pyr[6].bool().expand(zshape)
         zch = torch.arange(self.Nz, device=dev).view(1, -1, 1, 1).expand(zshape)
         z_hat[zsel] = torch.from_numpy(r.decode_values(zch[zsel].cpu().numpy(), self._tables()[1])).to(dev, torch.float64)
-        return self.h_s.forward_exact(to_fixed(z_hat))
+        return self._with_coverage(self.h_s.forward_exact(to_fixed(z_hat)), pyr[0], exact=True)
 
     @staticmethod
     def _check_crop(mask: torch.Tensor) -> None:

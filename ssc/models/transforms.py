@@ -115,6 +115,7 @@ def checkerboard_context(M: int, kernel: int = 5) -> ExactConv2d:
     return ExactConv2d(M, 2 * M, kernel, weight_mask=pattern)
 
 
-def entropy_parameters(M: int) -> ExactParamNet:
-    """[hyper features, context] (4M) -> [means, scales] (2M), 1x1 convolutions."""
-    return ExactParamNet([ExactConv2d(4 * M, 3 * M, 1), nn.ReLU(), ExactConv2d(3 * M, 2 * M, 1)])
+def entropy_parameters(M: int, extra: int = 0) -> ExactParamNet:
+    """[hyper features, ``extra`` side channels (coverage), context] (4M + extra) -> [means, scales]
+    (2M), 1x1 convolutions."""
+    return ExactParamNet([ExactConv2d(4 * M + extra, 3 * M, 1), nn.ReLU(), ExactConv2d(3 * M, 2 * M, 1)])
