@@ -14,6 +14,14 @@ For every sequence (first ``--frames`` frames) and every operating point it meas
 Headline (issue target): at equal object PSNR, ssc's object-only bits / x265-ROI's bits, the anchor's
 rate interpolated log-linearly on its object-PSNR curve (no extrapolation: points outside its PSNR
 range are reported as n/a). Run: ``python -m ssc.eval.video --out out/eval/video``.
+
+**Person fidelity** (``--fidelity``, on by default): the person detector (``ssdlite-person``) runs on
+every ``--det-every``-th decoded frame of every operating point; its detections are scored (COCO
+bbox AP, pycocotools) against its own detections at score >= 0.5 on the original frames. For ssc
+also the persons-only decode (the object tracks only, the rest mid-grey; detections mostly on grey
+dropped). The surveillance clip's tracks come from the same detector
+(``detect:ssdlite-person``, :class:`ssc.masks.track.PersonTracks`), so its objects are people.
+Target: persons-only fidelity >= 90 at <= 0.5x the bits x265 with addroi needs for the same fidelity.
 """
 from __future__ import annotations
 
@@ -28,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector
+from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector, load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
@@ -49,6 +57,8 @@ class Point:
     enc_fps: float | None = None
     dec_fps: float | None = None
     object_dec_fps: float | None = None
+    fidelity: float | None = None  # person detector on the full decode vs its detections on the originals
+    fidelity_objects_only: float | None = None  # ssc: on the persons-only decode
 
 
 def _psnr(mse: float) -> float:
@@ -104,10 +114,45 @@ def load_clip(spec: str, frames: int):
     else:
         name = "surveillance"
         src = open_frames(data / "video_surveillance/vtest_480x360_h264.avi")
-        masks = DetectorMasks(ForegroundDetector(), every=5, score=0.0)
+        masks = load_video_masks("detect:ssdlite-person,every=5") if ARGS.fidelity else \
+            DetectorMasks(ForegroundDetector(), every=5, score=0.0)
     fr = list(itertools.islice(src, frames))
     maps = [masks(i, f) for i, f in enumerate(fr)]
     return name, np.stack(fr), maps, float(src.fps)
+
+
+class PersonFidelity:
+    """Person-detector fidelity of decoded frames against its detections on the originals."""
+
+    def __init__(self, frames: np.ndarray, every: int, min_score: float = 0.5) -> None:
+        from ssc.tasks.heads import shared_head
+
+        from .coco import pseudo_ground_truth
+
+        self.head = shared_head("ssdlite-person", None, "cpu", None)
+        self.ids = list(range(0, len(frames), every))
+        orig = [r for i in self.ids for r in self._detect(frames[i], i, None)]
+        recs = [{"id": i, "width": frames.shape[2], "height": frames.shape[1], "file_name": str(i)} for i in self.ids]
+        self.gt = pseudo_ground_truth(recs, [{"id": 1, "name": "person"}], orig, min_score)
+        self.objects = len(self.gt.dataset["annotations"])
+
+    def _detect(self, frame: np.ndarray, i: int, region: np.ndarray | None) -> list[dict]:
+        from ssc.analyze import results_in_region
+
+        inst = self.head.predict(frame, masks=False)
+        return results_in_region(inst, region if region is not None else np.ones(frame.shape[:2], bool), i, "detect")
+
+    def ap(self, decoded, regions=None) -> float | None:
+        """Fidelity AP of decoded frames (indexable by frame number); ``regions`` the decoded tracks'
+        pixels per frame (persons-only decodes), None for whole frames."""
+        from .coco import COCOEvaluator
+
+        if not self.objects:
+            return None
+        ev = COCOEvaluator(self.gt, ("bbox",))
+        for i in self.ids:
+            ev.process(i, self._detect(decoded[i], i, None if regions is None else regions[i]))
+        return ev.evaluate()["bbox_AP"]
 
 
 def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int):
@@ -120,35 +165,45 @@ def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, 
     return buf.getvalue(), enc.close()
 
 
-def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int) -> Point:
+def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid: PersonFidelity | None = None) -> Point:
+    from ssc.analyze import FILL
+
     data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, ARGS.roi_offset)
     err = _Err()
+    full, objects, regions = {}, {}, {}
     t0 = time.perf_counter()
     with VideoReader(data) as rd:
         for df in VideoDecoder(rd, codec).frames():
             err.add(frames[df.number], df.image, maps[df.number].labels != 0)
+            full[df.number] = df.image
     dec_s = time.perf_counter() - t0
     objs = sorted(t for t in summ.tracks if t != 0)
     t0 = time.perf_counter()
     with VideoReader(data) as rd:
-        for _ in VideoDecoder(rd, codec, tracks=objs).frames() if objs else []:
-            pass
+        for df in VideoDecoder(rd, codec, tracks=objs).frames(fill=FILL) if objs else []:
+            objects[df.number], regions[df.number] = df.image, np.isin(df.track_map, objs)
         obj_bytes = rd.bytes_read if objs else 0
     obj_s = time.perf_counter() - t0
     secs = len(frames) / fps
     po, pb = err.psnr()
+    if objs and len(objects) < len(frames):  # frames without any object track: nothing decoded there
+        for i in range(len(frames)):
+            objects.setdefault(i, np.full_like(frames[i], FILL))
+            regions.setdefault(i, np.zeros(frames.shape[1:3], bool))
     return Point(name, "ssc", f"qp {qp}", 8 * len(data) / 1000 / secs, 8 * obj_bytes / 1000 / secs, po, pb,
-                 len(frames) / summ.seconds, len(frames) / dec_s, len(frames) / obj_s if objs else None)
+                 len(frames) / summ.seconds, len(frames) / dec_s, len(frames) / obj_s if objs else None,
+                 fid.ap(full) if fid else None, fid.ap(objects, regions) if (fid and objs) else None)
 
 
-def run_anchor(name: str, frames: np.ndarray, maps, fps: float, lib: str, crf: int, roi) -> Point:
+def run_anchor(name: str, frames: np.ndarray, maps, fps: float, lib: str, crf: int, roi, fid: PersonFidelity | None = None) -> Point:
     nbytes, dec, efps = _ffmpeg_code(frames, fps, lib, crf, ARGS.gop, roi, ARGS.qoffset)
     err = _Err()
     for f, d, gm in zip(frames, dec, maps):
         err.add(f, d, gm.labels != 0)
     po, pb = err.psnr()
     label = {"libx264": "x264", "libx265": "x265"}[lib] + ("-roi" if roi else "")
-    return Point(name, label, f"crf {crf}", 8 * nbytes / 1000 / (len(frames) / fps), None, po, pb, efps)
+    return Point(name, label, f"crf {crf}", 8 * nbytes / 1000 / (len(frames) / fps), None, po, pb, efps,
+                 fidelity=fid.ap(dec) if fid else None)
 
 
 def rate_at(points: list[Point], psnr: float) -> float | None:
@@ -169,25 +224,39 @@ def union_box(maps) -> tuple[int, int, int, int] | None:
     return x0 // 2 * 2, y0 // 2 * 2, x1 + x1 % 2, y1 + y1 % 2
 
 
+def rate_at_fidelity(points: list[Point], fid: float) -> float | None:
+    """Anchor kbps at a fidelity AP, log-linear between its two bracketing points (None outside)."""
+    pts = sorted((p.fidelity, p.kbps) for p in points if p.fidelity is not None)
+    for (f0, r0), (f1, r1) in zip(pts, pts[1:]):
+        if f0 <= fid <= f1 and f1 > f0:
+            return float(np.exp(np.log(r0) + (fid - f0) / (f1 - f0) * (np.log(r1) - np.log(r0))))
+    return None
+
+
 def evaluate(spec: str, codec) -> tuple[list[Point], list[dict]]:
     name, frames, maps, fps = load_clip(spec, ARGS.frames)
+    fid = PersonFidelity(frames, ARGS.det_every) if ARGS.fidelity and (spec == "surveillance" or name in ARGS.people) else None
     roi = union_box(maps)
     pts = []
     jobs = [("ssc", qp, None) for qp in ARGS.qps] + [(lib, crf, r) for lib in ("libx264", "libx265")
                                                     for r in (None, roi) for crf in ARGS.crfs]
     for what, setting, r in tqdm(jobs, desc=name, unit="encode"):
-        pts.append(run_ssc(name, frames, maps, fps, codec, setting) if what == "ssc"
-                   else run_anchor(name, frames, maps, fps, what, setting, r))
+        pts.append(run_ssc(name, frames, maps, fps, codec, setting, fid) if what == "ssc"
+                   else run_anchor(name, frames, maps, fps, what, setting, r, fid))
     heads = []
     roi265 = [p for p in pts if p.codec == "x265-roi"]
     plain265 = [p for p in pts if p.codec == "x265"]
     for p in pts:
         if p.codec == "ssc":
             a, b = rate_at(roi265, p.psnr_object), rate_at(plain265, p.psnr_object)
+            f = p.fidelity_objects_only
+            fa = rate_at_fidelity(roi265, f) if f is not None else None
             heads.append({"seq": name, "setting": p.setting, "psnr_object": p.psnr_object, "object_kbps": p.object_kbps,
                           "x265_roi_kbps": a, "ratio_vs_x265_roi": p.object_kbps / a if a else None,
                           "x265_kbps": b, "ratio_vs_x265": p.object_kbps / b if b else None,
-                          "object_area": float(np.mean([(gm.labels != 0).mean() for gm in maps]))})
+                          "object_area": float(np.mean([(gm.labels != 0).mean() for gm in maps])),
+                          "fidelity_objects_only": f, "fidelity_objects": fid.objects if fid else None,
+                          "x265_roi_kbps_at_fidelity": fa, "fidelity_ratio_vs_x265_roi": p.object_kbps / fa if fa else None})
     return pts, heads
 
 
@@ -219,8 +288,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--roi-offset", type=int, default=6)
     ap.add_argument("--qoffset", type=float, default=-0.3, help="addroi qoffset (-1..1, negative = better ROI)")
     ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--fidelity", action=argparse.BooleanOptionalAction, default=True,
+                    help="person-detector fidelity per point (surveillance tracks then come from the person detector)")
+    ap.add_argument("--people", default="breakdance,parkour", help="DAVIS sequences with people (fidelity measured)")
+    ap.add_argument("--det-every", type=int, default=2, help="fidelity: detector on every N-th frame")
     ap.add_argument("--out", default="out/eval/video")
     ARGS = ap.parse_args(argv)
+    ARGS.people = ARGS.people.split(",")
     codec = load_codec(ARGS.model)
     points, heads = [], []
     for spec in ARGS.clips.split(","):
@@ -228,15 +302,20 @@ def main(argv: list[str] | None = None) -> None:
         points += p
         heads += h
     rows = [[p.seq, p.codec, p.setting, p.kbps, p.object_kbps, p.psnr_object, p.psnr_background, p.enc_fps, p.dec_fps,
-             p.object_dec_fps] for p in points]
+             p.object_dec_fps, p.fidelity, p.fidelity_objects_only] for p in points]
     lines = ["## SSVC vs x264 / x265 (object PSNR = PSNR over object pixels, RGB)", ""]
     lines += markdown_table(["seq", "codec", "setting", "kbit/s", "object-only kbit/s", "PSNR obj", "PSNR bg",
-                             "enc fps", "dec fps", "obj dec fps"], rows)
+                             "enc fps", "dec fps", "obj dec fps", "person fidelity AP", "fidelity, persons-only"], rows)
     lines += ["", "## Target: ssc object-only bits / x265-ROI bits at equal object PSNR (<= 0.5)", ""]
     lines += markdown_table(["seq", "ssc", "PSNR obj", "object area", "ssc obj kbit/s", "x265-ROI kbit/s", "ratio",
                              "x265 kbit/s", "ratio vs x265"],
                             [[h["seq"], h["setting"], h["psnr_object"], h["object_area"], h["object_kbps"], h["x265_roi_kbps"],
                               h["ratio_vs_x265_roi"], h["x265_kbps"], h["ratio_vs_x265"]] for h in heads])
+    lines += ["", "## Target: persons-only fidelity >= 90 at <= 0.5x the bits of x265-ROI at equal fidelity", ""]
+    lines += markdown_table(["seq", "ssc", "fidelity persons-only", "ssc obj kbit/s", "x265-ROI kbit/s at that fidelity",
+                             "ratio"],
+                            [[h["seq"], h["setting"], h["fidelity_objects_only"], h["object_kbps"], h["x265_roi_kbps_at_fidelity"],
+                              h["fidelity_ratio_vs_x265_roi"]] for h in heads if h["fidelity_objects_only"] is not None])
     out = write_outputs(ARGS.out, "video", {"meta": run_meta(**{k: v for k, v in vars(ARGS).items()}),
                                             "points": [asdict(p) for p in points], "target": heads}, lines)
     plot(points, out)
