@@ -23,6 +23,10 @@ class GroupNotFoundError(SSCError):
     """A requested group id or class label is not present in the stream."""
 
 
+class FrameRangeError(SSCError):
+    """A requested frame (range) is empty or lies outside the video stream."""
+
+
 class MaskError(SSCError):
     """A group map or mask source is invalid (wrong size, bad values, unreadable)."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssc.errors import BitstreamError, GroupNotFoundError, SSCError
+from ssc.errors import BitstreamError, FrameRangeError, GroupNotFoundError, SSCError
 from ssc.masks import GroupMap
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader, decode_video
 from ssc.video import format as vf
@@ -156,7 +156,7 @@ def test_time_range_starts_at_the_previous_i_frame(clip, codec):
     assert [f.number for f in rng] == [5, 6]
     for a in rng:
         assert (a.image == full[a.number].image).all()
-    with pytest.raises(IndexError):
+    with pytest.raises(FrameRangeError, match="outside"):
         list(decode_video(data, codec, start=9))
 
 
@@ -227,7 +227,7 @@ def test_mutated_streams_never_crash(clip, codec):
         try:
             for _f in decode_video(bytes(b), codec):
                 pass
-        except (SSCError, IndexError):
+        except SSCError:
             pass
 
 
@@ -297,7 +297,7 @@ def test_forged_frame_headers_and_bodies_fail_cleanly(clip, codec):
         try:
             for _f in decode_video(blob, codec):
                 pass
-        except (SSCError, IndexError):
+        except SSCError:
             pass
 
 
@@ -342,3 +342,15 @@ def test_fast_search_tools_code_a_decodable_chain_close_to_exhaustive(codec):
                 assert (dec.states[tid].canvas[st.seen] == st.canvas[st.seen]).all()
         quality[name] = np.mean([_psnr(frames[f.number], f.image, maps[f.number].labels == 1) for f in out])
     assert abs(sizes["fast"] / sizes["exhaustive"] - 1) < 0.1 and abs(quality["fast"] - quality["exhaustive"]) < 0.5
+
+
+def test_stream_without_frames_decodes_to_nothing(clip, codec):
+    """Regression (fuzz campaign): a stream cut before its first frame made decoding raise IndexError."""
+    _, _, data, _, _ = clip
+    with VideoReader(data) as rd:
+        cut = data[: rd.frames_offset]
+    with VideoReader(cut) as rd:
+        assert rd.num_frames == 0
+    assert list(decode_video(cut, codec)) == []
+    with pytest.raises(FrameRangeError):
+        list(decode_video(cut, codec, start=1))

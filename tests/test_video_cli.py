@@ -150,9 +150,10 @@ def test_encode_video_info_decode_video(clip_dir, zoo_env, capsys):
     assert len(list(open_frames(t / "all.mkv"))) == 5
     # bad input: one line, non-zero
     assert main(["decode-video", str(t / "x.ssv"), "--tracks", "9", "-o", str(t / "o2")]) == 1
+    assert main(["decode-video", str(t / "x.ssv"), "--start", "99", "-o", str(t / "o3")]) == 1
     assert main(["encode-video", str(t / "nope.mp4"), "--masks", f"folder:{t / 'masks'}", "-o", str(t / "y.ssv")]) == 1
     err = capsys.readouterr().err
-    assert "track 9 is not in the stream" in err and "not found" in err
+    assert "track 9 is not in the stream" in err and "not found" in err and "outside the stream" in err
 
 
 def test_decode_video_reports_corrupt_track_and_exits_3(clip_dir, zoo_env, capsys):

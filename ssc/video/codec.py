@@ -20,7 +20,7 @@ import numpy as np
 from ..api import box_mask_crop, codec_device, codec_for_stream, crop_box, crop_pixels, tile_input
 from ..bitstream.format import QUALITY_SCALE, Cursor, pack_mask, pack_segment, varint
 from ..bitstream.groupmap import decode_group_mask, encode_group_mask
-from ..errors import CorruptSegmentError, GroupNotFoundError, SSCError
+from ..errors import CorruptSegmentError, FrameRangeError, GroupNotFoundError, SSCError
 from ..masks import GroupMap
 from ..models.zoo import LoadedCodec
 from . import format as vf
@@ -300,7 +300,9 @@ class VideoDecoder:
         n = self.rd.num_frames
         stop = n if stop is None else min(stop, n)
         if not 0 <= start < max(stop, 1):
-            raise IndexError(f"frame range [{start}, {stop}) is empty or outside [0, {n})")
+            raise FrameRangeError(f"frame range [{start}, {stop}) is empty or outside the stream's [0, {n})")
+        if n == 0:  # a stream whose frames are all lost (cut before the first): nothing to decode
+            return
         H, W = self.rd.header.height, self.rd.header.width
         self.states, self.masks = {}, {}
         for i in range(self.rd.intra_start(start), stop):

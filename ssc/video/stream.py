@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..bitstream.format import Cursor, unpack_mask, unpack_segment
-from ..errors import BitstreamError
+from ..errors import BitstreamError, FrameRangeError
 from . import format as vf
 
 
@@ -111,7 +111,7 @@ class VideoReader:
 
     def frame(self, i: int) -> vf.FrameHeader:
         if not 0 <= i < self.num_frames:
-            raise IndexError(f"frame {i} outside [0, {self.num_frames})")
+            raise FrameRangeError(f"frame {i} outside the stream's [0, {self.num_frames})")
         off = self.index.offsets[i]
         fh = self._cache.get(off)
         if fh is None:
