@@ -100,18 +100,21 @@ bench-fanin: install
 bench-coco-ray: install
 	$(BIN)/python -m ssc.eval.coco_scaling --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 40
 
-# One-shot GPU recipe (a session lent a device machine; see ssc/gpu_recipe.py). Here: make gpu-pack.
+# One-shot GPU recipe (a session lent a device machine; see ssc/gpu_recipe.py). Here: make gpu-pack
+# (the repository plus .gpu/ must stay under the device tool's 64 MiB: the training photos are cut
+# to fit; move weights the device does not need out of the tree while calling it).
 # There, with the device tool: run(command="make train-gpu", carry=[".gpu"], timeout_s=600), then
 # run(command="make gpu-check", carry=[".gpu"]); copy $$OUT's weights, card and log over ssc/weights/.
+# ssc runs from the source tree there: links give the mapped packages their ssc.* names.
 GPU_SITE = /tmp/site
 GPU_ENV = python3 -m pip install -q --no-index --no-deps --no-compile --target $(GPU_SITE) .gpu/whl/*.whl && \
-	python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target $(GPU_SITE) . && \
+	for p in masks tasks eval; do ln -sfn ../$$p ssc/$$p; done && \
 	PYTHONPATH=$(GPU_SITE) PYTHONUNBUFFERED=1
 gpu-pack: install
-	$(BIN)/python -m ssc.gpu_recipe pack --data $(DATA)
+	$(BIN)/python -m ssc.gpu_recipe pack --data $(DATA) --photo-budget-mb 14 --quality 85
 
 train-gpu:
-	$(GPU_ENV) python3 -m ssc.gpu_recipe train --out $${OUT:-out/gpu} --minutes 8.5
+	$(GPU_ENV) python3 -m ssc.gpu_recipe train --out $${OUT:-out/gpu}/w --minutes 7
 
 gpu-check:
 	$(GPU_ENV) python3 -m ssc.gpu_recipe check --out $${OUT:-out/gpu-check}

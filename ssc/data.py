@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -139,6 +140,31 @@ class CropSampler:
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
         m = torch.from_numpy(np.stack(masks)).unsqueeze(1).float()
         return CropBatch(x, m, torch.tensor(qs, dtype=torch.int64))
+
+
+def prefetched(sampler: CropSampler, start: int, stop: int, n: int, workers: int = 0) -> Iterator[CropBatch]:
+    """The batches of steps ``start .. stop-1`` in order. With ``workers`` > 0 a thread pool draws
+    up to ``2 * workers`` steps ahead while the model trains on the current one (batches depend only
+    on their step, so they are identical either way); on a GPU this keeps the device fed."""
+    if workers <= 0:
+        for step in range(start, stop):
+            yield sampler.batch(step, n)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="ssc-batch") as pool:
+        ahead: deque = deque()
+        nxt = start
+        try:
+            while nxt < stop or ahead:
+                while nxt < stop and len(ahead) < 2 * workers:
+                    ahead.append(pool.submit(sampler.batch, nxt, n))
+                    nxt += 1
+                yield ahead.popleft().result()
+        finally:
+            for f in ahead:
+                f.cancel()
 
 
 def load_samples(photo_dirs: list[str], coco_images: str | None, coco_ann: str | None, max_side: int = 512,

@@ -41,7 +41,7 @@ CHECK_FILES = {"coco_val": "coco/val2017/000000000139.jpg", "coco_val_2": "coco/
                "kodim01": "kodak/kodim01.png", "reference": "reference/ssdlite_person_tf_reference.json"}
 
 
-def _shrink(src: Path, dst: Path, max_side: int) -> None:
+def _shrink(src: Path, dst: Path, max_side: int, quality: int = 90) -> None:
     from PIL import Image
 
     with Image.open(src) as im:
@@ -50,27 +50,48 @@ def _shrink(src: Path, dst: Path, max_side: int) -> None:
             s = max_side / max(im.size)
             im = im.resize((round(im.width * s), round(im.height * s)), Image.BICUBIC)
         dst.parent.mkdir(parents=True, exist_ok=True)
-        im.save(dst, "JPEG", quality=90)
+        im.save(dst, "JPEG", quality=quality)
 
 
-def pack(data: Path, pack_dir: Path = PACK, max_side: int = 512, wheels: bool = True, limit: int | None = None) -> dict:
-    """Prepare ``pack_dir`` for the device machine (see the module docstring); returns its manifest."""
+def _fit_photos(folder: Path, budget: int) -> int:
+    """Keep an evenly spaced subset of ``folder``'s photos whose bytes fit ``budget``; returns how
+    many stay (the device tool carries at most 64 MiB, the repository included)."""
+    files = sorted(folder.iterdir())
+    total = sum(f.stat().st_size for f in files)
+    if total <= budget:
+        return len(files)
+    keep_n = max(1, int(len(files) * budget / total))
+    keep = {round(i * (len(files) - 1) / max(1, keep_n - 1)) for i in range(keep_n)}
+    for i, f in enumerate(files):
+        if i not in keep:
+            f.unlink()
+    return len(keep)
+
+
+def pack(data: Path, pack_dir: Path = PACK, max_side: int = 512, wheels: bool = True, limit: int | None = None,
+         photo_budget_mb: float | None = None, quality: int = 90) -> dict:
+    """Prepare ``pack_dir`` for the device machine (see the module docstring); returns its manifest.
+    ``photo_budget_mb`` caps the training photos' bytes (an evenly spaced subset is kept)."""
     from .data import list_images
 
     cfg = yaml.safe_load(CAMPAIGN_CONFIG.read_text())
     d = cfg["data"]
     out = pack_dir / "data"
+    if (out / "photos").is_dir():
+        shutil.rmtree(out / "photos")
     photos = list_images([Path(p) for p in d["photos"]])[:limit]
     for i, p in enumerate(photos):
-        _shrink(p, out / "photos" / f"{i:05d}.jpg", max_side)
+        _shrink(p, out / "photos" / f"{i:05d}.jpg", max_side, quality)
+    if photo_budget_mb is not None:
+        _fit_photos(out / "photos", int(photo_budget_mb * 2**20))
     coco = list_images([Path(d["coco_images"])])[:limit]
     for p in coco:  # names kept: the annotations refer to them
-        _shrink(p, out / "coco" / p.name, 4096)  # COCO images are small; masks must keep their size
+        _shrink(p, out / "coco" / p.name, 4096, quality)  # COCO images are small; masks must keep their size
     shutil.copy(d["coco_ann"], out / "coco_train.json")
     for key, rel in CHECK_FILES.items():
         (out / Path(rel).name).write_bytes((data / rel).read_bytes())
     cfg["data"].update(photos=[str(out / "photos")], coco_images=str(out / "coco"), coco_ann=str(out / "coco_train.json"))
-    cfg.update(batch=32, threads=0, ckpt_every=500, log_every=50, init_from=str(WEIGHTS), out_dir="/tmp/ssc-runs")
+    cfg.update(batch=32, threads=0, prefetch=8, ckpt_every=500, log_every=50, init_from=str(WEIGHTS), out_dir="/tmp/ssc-runs")
     (pack_dir / "train.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     if wheels:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
@@ -80,7 +101,7 @@ def pack(data: Path, pack_dir: Path = PACK, max_side: int = 512, wheels: bool = 
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(pack_dir / "whl"), *ANY_WHEELS],
                        check=True)
     size = sum(f.stat().st_size for f in pack_dir.rglob("*") if f.is_file())
-    manifest = {"photos": len(photos), "coco": len(coco), "bytes": size}
+    manifest = {"photos": len(list((out / "photos").iterdir())), "coco": len(coco), "bytes": size}
     (pack_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
@@ -96,7 +117,7 @@ def train_on_device(out: Path, minutes: float, pack_dir: Path = PACK, steps: int
 
         done = int(ModelCard.load(Path(cfg.init_from).with_suffix(".json")).training.get("steps", 0))
         cfg.steps, cfg.batch = done + steps, 2  # a CPU-sized batch
-    cfg.out_dir = str(out / "runs")
+    cfg.out_dir = str(out.parent / f"{out.name}-runs")  # beside ``out``: $OUT gets only what is copied below
     w = train(cfg, minutes=minutes)
     out.mkdir(parents=True, exist_ok=True)
     for src in (w, w.with_suffix(".json"), w.parent / "log.jsonl"):
@@ -164,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pack", help="prepare .gpu/ here (data, wheels, config)")
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--no-wheels", action="store_true")
+    p.add_argument("--photo-budget-mb", type=float, default=None, help="cap the training photos' bytes (evenly spaced subset)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality of the packed photos")
     t = sub.add_parser("train", help="on the device: resume the campaign, train, export to --out")
     t.add_argument("--out", required=True)
     t.add_argument("--minutes", type=float, default=9.0)
@@ -173,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--dry-run", action="store_true", help="1 repeat, no tests (the CPU test)")
     args = ap.parse_args(argv)
     if args.cmd == "pack":
-        print(pack(Path(args.data), wheels=not args.no_wheels))
+        print(pack(Path(args.data), wheels=not args.no_wheels, photo_budget_mb=args.photo_budget_mb, quality=args.quality))
     elif args.cmd == "train":
         print(train_on_device(Path(args.out), args.minutes, steps=3 if args.dry_run else None))
     else:

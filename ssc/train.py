@@ -16,7 +16,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .data import CropSampler, load_samples
+from .data import CropBatch, CropSampler, load_samples, prefetched
 from .distributed import DistContext, barrier, init_distributed, mean_over_ranks, shutdown, wrap
 from .models import create_model
 from .models.zoo import ModelCard, export_weights
@@ -48,6 +48,8 @@ class TrainConfig:
     channels_last: bool = False
     #: where a fresh run's weights come from (a zoo name or .safetensors); ignored when resuming
     init_from: str | None = None
+    #: threads drawing training batches ahead of the step being trained (0: drawn in the loop)
+    prefetch: int = 0
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
@@ -265,11 +267,16 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
     model.train()
     log = RunLog.open(cfg, ctx, step)
     done = step
+    batches = prefetched(sampler, step, cfg.steps, per_rank, cfg.prefetch)
+    cuda = str(ctx.device).startswith("cuda")
     with StopRequest() as stop:
         for step in log.bar:
             lr = set_lr(cfg, opt, step)
-            b = sampler.batch(step, per_rank)
-            x, m, q = b.x.to(ctx.device, memory_format=fmt), b.mask.to(ctx.device), b.quality.to(ctx.device)
+            b = next(batches)
+            if cuda:
+                b = CropBatch(b.x.pin_memory(), b.mask.pin_memory(), b.quality.pin_memory())
+            x = b.x.to(ctx.device, memory_format=fmt, non_blocking=cuda)
+            m, q = b.mask.to(ctx.device, non_blocking=cuda), b.quality.to(ctx.device, non_blocking=cuda)
             res = net(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
             mse = ((res.x_hat - x * m) ** 2).sum((1, 2, 3)) / (3 * res.pixels)
             loss = (lam[q] * 255**2 * mse + res.bpp).mean()
@@ -283,6 +290,7 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
                 "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr}, last=last)
             if last:
                 break
+    batches.close()
     log.close()
     seconds = time.time() - t0
     model.to(memory_format=torch.contiguous_format)

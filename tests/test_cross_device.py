@@ -61,4 +61,7 @@ def test_video_stream_decodes_alike_on_both_devices(codecs):
     a = [f.image for f in decode_video(buf.getvalue(), cpu)]
     b = [f.image for f in decode_video(buf.getvalue(), gpu, device="cuda")]
     diff = [int(np.abs(x.astype(int) - y).max()) for x, y in zip(a, b)]
-    assert max(diff) <= 3 and diff[3] <= max(diff[0], 1) + 1, diff
+    assert max(diff) <= 6, diff  # a few levels of float rounding in the intra synthesis, no more
+    for start in range(0, len(diff), 4):  # per GOP: the P-frames do not add to the intra's difference
+        gop = diff[start:start + 4]
+        assert max(gop) <= max(gop[0], 1) + 1, diff

@@ -3,11 +3,12 @@ zoo entry that the loader accepts and the codec can use."""
 import json
 
 import numpy as np
+import torch
 import yaml
 from PIL import Image
 
 from ssc.api import decode_image, encode_image
-from ssc.data import CropSampler, Sample, random_blob, random_polygon
+from ssc.data import CropSampler, Sample, prefetched, random_blob, random_polygon
 from ssc.masks import GroupMap
 from ssc.models.zoo import load_codec
 from ssc.train import TrainConfig, train
@@ -58,3 +59,17 @@ def test_random_masks_are_irregular_and_nonempty():
     assert x.shape == (4, 3, 64, 64) and m.shape == (4, 1, 64, 64)
     assert (m.sum((1, 2, 3)) >= 64).all()
     assert b.quality.shape == (4,) and 0 <= int(b.quality.min()) and int(b.quality.max()) < 3
+
+
+def test_prefetched_batches_equal_batches_drawn_in_the_loop():
+    img, lab = synthetic_scene()
+    s = CropSampler([Sample(img, lab), Sample(img[::-1].copy(), None)], 48,
+                    {"full": 0.3, "blob": 0.3, "coco": 0.4}, seed=3, num_qualities=4)
+    ahead = list(prefetched(s, 5, 17, 3, workers=3))
+    assert len(ahead) == 12
+    for step, b in zip(range(5, 17), ahead):
+        ref = s.batch(step, 3)
+        assert torch.equal(b.x, ref.x) and torch.equal(b.mask, ref.mask) and torch.equal(b.quality, ref.quality)
+    gen = prefetched(s, 0, 1000, 2, workers=2)
+    next(gen)
+    gen.close()  # stopping early (a deadline, SIGTERM) leaves no work behind
