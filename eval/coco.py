@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssc.defaults import DEFAULT_MODEL
 from ssc.api import decode_image, encode_image, read_image
 from ssc.args import detector_args, executor_args
 from ssc.masks import apply_policy, from_coco
@@ -290,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--codec", choices=CODECS, default="ssc")
     ap.add_argument("--quality", type=float, nargs="+", default=[2.0])
     ap.add_argument("--partial", action="store_true", help="ssc: decode only the annotated objects' groups")
-    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     detector_args(ap)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--min-area", type=int, default=256)

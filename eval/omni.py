@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ssc.defaults import DEFAULT_MODEL
 from ssc.api import decode_image, encode_image, read_image
 from ssc.masks import apply_policy, from_coco
 from ssc.models.zoo import load_codec
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", required=True)
     ap.add_argument("--ann", required=True)
-    ap.add_argument("--pixel-model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--pixel-model", default=DEFAULT_MODEL)
     ap.add_argument("--omni-model", default="gi-omni-s")
     ap.add_argument("--quality", type=float, nargs="+", default=[0.0, 1.5, 3.0])
     ap.add_argument("--anchors", nargs="*", default=["jpeg", "webp"])

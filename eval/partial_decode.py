@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ssc.defaults import DEFAULT_MODEL
 from ssc.api import decode_image, encode_image, read_image
 from ssc.masks import apply_policy, from_coco
 from ssc.models.zoo import load_codec
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", required=True)
     ap.add_argument("--ann", required=True)
-    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--quality", type=float, default=2.0)
     ap.add_argument("--limit", type=int, default=20)
     ap.add_argument("--min-area", type=int, default=256)

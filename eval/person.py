@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ssc.defaults import DEFAULT_MODEL
 from ssc.analyze import FILL, results_in_region
 from ssc.api import decode_image, encode_image, read_image
 from ssc.bitstream import StreamReader
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--ann", required=True)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--ssc", type=float, nargs="*", default=SSC_FULL, help="qualities of the full-decode points")
     ap.add_argument("--persons", type=float, nargs="*", default=SSC_PERSONS, help="qualities of the persons-only points")
     ap.add_argument("--roi", type=float, nargs="*", default=SSC_ROI, help="person qualities of the ROI points")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ssc.defaults import DEFAULT_MODEL
 from ssc.api import decode_image, encode_image, read_image
 from ssc.masks import GroupMap, apply_policy, from_coco, kmeans_groups
 from ssc.models.zoo import LoadedCodec, load_codec
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=["kodak", "coco"], default="kodak")
     ap.add_argument("--images", required=True)
     ap.add_argument("--ann", default=None)
-    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--limit", type=int, default=24)
     ap.add_argument("--min-area", type=int, default=256)
     ap.add_argument("--kmeans", type=int, default=4, help="regions per Kodak image for ssc-groups")

@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ssc.defaults import DEFAULT_MODEL
 from ssc.api import decode_image, encode_image, read_image
 from ssc.masks import GroupMap
 from ssc.models.serial import SerialContextCoder
@@ -99,7 +100,7 @@ def plot(timings: list[Timing], path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--image", default="../shared/data/kodak/kodim01.png")
-    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--quality", type=float, default=2.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ssc.defaults import DEFAULT_MODEL
 from ssc.masks.video import DetectorMasks, ForegroundDetector
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kbps", type=float, default=150.0)
     ap.add_argument("--roi-offset", type=int, default=8)
     ap.add_argument("--gop", type=int, default=32)
-    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
     out = Path(args.out)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssc.defaults import DEFAULT_MODEL
+
 from .metrics import bpp, psnr
 from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
 
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", required=True, help="folder with the Kodak PNGs")
     ap.add_argument("--tiles", type=int, nargs="+", default=[0, 1024, 512, 256])
-    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--quality", type=float, default=2.0)
     ap.add_argument("--rows", type=int, default=4)
     ap.add_argument("--cols", type=int, default=4)

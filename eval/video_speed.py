@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ssc.defaults import DEFAULT_MODEL
 from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--qp", type=int, nargs="+", default=[28, 32, 36])
     ap.add_argument("--gop", type=int, default=16)
-    ap.add_argument("--model", default="gi-hyper-ckbd-s")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--baseline-rev", default=None, help="also encode with this git revision (first clip, first qp)")
     ap.add_argument("--out", default="out/eval/video_speed")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 #: The zoo codec used when none is named.
-DEFAULT_MODEL = "gi-hyper-ckbd-s"
+DEFAULT_MODEL = "gi-hyper-ckbd-m"
 
 
 def default_quality(num_qualities: int) -> float:

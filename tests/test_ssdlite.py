@@ -226,18 +226,15 @@ def test_detected_groups_and_nothing_detected(head, capsys):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU machine)")
 def test_same_boxes_on_cpu_and_gpu():
     from ssc.api import read_image
-    from torchvision.ops import box_iou
-
     from ssc.tasks.ssdlite.detector import SSDLitePerson
 
     cpu, gpu = SSDLitePerson("cpu"), SSDLitePerson("cuda")
     for name in ("000000010764.jpg", "000000005001.jpg", "000000000139.jpg"):
         img = read_image(require(COCO_VAL / name))
         a, b = cpu.detect_normalized(img), gpu.detect_normalized(img)
-        # every confident detection on one device is on the other. Not bit-equal: cuDNN convolves
-        # in TF32, near-equal scores may swap places, and NMS may then keep a neighbouring box
-        # (seen on an H200: a 0.86 person box matched only by an overlapping one)
+        # every confident detection on one device is on the other within 1e-3 (near-equal scores
+        # may swap places in the list, and NMS may then keep a different box in the low-score tail)
         for x, y in ((a, b), (b, a)):
-            for box, score in zip(x.boxes[x.scores >= 0.5], x.scores[x.scores >= 0.5]):
-                near = (box_iou(box[None], y.boxes)[0] >= 0.5) & ((y.scores - score).abs() <= 0.02)
+            for box, score in zip(x.boxes[x.scores >= 0.3], x.scores[x.scores >= 0.3]):
+                near = ((y.boxes - box).abs().amax(1) <= 1e-3) & ((y.scores - score).abs() <= 1e-3)
                 assert near.any(), (name, box.tolist(), float(score))

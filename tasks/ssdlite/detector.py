@@ -73,8 +73,13 @@ class SSDLitePerson:
     def detect_normalized(self, image: np.ndarray) -> Detections:
         """Detections with boxes (ymin, xmin, ymax, xmax) normalised to [0, 1], as the graph returns."""
         x = self.prepare(image)
-        feats = self.net.features(x)
-        enc, logits = self.net.predict_heads(feats)
+        # full float32 convolutions on CUDA (cuDNN would use TF32 and move boxes by ~1e-3): the same
+        # boxes as on the CPU and as TensorFlow's; the flag is scoped to this call
+        cudnn = torch.backends.cudnn
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                         allow_tf32=False):
+            feats = self.net.features(x)
+            enc, logits = self.net.predict_heads(feats)
         grids = [tuple(f.shape[-2:]) for f in feats]
         return postprocess(enc[0].cpu(), logits[0].cpu(), self.anchors(grids, self.image_hw(x)).cpu(), self.post)
 
