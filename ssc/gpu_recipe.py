@@ -91,7 +91,7 @@ def pack(data: Path, pack_dir: Path = PACK, max_side: int = 512, wheels: bool = 
     for key, rel in CHECK_FILES.items():
         (out / Path(rel).name).write_bytes((data / rel).read_bytes())
     cfg["data"].update(photos=[str(out / "photos")], coco_images=str(out / "coco"), coco_ann=str(out / "coco_train.json"))
-    cfg.update(batch=32, threads=0, prefetch=8, ckpt_every=500, log_every=50, init_from=str(WEIGHTS), out_dir="/tmp/ssc-runs")
+    cfg.update(batch=32, lr=2e-4, threads=0, prefetch=8, ckpt_every=500, log_every=50, init_from=str(WEIGHTS), out_dir="/tmp/ssc-runs")
     (pack_dir / "train.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     if wheels:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
