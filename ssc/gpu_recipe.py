@@ -82,8 +82,7 @@ def pack(data: Path, pack_dir: Path = PACK, max_side: int = 512, wheels: bool = 
     photos = list_images([Path(p) for p in d["photos"]])[:limit]
     for i, p in enumerate(photos):
         _shrink(p, out / "photos" / f"{i:05d}.jpg", max_side, quality)
-    if photo_budget_mb is not None:
-        _fit_photos(out / "photos", int(photo_budget_mb * 2**20))
+    kept = len(photos) if photo_budget_mb is None else _fit_photos(out / "photos", int(photo_budget_mb * 2**20))
     coco = list_images([Path(d["coco_images"])])[:limit]
     for p in coco:  # names kept: the annotations refer to them
         _shrink(p, out / "coco" / p.name, 4096, quality)  # COCO images are small; masks must keep their size
@@ -101,7 +100,7 @@ def pack(data: Path, pack_dir: Path = PACK, max_side: int = 512, wheels: bool = 
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(pack_dir / "whl"), *ANY_WHEELS],
                        check=True)
     size = sum(f.stat().st_size for f in pack_dir.rglob("*") if f.is_file())
-    manifest = {"photos": len(list((out / "photos").iterdir())), "coco": len(coco), "bytes": size}
+    manifest = {"photos": kept, "coco": len(coco), "bytes": size}
     (pack_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 

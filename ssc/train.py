@@ -51,6 +51,11 @@ class TrainConfig:
     #: threads drawing training batches ahead of the step being trained (0: drawn in the loop)
     prefetch: int = 0
 
+    @property
+    def model_kwargs(self) -> dict:
+        """The model's constructor arguments (``model`` without its ``arch``): what a card's config holds."""
+        return {k: v for k, v in self.model.items() if k != "arch"}
+
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         raw = yaml.safe_load(Path(path).read_text())
@@ -72,8 +77,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> tuple[int, float]:
-    """Restore model and optimizer; returns (step, training seconds before this run)."""
+def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer | None = None) -> tuple[int, float]:
+    """Restore the model and (when given) the optimizer; returns (step, training seconds before this run)."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
@@ -82,6 +87,8 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
         elapsed = float(meta.get("elapsed_s", 0.0))
     t = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    if opt is None:
+        return step, elapsed
     sd = opt.state_dict()
     state: dict[int, dict] = {}
     for k, v in t.items():
@@ -111,7 +118,7 @@ def start_run(cfg: TrainConfig) -> tuple[Path, DistContext, torch.nn.Module]:
     """:func:`open_run`, then the untrained model of ``cfg``. Each rank seeds its own noise with
     ``seed + rank``; the weights start equal everywhere (DDP broadcasts rank 0's)."""
     out, ctx = open_run(cfg)
-    model = create_model(cfg.model["arch"], **{k: v for k, v in cfg.model.items() if k != "arch"})
+    model = create_model(cfg.model["arch"], **cfg.model_kwargs)
     if len(cfg.lambdas) != model.num_qualities:
         raise ValueError(f"{len(cfg.lambdas)} lambdas for {model.num_qualities} quality levels")
     torch.manual_seed(cfg.seed + ctx.rank)
@@ -140,7 +147,7 @@ def warm_start(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext | None
     from .models.zoo import load_state_checked, load_verified
 
     card, state, _, wpath = load_verified(cfg.init_from)
-    if card.architecture != cfg.model["arch"] or card.config != {k: v for k, v in cfg.model.items() if k != "arch"}:
+    if card.architecture != cfg.model["arch"] or card.config != cfg.model_kwargs:
         raise ValueError(f"init_from {wpath} is a {card.architecture} {card.config}, not this run's model")
     load_state_checked(model, state, f"weights {wpath}", card.architecture)
     same = card.name == cfg.name
@@ -300,16 +307,12 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
 def export_checkpoint(cfg: TrainConfig) -> Path:
     """Export the run's latest checkpoint (weights, entropy tables, card) without training: what
     ``make campaign-weights`` commits while the campaign may go on."""
-    from safetensors import safe_open
-
     ck = _ckpt_path(cfg)
     if not ck.is_file():
         raise FileNotFoundError(f"no checkpoint to export: {ck}")
-    with safe_open(str(ck), "pt") as f:
-        meta = f.metadata()
-    model = create_model(cfg.model["arch"], **{k: v for k, v in cfg.model.items() if k != "arch"})
-    model.load_state_dict({k[6:]: v for k, v in load_file(str(ck)).items() if k.startswith("model.")})
-    return export(cfg, model, DistContext(), float(meta.get("elapsed_s", 0.0)), int(meta["step"]))
+    model = create_model(cfg.model["arch"], **cfg.model_kwargs)
+    step, seconds = load_checkpoint(ck, model)
+    return export(cfg, model, DistContext(), seconds, step)
 
 
 def finish_run(cfg, ctx: DistContext, write: Callable[[], Path]) -> Path:
@@ -335,7 +338,7 @@ def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: 
     card = ModelCard(
         name=cfg.name,
         architecture=cfg.model["arch"],
-        config={k: v for k, v in cfg.model.items() if k != "arch"},
+        config=cfg.model_kwargs,
         lambdas=list(cfg.lambdas),
         training={
             "steps": cfg.steps if steps is None else steps, "schedule_steps": cfg.steps,
