@@ -160,34 +160,57 @@ class SymbolWriter:
 
     def encode_values(self, values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> None:
         """Code integer ``values`` (1-D) where value k uses table row ``table_index[k]``."""
-        values = values.astype(np.int64)
-        order = np.argsort(table_index, kind="stable")
-        idx_sorted = table_index[order]
-        vals_sorted = values[order]
-        bounds = np.flatnonzero(np.diff(idx_sorted)) + 1
-        esc_vals = []
-        for seg_idx, seg_vals in zip(np.split(idx_sorted, bounds), np.split(vals_sorted, bounds)):
-            if seg_idx.size == 0:
-                continue
-            i = int(seg_idx[0])
-            L = int(tables.half[i])
-            esc = np.abs(seg_vals) > L
-            sym = np.where(esc, 2 * L + 1, seg_vals + L)
-            self.write(sym, tables.model(i))
-            esc_vals.append((seg_vals[esc], L))
-        for ev, L in esc_vals:
-            if ev.size:
-                mag = np.abs(ev) - L - 1
-                if mag.max() >= (1 << 32):
-                    raise ValueError("latent magnitude too large to code")
-                self.write((ev < 0).astype(np.int32), _U2)
-                self.write((mag >> 16).astype(np.int32), _U16)
-                self.write((mag & 0xFFFF).astype(np.int32), _U16)
+        self.encode_columns(np.asarray(values).reshape(-1, 1), np.asarray(table_index).reshape(-1, 1), tables)
+
+    def encode_columns(self, values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> None:
+        """``encode_values(values[:, k], table_index[:, k])`` for k = 0, 1, ... (the same stream), at
+        the cost of one call: per column, the values grouped by table (stably), then their escapes."""
+        m, cols = values.shape
+        if m == 0:
+            return
+        v = np.ascontiguousarray(values.T, dtype=np.int64).ravel()
+        t = np.ascontiguousarray(table_index.T, dtype=np.int64).ravel()
+        col = np.repeat(np.arange(cols), m)
+        order = np.lexsort((t, col))
+        v, t, col = v[order], t[order], col[order]
+        half = tables.half[t]
+        esc = np.abs(v) > half
+        sym = np.where(esc, 2 * half + 1, v + half).astype(np.int32)
+        starts = np.flatnonzero(np.concatenate([[True], (np.diff(t) != 0) | (np.diff(col) != 0)]))
+        ends = np.append(starts[1:], len(v))
+        has_esc = bool(esc.any())
+        pending: list[tuple[np.ndarray, int]] = []
+        for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+            i = int(t[a])
+            self._ops.append((sym[a:b], tables.model(i)))
+            if has_esc:
+                pending.append((v[a:b][esc[a:b]], int(tables.half[i])))
+                if b == len(v) or col[b] != col[a]:  # the column's last group: its escapes follow
+                    for ev, L in pending:
+                        self._escapes(ev, L)
+                    pending = []
+
+    def _escapes(self, ev: np.ndarray, L: int) -> None:
+        """Sign and 32-bit magnitude beyond the table's range of escaped values ``ev``."""
+        if ev.size:
+            mag = np.abs(ev) - L - 1
+            if mag.max() >= (1 << 32):
+                raise ValueError("latent magnitude too large to code")
+            self.write((ev < 0).astype(np.int32), _U2)
+            self.write((mag >> 16).astype(np.int32), _U16)
+            self.write((mag & 0xFFFF).astype(np.int32), _U16)
 
     def finish(self) -> bytes:
         coder = constriction.stream.stack.AnsCoder()
-        for symbols, model in reversed(self._ops):
-            coder.encode_reverse(symbols, model)
+        ops = self._ops
+        i = len(ops)
+        while i > 0:  # runs of one model coded in one call (the same stream, fewer calls)
+            j = i - 1
+            while j > 0 and ops[j - 1][1] is ops[i - 1][1]:
+                j -= 1
+            syms = ops[j][0] if i - j == 1 else np.concatenate([o[0] for o in ops[j:i]])
+            coder.encode_reverse(syms, ops[i - 1][1])
+            i = j
         return coder.get_compressed().astype("<u4").tobytes()
 
 

@@ -63,7 +63,7 @@ class TrackState:
         x0, y0, x1, y1 = region
         x1, y1 = min(x1, w), min(y1, h)
         m = mask[y0:y1, x0:x1]
-        self.canvas[y0:y1, x0:x1][m] = recon[: y1 - y0, : x1 - x0][m]
+        np.copyto(self.canvas[y0:y1, x0:x1], recon[: y1 - y0, : x1 - x0], where=m[..., None])
         self.seen[y0:y1, x0:x1] |= m
 
     def references(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -80,18 +80,28 @@ def _full_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], h: int, w: 
     return out
 
 
+def _crop_mask(codec: LoadedCodec, mask: np.ndarray, box: tuple[int, int, int, int]):
+    x0, y0, x1, y1 = box
+    return box_mask_crop(mask[y0:y1, x0:x1], box, codec_device(codec))
+
+
 def _intra_base(codec: LoadedCodec, image: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
                 qcode: int) -> tuple[bytes, np.ndarray]:
-    """Image-codec body of the group's crop and the base frame the decoder will rebuild from it."""
+    """Image-codec body of the group's crop and the base frame the decoder will rebuild from it (from the
+    encoder's quantised latents, which equal the decoder's bit for bit: no second entropy pass)."""
     x, m = tile_input(image, mask.astype(np.int32), 1, crop_box(box), codec_device(codec))
-    body = codec.model.compress_group(x, m, qcode / QUALITY_SCALE)
-    return body, _decode_base(codec, body, mask, box, qcode)
+    body, y_hat = codec.model.compress_latents(x, m, qcode / QUALITY_SCALE)
+    return body, _synthesize_base(codec, y_hat, mask, box, qcode)
 
 
 def _decode_base(codec: LoadedCodec, body: bytes, mask: np.ndarray, box: tuple[int, int, int, int], qcode: int) -> np.ndarray:
+    return _synthesize_base(codec, codec.model.decompress_latents(body, _crop_mask(codec, mask, box)), mask, box, qcode)
+
+
+def _synthesize_base(codec: LoadedCodec, y_hat, mask: np.ndarray, box: tuple[int, int, int, int], qcode: int) -> np.ndarray:
+    """The frame-sized base picture of an intra entry from its quantised latents."""
     x0, y0, x1, y1 = box
-    crop = box_mask_crop(mask[y0:y1, x0:x1], box, codec_device(codec))
-    part = crop_pixels(codec.model.decompress_group(body, crop, qcode / QUALITY_SCALE))
+    part = crop_pixels(codec.model.synthesize(y_hat, _crop_mask(codec, mask, box), qcode / QUALITY_SCALE))
     base = np.zeros(mask.shape + (3,), np.uint8)
     base[y0:y1, x0:x1] = part[: y1 - y0, : x1 - x0]
     return base

@@ -7,43 +7,27 @@ padding, horizontally then vertically, as MPEG-4 Visual does for arbitrarily sha
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
+import copy
 from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernels
 
 MB = 16  # motion block side
 SEARCH = 32  # +- full-pel search range
 MARGIN = SEARCH + MB + 1  # reference border, edge-replicated (+1: the bilinear taps)
 
 
-def _fill_rows(img: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fill invalid pixels of each row with the nearest valid pixel of that row (left wins ties)."""
-    h, w = valid.shape
-    idx = np.arange(w)[None, :].repeat(h, 0)
-    left = np.maximum.accumulate(np.where(valid, idx, -1), axis=1)
-    right = np.flip(np.minimum.accumulate(np.flip(np.where(valid, idx, w), 1), axis=1), 1)
-    dl = np.where(left >= 0, idx - left, w + 1)
-    dr = np.where(right < w, right - idx, w + 1)
-    src = np.where(dl <= dr, left, right).clip(0, w - 1)
-    out = np.take_along_axis(img, src[..., None], axis=1)
-    row_ok = valid.any(1)
-    return np.where(row_ok[:, None, None], out, img), row_ok
-
-
 def pad_reference(canvas: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """(H, W, 3) uint8 reference with unseen pixels filled by repetitive padding (rows, then columns),
     then a MARGIN-pixel edge-replicated border for motion vectors pointing outside the frame."""
     if not seen.any():
-        out = np.full_like(canvas, 128)
-    elif seen.all():
-        out = canvas
-    else:
-        out, row_ok = _fill_rows(canvas, seen)
-        cols, _ = _fill_rows(out.transpose(1, 0, 2), np.repeat(row_ok[None, :], seen.shape[1], 0))
-        out = cols.transpose(1, 0, 2)
-    return np.pad(out, ((MARGIN, MARGIN), (MARGIN, MARGIN), (0, 0)), mode="edge")
+        return np.pad(np.full_like(canvas, 128), ((MARGIN, MARGIN), (MARGIN, MARGIN), (0, 0)), mode="edge")
+    h, w = seen.shape
+    out = np.empty((h + 2 * MARGIN, w + 2 * MARGIN, 3), np.uint8)
+    kernels.pad_fill(np.ascontiguousarray(canvas), np.ascontiguousarray(seen), out, MARGIN)
+    return out
 
 
 def block_origins(region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -61,41 +45,33 @@ def compensate(ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mv: np.nd
     return ref_padded[yy, xx]
 
 
-def _luma(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+def _luma(a: np.ndarray) -> np.ndarray:
+    """(h, w) int32 luma in 1/16 units (BT.601 weights in 1/256, rounded) of an (h, w, 3) image."""
+    f = a.astype(np.int32)
+    return np.ascontiguousarray((77 * f[..., 0] + 150 * f[..., 1] + 29 * f[..., 2] + 8) >> 4, dtype=np.int32)
 
 
-def _windows(img: torch.Tensor, y0: np.ndarray, x0: np.ndarray, side: int) -> torch.Tensor:
-    """(N, side, side) square windows of a 2-D tensor at top-left corners (y0, x0): one gather."""
-    r = torch.arange(side)
-    yy = torch.from_numpy(np.asarray(y0))[:, None, None] + r[None, :, None]
-    xx = torch.from_numpy(np.asarray(x0))[:, None, None] + r[None, None, :]
-    return img[yy, xx]
+def _pool_sum(a: np.ndarray, s: int) -> np.ndarray:
+    """Sum over s x s cells (the trailing rows / columns that do not fill a cell are dropped)."""
+    h, w = a.shape[0] // s * s, a.shape[1] // s * s
+    return np.ascontiguousarray(a[:h, :w].reshape(h // s, s, w // s, s).sum((1, 3)), dtype=np.int32)
 
 
-def _best_in_windows(win: torch.Tensor, tgt: torch.Tensor, wt: torch.Tensor, penalty: torch.Tensor,
-                     chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every displacement of ``tgt`` (N, q, q) inside ``win`` (N, q + 2r, q + 2r) at once (unfolded
-    views, in chunks of blocks): weighted SAD + ``penalty`` ((N,) 2r+1, 2r+1). Returns the (dy, dx) offsets
-    in [0, 2r] of the cheapest (first in raster order on ties) and its cost."""
-    q = tgt.shape[-1]
-    k = win.shape[-1] - q + 1
-    idx, cost = [], []
-    for i in range(0, len(win), chunk):
-        cand = win[i : i + chunk].unfold(1, q, 1).unfold(2, q, 1)  # (n, k, k, q, q)
-        pen = penalty[i : i + chunk] if penalty.dim() == 3 else penalty
-        c = ((cand - tgt[i : i + chunk, None, None]).abs() * wt[i : i + chunk, None, None]).sum((-1, -2)) + pen
-        v, j = c.flatten(1).min(1)
-        idx.append(j)
-        cost.append(v)
-    j = torch.cat(idx)
-    return torch.stack([j // k, j % k], 1), torch.cat(cost)
+def _pool_mean(a: np.ndarray, s: int) -> np.ndarray:
+    return np.ascontiguousarray((_pool_sum(a, s) + s * s // 2) // (s * s), dtype=np.int32)
+
+
+def _pen(lam: float) -> int:
+    """A lambda in luma-SAD units per pixel of |mv| -> integer kernel cost units."""
+    return int(round(lam * kernels.COST_PER_PIXEL))
 
 
 class MotionSearch:
     """Encoder-side motion search of one frame against one padded reference (luma): integer search
-    (full at quarter resolution, refined at full resolution) and quarter-pel refinement on the 16
-    bilinear phases of the reference (computed once)."""
+    (full at quarter resolution, refined at full resolution) and quarter-pel refinement on the bilinear
+    phases of the reference. The cost of a vector is the block's mask-weighted luma SAD plus
+    lam * |mv|_1 (in pixels), computed in integers by the compiled loops of :mod:`ssc.video.kernels`;
+    costs come back in luma-SAD units of in-mask pixels."""
 
     def __init__(self, cur: np.ndarray, ref_padded: np.ndarray, weight: np.ndarray | None = None,
                  region: tuple[int, int, int, int] | None = None) -> None:
@@ -110,91 +86,95 @@ class MotionSearch:
         self.oy, self.ox = y0, x0
         self.cur = _luma(np.pad(cur, pad + ((0, 0),), mode="edge")[y0:y1, x0:x1])
         wgt = np.pad(weight if weight is not None else np.ones((h, w), bool), pad)[y0:y1, x0:x1]
-        self.weight = torch.from_numpy(wgt.astype(np.float32)) + 1e-3
+        self.weight = np.where(wgt, np.int32(kernels.W_IN), np.int32(kernels.W_OUT)).astype(np.int32)
+        self._span = (y0, y1, x0, x1)
         self.ref = _luma(ref_padded[y0 : y1 + 2 * MARGIN, x0 : x1 + 2 * MARGIN])
-        self.ref_q = F.avg_pool2d(self.ref[None, None], 4)[0, 0]
-        self._phases: torch.Tensor | None = None
+        self._integral: np.ndarray | None = None
+        self._pooled: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def _blocks(self, ys: np.ndarray, xs: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return _windows(self.cur, ys - self.oy, xs - self.ox, size), _windows(self.weight, ys - self.oy, xs - self.ox, size)
+    def against(self, ref_padded: np.ndarray) -> "MotionSearch":
+        """The same frame, region and weights searched in another padded reference."""
+        other = copy.copy(self)
+        y0, y1, x0, x1 = self._span
+        other.ref = _luma(ref_padded[y0 : y1 + 2 * MARGIN, x0 : x1 + 2 * MARGIN])
+        other._pooled = None
+        return other
+
+    def _local(self, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.ascontiguousarray(ys - self.oy, np.int64), np.ascontiguousarray(xs - self.ox, np.int64)
+
+    def _weight_sums(self, ly: np.ndarray, lx: np.ndarray, size: int) -> np.ndarray:
+        """(N,) total weight of each ``size`` block at local (ly, lx) (an integral image), in the units
+        that turn a kernel cost into luma SAD per pixel."""
+        if self._integral is None:
+            self._integral = np.pad(self.weight.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+        s = self._integral
+        return (s[ly + size, lx + size] - s[ly, lx + size] - s[ly + size, lx] + s[ly, lx]) * float(kernels.LUMA_SCALE)
+
+    def _around(self, ly: np.ndarray, lx: np.ndarray, centre: np.ndarray, r: int, size: int,
+                lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """Full-resolution search over +-``r`` around integer ``centre`` (N, 2), local coordinates."""
+        best, cost = np.zeros((len(ly), 2), np.int64), np.zeros(len(ly), np.int64)
+        kernels.search_around(self.cur, self.weight, self.ref, ly, lx, np.ascontiguousarray(centre, np.int64), r, size,
+                              _pen(lam), MARGIN, best, cost)
+        return best, cost
 
     def integer(self, ys: np.ndarray, xs: np.ndarray, size: int = MB, lam: float = 4.0) -> np.ndarray:
         """(N, 2) integer vectors: +-SEARCH at quarter resolution, then +-3 at full resolution around
         that vector and around zero (weighted luma SAD + lam * |mv|; blocks with no group pixel keep a
         smooth vector through the small weight floor)."""
-        n = len(ys)
-        if n == 0:
+        if len(ys) == 0:
             return np.zeros((0, 2), np.int64)
-        tgt, wt = self._blocks(ys, xs, size)
-        ys, xs = ys - self.oy, xs - self.ox  # window coordinates from here on
-        s, rq = 4, SEARCH // 4
-        d = torch.arange(-rq, rq + 1)
-        pen = lam * s * (d.abs()[:, None] + d.abs()[None, :]).float()
-        win = _windows(self.ref_q, ys // s + MARGIN // s - rq, xs // s + MARGIN // s - rq, size // s + 2 * rq)
-        off, _ = _best_in_windows(win, F.avg_pool2d(tgt[:, None], s)[:, 0], F.avg_pool2d(wt[:, None], s)[:, 0] * (s * s), pen)
-        coarse = ((off - rq) * s).clamp(-SEARCH + 3, SEARCH - 3)
-        best, best_cost = self._around(tgt, wt, ys, xs, coarse, 3, size, lam)
-        v0, c0 = self._around(tgt, wt, ys, xs, torch.zeros_like(coarse), 3, size, lam)
-        better = c0 < best_cost
-        return torch.where(better[:, None], v0, best).numpy().astype(np.int64)
+        ly, lx = self._local(ys, xs)
+        best, best_cost = self._coarse(ly, lx, size, lam)
+        v0, c0 = self._around(ly, lx, np.zeros_like(best), 3, size, lam)
+        return np.where((c0 < best_cost)[:, None], v0, best)
 
-    def _around(self, tgt: torch.Tensor, wt: torch.Tensor, ys: np.ndarray, xs: np.ndarray, centre: torch.Tensor, r: int,
-                size: int, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Full-resolution search over +-``r`` around integer ``centre`` (N, 2) (window coordinates)."""
-        c = centre.numpy()
-        d = torch.arange(-r, r + 1)
-        win = _windows(self.ref, ys + MARGIN + c[:, 0] - r, xs + MARGIN + c[:, 1] - r, size + 2 * r)
-        pen = lam * ((centre[:, :1, None] + d[None, :, None]).abs() + (centre[:, 1:, None] + d[None, None, :]).abs()).float()
-        off, cost = _best_in_windows(win, tgt, wt, pen)
-        return centre + off - r, cost
+    def _coarse(self, ly: np.ndarray, lx: np.ndarray, size: int, lam: float) -> tuple[np.ndarray, np.ndarray]:
+        """+-SEARCH at quarter resolution, then +-3 at full resolution around the vector found."""
+        n = len(ly)
+        s, rq = 4, SEARCH // 4
+        if self._pooled is None:
+            self._pooled = (_pool_mean(self.cur, s), _pool_sum(self.weight, s), _pool_mean(self.ref, s))
+        cq, wq, rfq = self._pooled
+        coarse, cc = np.zeros((n, 2), np.int64), np.zeros(n, np.int64)
+        kernels.search_around(cq, wq, rfq, ly // s, lx // s, np.zeros((n, 2), np.int64), rq, size // s, _pen(lam * s),
+                              MARGIN // s, coarse, cc)
+        return self._around(ly, lx, np.clip(coarse * s, -SEARCH + 3, SEARCH - 3), 3, size, lam)
 
     def refine(self, ys: np.ndarray, xs: np.ndarray, centre: np.ndarray, r: int, size: int = MB, lam: float = 4.0) -> np.ndarray:
         """(N, 2) integer vectors from a full-resolution +-``r`` search around ``centre`` (N, 2) only
         (the fast path: a predicted vector instead of the +-SEARCH search of :meth:`integer`)."""
         if len(ys) == 0:
             return np.zeros((0, 2), np.int64)
-        tgt, wt = self._blocks(ys, xs, size)
-        c = torch.from_numpy(np.asarray(centre, np.int64)).clamp(-SEARCH + r, SEARCH - r)
-        v, _ = self._around(tgt, wt, ys - self.oy, xs - self.ox, c, r, size, lam)
-        return v.numpy().astype(np.int64)
+        ly, lx = self._local(ys, xs)
+        return self._around(ly, lx, np.clip(np.asarray(centre, np.int64), -SEARCH + r, SEARCH - r), r, size, lam)[0]
 
     def predicted(self, ys: np.ndarray, xs: np.ndarray, cands: np.ndarray, r: int, fallback: float,
                   size: int = MB, lam: float = 4.0) -> np.ndarray:
         """(N, 2) integer vectors from predictor candidates ``cands`` (N, K, 2): the cheapest candidate
-        (weighted SAD + lam * |mv|), refined +-``r`` at full resolution; blocks still costing more than
-        ``fallback`` per unit weight get the full :meth:`integer` search instead."""
+        (weighted SAD + lam * |mv|), refined +-``r`` at full resolution. Blocks still costing more than
+        ``fallback`` per unit weight also get the +-SEARCH search, and keep the cheaper vector."""
         n = len(ys)
         if n == 0:
             return np.zeros((0, 2), np.int64)
-        tgt, wt = self._blocks(ys, xs, size)
-        wy, wx = ys - self.oy, xs - self.ox
-        c = torch.from_numpy(np.clip(cands, -SEARCH + r, SEARCH - r).astype(np.int64))  # (N, K, 2)
-        k = c.shape[1]
-        r_ = torch.arange(size)
-        yy = (torch.from_numpy(wy + MARGIN)[:, None, None, None] + c[:, :, 0, None, None] + r_[None, None, :, None])
-        xx = (torch.from_numpy(wx + MARGIN)[:, None, None, None] + c[:, :, 1, None, None] + r_[None, None, None, :])
-        cost = ((self.ref[yy, xx] - tgt[:, None]).abs() * wt[:, None]).sum((-1, -2)) + lam * c.abs().sum(-1).float()
-        best = c[torch.arange(n), cost.argmin(1)]  # first candidate on ties
-        v, vc = self._around(tgt, wt, wy, wx, best, r, size, lam)
-        hard = (vc / wt.sum((1, 2)) > fallback).numpy()
-        out = v.numpy().astype(np.int64)
-        if hard.any():
-            out[hard] = self.integer(ys[hard], xs[hard], size, lam)
+        ly, lx = self._local(ys, xs)
+        c = np.ascontiguousarray(np.clip(cands, -SEARCH + r, SEARCH - r), np.int64)
+        best = np.zeros((n, 2), np.int64)
+        kernels.candidate_costs(self.cur, self.weight, self.ref, ly, lx, c, size, _pen(lam), MARGIN, best)
+        out, vc = self._around(ly, lx, best, r, size, lam)
+        hard = np.flatnonzero(vc / self._weight_sums(ly, lx, size) > fallback)
+        if len(hard):
+            v, cost = self._coarse(ly[hard], lx[hard], size, lam)
+            better = cost < vc[hard]
+            out[hard[better]] = v[better]
         return out
 
     def zero_sad(self, ys: np.ndarray, xs: np.ndarray, size: int = MB) -> np.ndarray:
         """(N,) weighted luma SAD per unit weight of each block at the zero vector."""
-        tgt, wt = self._blocks(ys, xs, size)
-        ref = _windows(self.ref, ys - self.oy + MARGIN, xs - self.ox + MARGIN, size)
-        return (((ref - tgt).abs() * wt).sum((1, 2)) / wt.sum((1, 2))).numpy()
-
-    def _phase_planes(self) -> torch.Tensor:
-        if self._phases is None:
-            r = self.ref
-            a, b, c, d = r[:-1, :-1], r[:-1, 1:], r[1:, :-1], r[1:, 1:]
-            self._phases = torch.stack([((4 - fy) * (4 - fx) * a + (4 - fy) * fx * b + fy * (4 - fx) * c + fy * fx * d) / 16
-                                        for fy in range(4) for fx in range(4)])
-        return self._phases
+        ly, lx = self._local(ys, xs)
+        _, cost = self._around(ly, lx, np.zeros((len(ly), 2), np.int64), 0, size, 0.0)
+        return cost / self._weight_sums(ly, lx, size)
 
     def quarter(self, ys: np.ndarray, xs: np.ndarray, mv: np.ndarray, size: int = MB, lam: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
         """Integer vectors (N, 2) -> (quarter-pel vectors, costs): a half-pel then a quarter-pel step over
@@ -202,31 +182,11 @@ class MotionSearch:
         n = len(ys)
         if n == 0:
             return np.zeros((0, 2), np.int64), np.zeros(0)
-        tgt, wt = self._blocks(ys, xs, size)
-        planes = self._phase_planes()
-        r = torch.arange(size)
-        by, bx = torch.from_numpy(ys - self.oy + MARGIN), torch.from_numpy(xs - self.ox + MARGIN)
-
-        def cost(v: torch.Tensor) -> torch.Tensor:
-            ph = ((v[:, 0] & 3) * 4 + (v[:, 1] & 3))[:, None, None]
-            yy = (by + (v[:, 0] >> 2))[:, None, None] + r[None, :, None]
-            xx = (bx + (v[:, 1] >> 2))[:, None, None] + r[None, None, :]
-            return ((planes[ph, yy, xx] - tgt).abs() * wt).sum((1, 2)) + lam * v.abs().sum(1) / QPEL
-
-        best = torch.from_numpy(mv.astype(np.int64) * QPEL)
-        best_cost = cost(best)
-        for step in (2, 1):
-            centre = best.clone()
-            for dy in (-step, 0, step):
-                for dx in (-step, 0, step):
-                    if dy == dx == 0:
-                        continue
-                    v = (centre + torch.tensor([dy, dx])).clamp(-SEARCH * QPEL, SEARCH * QPEL)
-                    c = cost(v)
-                    better = c < best_cost
-                    best_cost = torch.where(better, c, best_cost)
-                    best = torch.where(better[:, None], v, best)
-        return best.numpy().astype(np.int64), best_cost.numpy()
+        ly, lx = self._local(ys, xs)
+        best, cost = np.zeros((n, 2), np.int64), np.zeros(n, np.int64)
+        kernels.quarter_refine(self.cur, self.weight, self.ref, ly, lx, np.ascontiguousarray(mv, np.int64), size,
+                               _pen(lam / QPEL), MARGIN, SEARCH * QPEL, best, cost)
+        return best, cost / kernels.COST_PER_PIXEL
 
 
 def estimate(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray,
@@ -242,18 +202,20 @@ QPEL = 4
 
 def compensate_qpel(ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mvq: np.ndarray, size: int = MB) -> np.ndarray:
     """(N, size, size, 3) int64 blocks displaced by quarter-pel ``mvq`` (N, 2): bilinear interpolation in
-    exact integer arithmetic, ``(sum of w_ij * p_ij + 8) >> 4`` with weights in quarters (as H.264's chroma
-    interpolation), so every machine predicts the same pixels."""
-    iy, fy = mvq[:, 0] >> 2, mvq[:, 0] & 3
-    ix, fx = mvq[:, 1] >> 2, mvq[:, 1] & 3
-    r = np.arange(size)
-    yy = (ys + iy + MARGIN)[:, None, None] + r[None, :, None]
-    xx = (xs + ix + MARGIN)[:, None, None] + r[None, None, :]
-    ref = ref_padded.astype(np.int64)
-    a, b = ref[yy, xx], ref[yy, xx + 1]
-    c, d = ref[yy + 1, xx], ref[yy + 1, xx + 1]
-    wy, wx = fy[:, None, None, None], fx[:, None, None, None]
-    return ((4 - wy) * (4 - wx) * a + (4 - wy) * wx * b + wy * (4 - wx) * c + wy * wx * d + 8) >> 4
+    exact integer arithmetic, ``(sum of w_ij * p_ij + 8) >> 4`` with weights in quarters (as H.264's
+    chroma interpolation), so every machine predicts the same pixels."""
+    n = len(ys)
+    out = np.zeros((n * size, size, 3), np.int64)
+    predict_into(out, ref_padded, ys, xs, mvq, size, np.arange(n) * size, np.zeros(n, np.int64))
+    return out.reshape(n, size, size, 3)
+
+
+def predict_into(out: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mvq: np.ndarray, size: int,
+                 ty: np.ndarray, tx: np.ndarray) -> None:
+    """Write the quarter-pel predictions (:func:`compensate_qpel`) of the ``size`` blocks at (ys, xs)
+    into ``out`` (int64 (h, w, 3)) with their top-left corners at (ty, tx)."""
+    i64 = lambda a: np.ascontiguousarray(a, np.int64)  # noqa: E731
+    kernels.predict_blocks(np.ascontiguousarray(ref_padded), i64(ys), i64(xs), i64(mvq), size, MARGIN, out, i64(ty), i64(tx))
 
 
 @dataclass(frozen=True)
@@ -271,17 +233,19 @@ class SearchTools:
     """
 
     skip_sad: float | None = 1.0
-    quadrant_r: int | None = 2
-    second_r: int | None = 3
+    quadrant_r: int | None = 1
+    second_r: int | None = 1
     #: 16x16 blocks: +-r around the best of the predictors (zero, the block's and its neighbours'
     #: vectors in the track's previous P entry) instead of the exhaustive search, which only blocks
-    #: still costing more than ``predict_fallback`` per pixel get
-    predict_r: int | None = 2
+    #: still costing more than ``predict_fallback`` per pixel also get (keeping the cheaper vector)
+    predict_r: int | None = 1
     predict_fallback: float = 6.0
 
 
 #: the exhaustive search (every tool off), as the first SSVC encoder did it
 EXHAUSTIVE = SearchTools(None, None, None, None)
+#: the default of the encoder before the search's windows narrowed (+-2 / +-3 / +-2)
+WIDE = SearchTools(1.0, 2, 3, 2)
 
 
 def neighbour_candidates(grid: np.ndarray | None, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

@@ -31,8 +31,9 @@ import numpy as np
 from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
 from . import transform as tf
-from .deblock import deblock
-from .motion import EXHAUSTIVE, MB, QPEL, SEARCH, MotionSearch, SearchTools, block_origins, compensate_qpel, motion_search
+from . import kernels
+from .deblock import thresholds
+from .motion import EXHAUSTIVE, MB, QPEL, SEARCH, MotionSearch, SearchTools, block_origins, motion_search, predict_into
 
 KIND_REFINE, KIND_P = 0, 1
 #: approximate bits of a bi-predicted block's flag and extra vector (encoder decision only)
@@ -102,17 +103,23 @@ def _fit_level_tables(lv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return base, off
 
 
-def _code_levels(lv: np.ndarray, base: np.ndarray, off: np.ndarray, tables: TableSet,
-                 wr: SymbolWriter | None = None, rd: SymbolReader | None = None) -> np.ndarray:
-    """Code (``wr``) or decode in place (``rd``) levels (m, 64) position by position in scan order, each
-    with the table of its band shifted by its context's offset (context-adaptive, vectorised over blocks)."""
-    p1 = p2 = np.zeros(len(lv), np.int64)
+def _level_tables(base: np.ndarray, off: np.ndarray, ctx: np.ndarray, k: int | slice) -> np.ndarray:
+    """Table index of scan position(s) ``k`` from the band's table and the context's offset."""
+    return np.clip(base[tf.BAND_OF_SCAN[k]] + off[ctx], 0, _NSCALES - 1)
+
+
+def _encode_levels(lv: np.ndarray, base: np.ndarray, off: np.ndarray, tables: TableSet, wr: SymbolWriter) -> None:
+    """Code levels (m, 64) position by position in scan order, each with the table of its band shifted
+    by its context's offset (the contexts are known up front, so one call codes all positions)."""
+    wr.encode_columns(lv, _level_tables(base, off, _contexts(lv), slice(None)), tables)
+
+
+def _decode_levels(m: int, base: np.ndarray, off: np.ndarray, tables: TableSet, rd: SymbolReader) -> np.ndarray:
+    """Inverse of :func:`_encode_levels`: position by position, each context from the levels before."""
+    lv = np.zeros((m, 64), np.int64)
+    p1 = p2 = np.zeros(m, np.int64)
     for k in range(64):
-        idx = np.clip(base[tf.BAND_OF_SCAN[k]] + off[_ctx(p1, p2)], 0, _NSCALES - 1)
-        if wr is not None:
-            wr.encode_values(lv[:, k], idx, tables)
-        else:
-            lv[:, k] = rd.decode_values(idx, tables)
+        lv[:, k] = rd.decode_values(_level_tables(base, off, _ctx(p1, p2), k), tables)
         p1, p2 = lv[:, k], p1
     return lv
 
@@ -183,9 +190,7 @@ def _predict_region(lay: Layout, ref_padded: np.ndarray, mv: np.ndarray) -> np.n
     pred = np.zeros((y1 - y0, x1 - x0, 3), np.int64)
     ys, xs = lay.mb_origins()
     for q, (dy, dx) in enumerate(_QUAD):
-        blocks = compensate_qpel(ref_padded, ys + dy, xs + dx, mv[:, q], size=MB // 2)
-        for (y, x), b in zip(zip(ys - y0 + dy, xs - x0 + dx), blocks):
-            pred[y : y + MB // 2, x : x + MB // 2] = b
+        predict_into(pred, ref_padded, ys + dy, xs + dx, mv[:, q], MB // 2, ys - y0 + dy, xs - x0 + dx)
     return pred
 
 
@@ -201,9 +206,12 @@ def split_penalty(qp: int) -> float:
 
 def _block_sad(pred: np.ndarray, cur: np.ndarray, lay: Layout) -> np.ndarray:
     """Masked SAD of each coded 16x16 block of the region."""
-    h, w = lay.mask.shape
-    e = (np.abs(pred - cur).sum(-1) * lay.mask).reshape(h // MB, MB, w // MB, MB).sum((1, 3)).ravel()
-    return e[lay.mbs]
+    x0, y0 = lay.region[:2]
+    ys, xs = lay.mb_origins()
+    out = np.zeros(len(ys), np.int64)
+    kernels.masked_block_sads(np.ascontiguousarray(pred), np.ascontiguousarray(cur), np.ascontiguousarray(lay.mask, bool),
+                              ys - y0, xs - x0, MB, out)
+    return out
 
 
 def _bi_mask(lay: Layout, bi: np.ndarray) -> np.ndarray:
@@ -219,17 +227,6 @@ def _coded_vectors(split: np.ndarray, mv: np.ndarray) -> np.ndarray:
     return np.concatenate([mv[i] if s else mv[i, :1] for i, s in enumerate(split)]) if len(split) else np.zeros((0, 2), np.int64)
 
 
-def _planes_to_blocks(res: np.ndarray, sel: np.ndarray) -> np.ndarray:
-    """(h, w, 3) -> (3, len(sel), 8, 8) selected 8x8 blocks per YCoCg plane."""
-    return np.stack([tf.to_blocks(res[..., c])[sel] for c in range(3)])
-
-
-def _blocks_to_residual(blk: np.ndarray, sel: np.ndarray, h: int, w: int) -> np.ndarray:
-    out = np.zeros((3, (h // tf.BLOCK) * (w // tf.BLOCK), tf.BLOCK, tf.BLOCK), np.int64)
-    out[:, sel] = blk
-    return tf.ycocg_to_rgb(np.stack([tf.from_blocks(out[c], h, w) for c in range(3)], -1))
-
-
 def _p8(flags: np.ndarray) -> int:
     """Probability of a set flag in 1/256, kept in 1..255 (as the body stores it)."""
     return int(np.clip(round(256 * flags.mean()) if flags.size else 1, 1, 255))
@@ -243,8 +240,12 @@ def _steps(qp: int) -> list[int]:
 def _reconstruct(pred: np.ndarray, levels: np.ndarray, lay: Layout, qp: int) -> np.ndarray:
     """Encoder and decoder alike: prediction + dequantised residual, clipped and deblocked (uint8)."""
     h, w = lay.mask.shape
-    deq = np.stack([tf.dequantise(levels[c], st) for c, st in enumerate(_steps(qp))])
-    return deblock(np.clip(pred + _blocks_to_residual(deq, lay.blocks, h, w), 0, 255).astype(np.uint8), lay.mask, qp)
+    out = np.empty((h, w, 3), np.uint8)
+    kernels.reconstruct_blocks(np.ascontiguousarray(pred, np.int64), np.ascontiguousarray(levels, np.int64),
+                               np.array(_steps(qp), np.int64), np.ascontiguousarray(lay.blocks, np.int64), w // tf.BLOCK,
+                               tf.ZIGZAG, tf.T_INT, tf.INVERSE_SHIFT, out)
+    kernels.deblock_inplace(out, np.ascontiguousarray(lay.mask, bool), *thresholds(qp))
+    return out
 
 
 def _mv_diffs(mv: np.ndarray) -> np.ndarray:
@@ -267,8 +268,8 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     wr = SymbolWriter()
     if ref_padded is not None:
         ys, xs = lay.mb_origins()
-        split, mv, v_int = motion_search(cur, ref_padded, ys, xs, mask, split_penalty(qp), region=lay.region, tools=tools,
-                                         grid=grid)
+        ms = MotionSearch(cur, ref_padded, mask, lay.region)
+        split, mv, v_int = motion_search(cur, ref_padded, ys, xs, mask, split_penalty(qp), search=ms, tools=tools, grid=grid)
         if vectors is not None:  # the encoder keeps them as the next entry's predictors
             vectors[:] = 0
             vectors[ys // MB, xs // MB] = v_int
@@ -280,7 +281,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         wr.encode_values(d, np.full(d.size, mv_idx), tables)
         p_bi = mv2_idx = 0
         if ref2_padded is not None and len(ys):
-            ms2 = MotionSearch(cur, ref2_padded, mask, lay.region)
+            ms2 = ms.against(ref2_padded)
             v2_int = ms2.integer(ys, xs) if tools.second_r is None else ms2.refine(ys, xs, 2 * v_int, tools.second_r)
             v2, _ = ms2.quarter(ys, xs, v2_int)
             predb = (pred + _predict_region(lay, ref2_padded, np.repeat(v2[:, None], 4, 1)) + 1) >> 1
@@ -297,10 +298,10 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         assert base is not None
         pred, mv_idx, kind, p_split = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE, 1
         p_bi = mv2_idx = 0
-    res = (_region(cur, lay.region).astype(np.int64) - pred) * lay.mask[..., None]
-    blk = _planes_to_blocks(tf.rgb_to_ycocg(res), lay.blocks)
-    steps = _steps(qp)
-    levels = np.stack([tf.quantise(blk[c], steps[c]) for c in range(3)])  # (3, n, 64)
+    levels = np.zeros((3, len(lay.blocks), 64), np.int64)
+    kernels.residual_levels(np.ascontiguousarray(_region(cur, lay.region)), np.ascontiguousarray(pred, np.int64),
+                            np.ascontiguousarray(lay.mask, bool), np.ascontiguousarray(lay.blocks, np.int64),
+                            lay.mask.shape[1] // tf.BLOCK, np.array(_steps(qp), np.int64), tf.DCT, tf.ZIGZAG, tf.ROUNDING, levels)
     coded = levels.any(-1)  # (3, n)
     p8, params = [], []
     for cls, chans in ((0, [0]), (1, [1, 2])):
@@ -310,7 +311,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     for cls, chans in ((0, [0]), (1, [1, 2])):
         lv = levels[chans][coded[chans]]  # (m, 64)
         params.append(_fit_level_tables(lv))
-        _code_levels(lv, *params[-1], tables, wr=wr)
+        _encode_levels(lv, *params[-1], tables, wr)
     recon = _reconstruct(pred, levels, lay, qp)
     body = _HEAD.pack(qp, kind, mv_idx, p_split, p_bi, mv2_idx, p8[0], p8[1]) + _pack_params(params) + wr.finish()
     return body, recon, lay
@@ -366,7 +367,7 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
         m = int(coded[chans].sum())
         if m:
             sub = levels[chans]
-            sub[coded[chans]] = _code_levels(np.zeros((m, 64), np.int64), *params[cls], tables, rd=rd)
+            sub[coded[chans]] = _decode_levels(m, *params[cls], tables, rd)
             levels[chans] = sub
     rd.check_end()
     if np.abs(levels).max(initial=0) > 1 << 16:

@@ -31,7 +31,9 @@ _D[0] /= np.sqrt(2.0)
 DCT = _D
 #: its integer approximation; T @ T.T ~= 2^15 * I
 T_INT = np.rint(_D * 64 * np.sqrt(BLOCK)).astype(np.int64)
-_SHIFT = 15
+#: right shift of the integer inverse transform
+INVERSE_SHIFT = 15
+_SHIFT = INVERSE_SHIFT
 
 #: zig-zag scan order of an 8x8 block (index into the flattened block)
 ZIGZAG = np.array(sorted(range(64), key=lambda k: (k // 8 + k % 8, (k // 8) if (k // 8 + k % 8) % 2 else -(k // 8))), dtype=np.int64)
