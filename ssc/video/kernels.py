@@ -330,3 +330,12 @@ def residual_levels(cur: np.ndarray, pred: np.ndarray, mask: np.ndarray, blocks:
                     s += dct[u, m] * tmp[m, v]
                 q = np.floor(abs(s) * 16.0 / steps[c] + rounding)
                 out[c, k, n] = np.int64(q) if s >= 0 else -np.int64(q)
+
+
+@njit(cache=_CACHE, parallel=True)
+def luma16(img: np.ndarray, out: np.ndarray) -> None:
+    """``out`` (h, w) int32: BT.601 luma of ``img`` (h, w, 3) uint8 in 1/16 units,
+    (77 R + 150 G + 29 B + 8) >> 4."""
+    for y in prange(img.shape[0]):
+        for x in range(img.shape[1]):
+            out[y, x] = (77 * np.int32(img[y, x, 0]) + 150 * np.int32(img[y, x, 1]) + 29 * np.int32(img[y, x, 2]) + 8) >> 4

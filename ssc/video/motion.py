@@ -46,9 +46,10 @@ def compensate(ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, mv: np.nd
 
 
 def _luma(a: np.ndarray) -> np.ndarray:
-    """(h, w) int32 luma in 1/16 units (BT.601 weights in 1/256, rounded) of an (h, w, 3) image."""
-    f = a.astype(np.int32)
-    return np.ascontiguousarray((77 * f[..., 0] + 150 * f[..., 1] + 29 * f[..., 2] + 8) >> 4, dtype=np.int32)
+    """(h, w) int32 luma in 1/16 units (BT.601 weights in 1/256, rounded) of an (h, w, 3) uint8 image."""
+    out = np.empty(a.shape[:2], np.int32)
+    kernels.luma16(np.ascontiguousarray(a, np.uint8), out)
+    return out
 
 
 def _pool_sum(a: np.ndarray, s: int) -> np.ndarray:
@@ -78,14 +79,16 @@ class MotionSearch:
         """``region`` (x0, y0, x1, y1; MB-aligned, may run up to MB - 1 past the frame) limits the work
         to the blocks inside it and the reference they can reach: the same vectors and costs as a
         whole-frame search for those blocks, at the cost of the region instead of the frame."""
-        pad = ((0, 2 * MB), (0, 2 * MB))  # regions (and their 8x8 quadrants) run up to MB - 1 past the frame
         h, w = cur.shape[:2]
         x0, y0, x1, y1 = region if region is not None else (0, 0, w + 2 * MB, h + 2 * MB)
         if y0 % 4 or x0 % 4:
             raise ValueError("motion-search regions start on the 4-pixel grid (quarter-resolution cells)")
         self.oy, self.ox = y0, x0
-        self.cur = _luma(np.pad(cur, pad + ((0, 0),), mode="edge")[y0:y1, x0:x1])
-        wgt = np.pad(weight if weight is not None else np.ones((h, w), bool), pad)[y0:y1, x0:x1]
+        # regions (and their 8x8 quadrants) run up to MB - 1 past the frame: edge pixels, no weight there
+        crop = cur[y0:y1, x0:x1]
+        past = ((0, y1 - y0 - crop.shape[0]), (0, x1 - x0 - crop.shape[1]))
+        self.cur = _luma(np.pad(crop, past + ((0, 0),), mode="edge"))
+        wgt = np.pad((weight if weight is not None else np.ones((h, w), bool))[y0:y1, x0:x1], past)
         self.weight = np.where(wgt, np.int32(kernels.W_IN), np.int32(kernels.W_OUT)).astype(np.int32)
         self._span = (y0, y1, x0, x1)
         self.ref = _luma(ref_padded[y0 : y1 + 2 * MARGIN, x0 : x1 + 2 * MARGIN])
@@ -142,13 +145,15 @@ class MotionSearch:
                               MARGIN // s, coarse, cc)
         return self._around(ly, lx, np.clip(coarse * s, -SEARCH + 3, SEARCH - 3), 3, size, lam)
 
-    def refine(self, ys: np.ndarray, xs: np.ndarray, centre: np.ndarray, r: int, size: int = MB, lam: float = 4.0) -> np.ndarray:
-        """(N, 2) integer vectors from a full-resolution +-``r`` search around ``centre`` (N, 2) only
-        (the fast path: a predicted vector instead of the +-SEARCH search of :meth:`integer`)."""
+    def refine(self, ys: np.ndarray, xs: np.ndarray, centre: np.ndarray, r: int, size: int = MB,
+               lam: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) integer vectors and their costs from a full-resolution +-``r`` search around ``centre``
+        (N, 2) only (the fast path: a predicted vector instead of the +-SEARCH search of :meth:`integer`)."""
         if len(ys) == 0:
-            return np.zeros((0, 2), np.int64)
+            return np.zeros((0, 2), np.int64), np.zeros(0)
         ly, lx = self._local(ys, xs)
-        return self._around(ly, lx, np.clip(np.asarray(centre, np.int64), -SEARCH + r, SEARCH - r), r, size, lam)[0]
+        v, cost = self._around(ly, lx, np.clip(np.asarray(centre, np.int64), -SEARCH + r, SEARCH - r), r, size, lam)
+        return v, cost / kernels.COST_PER_PIXEL
 
     def predicted(self, ys: np.ndarray, xs: np.ndarray, cands: np.ndarray, r: int, fallback: float,
                   size: int = MB, lam: float = 4.0) -> np.ndarray:
@@ -240,12 +245,15 @@ class SearchTools:
     #: still costing more than ``predict_fallback`` per pixel also get (keeping the cheaper vector)
     predict_r: int | None = 1
     predict_fallback: float = 6.0
+    #: a block's quadrants get their quarter-pel step only where their integer costs plus the split
+    #: penalty are below this times the block's quarter-pel cost (elsewhere splitting cannot pay)
+    split_margin: float | None = 1.2
 
 
 #: the exhaustive search (every tool off), as the first SSVC encoder did it
 EXHAUSTIVE = SearchTools(None, None, None, None)
 #: the default of the encoder before the search's windows narrowed (+-2 / +-3 / +-2)
-WIDE = SearchTools(1.0, 2, 3, 2)
+WIDE = SearchTools(1.0, 2, 3, 2, split_margin=None)
 
 
 def neighbour_candidates(grid: np.ndarray | None, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -287,11 +295,19 @@ def motion_search(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: n
         qx = (xa[:, None] + np.array([0, 8, 0, 8])[None]).ravel()
         if tools.quadrant_r is None:
             q_int = ms.integer(qy, qx, size=8)
+            hopeful = np.ones(m, bool)
         else:
-            q_int = ms.refine(qy, qx, np.repeat(vi, 4, 0), tools.quadrant_r, size=8)
-        v8, c8 = ms.quarter(qy, qx, q_int, size=8)
-        sp = c8.reshape(m, 4).sum(1) + split_penalty < c16
+            q_int, q_cost = ms.refine(qy, qx, np.repeat(vi, 4, 0), tools.quadrant_r, size=8)
+            hopeful = (np.ones(m, bool) if tools.split_margin is None
+                       else q_cost.reshape(m, 4).sum(1) + split_penalty < tools.split_margin * c16)
+        sp = np.zeros(m, bool)
+        v8 = np.zeros((m, 4, 2), np.int64)
+        if hopeful.any():
+            q = np.repeat(hopeful, 4)
+            v8h, c8h = ms.quarter(qy[q], qx[q], q_int[q], size=8)
+            v8[hopeful] = v8h.reshape(-1, 4, 2)
+            sp[hopeful] = c8h.reshape(-1, 4).sum(1) + split_penalty < c16[hopeful]
         split[act] = sp
-        mv[act] = np.where(sp[:, None, None], v8.reshape(m, 4, 2), v16[:, None, :])
+        mv[act] = np.where(sp[:, None, None], v8, v16[:, None, :])
         v_int[act] = vi
     return split, mv, v_int

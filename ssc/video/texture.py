@@ -60,6 +60,11 @@ def _scale_index(mean_abs: float) -> int:
     return int(np.argmin(np.abs(np.log(SCALES) - np.log(max(mean_abs, 1e-3)))))
 
 
+def _scale_indices(mean_abs: np.ndarray) -> np.ndarray:
+    """:func:`_scale_index` of every element."""
+    return np.argmin(np.abs(np.log(SCALES)[None, :] - np.log(np.maximum(mean_abs, 1e-3)).reshape(-1, 1)), 1).reshape(np.shape(mean_abs))
+
+
 def _flag_model(p8: int):
     return constriction.stream.model.Categorical(np.array([256 - p8, p8], dtype=np.float64), perfect=False)
 
@@ -82,24 +87,22 @@ def _contexts(lv: np.ndarray) -> np.ndarray:
     return _ctx(p1, p2)
 
 
-def _fit_level_tables(lv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder: per band the table of context 0, and per context an index offset (median over bands)."""
+def _fit_level_tables(lv: np.ndarray, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder: per band the table of context 0, and per context an index offset (median over bands),
+    from the mean magnitude of the levels ``lv`` (m, 64) of each (band, context ``ctx``) class."""
     base = np.zeros(tf.N_BANDS, np.int64)
     off = np.zeros(N_CTX, np.int64)
     if not lv.size:
         return base, off
-    ctx, band = _contexts(lv), np.broadcast_to(tf.BAND_OF_SCAN, lv.shape)
-    ideal = np.full((tf.N_BANDS, N_CTX), -1)
-    for b in range(tf.N_BANDS):
-        for c in range(N_CTX):
-            sel = (band == b) & (ctx == c)
-            if sel.any():
-                ideal[b, c] = _scale_index(float(np.abs(lv[sel]).mean()))
-        ok = ideal[b] >= 0
-        base[b] = ideal[b, 0] if ok[0] else (_scale_index(float(np.abs(lv[:, tf.BAND_OF_SCAN == b]).mean())))
+    key = (tf.BAND_OF_SCAN[None, :] * N_CTX + ctx).ravel()
+    sums = np.bincount(key, weights=np.abs(lv).ravel(), minlength=tf.N_BANDS * N_CTX).reshape(tf.N_BANDS, N_CTX)
+    counts = np.bincount(key, minlength=tf.N_BANDS * N_CTX).reshape(tf.N_BANDS, N_CTX)
+    ideal = np.where(counts > 0, _scale_indices(sums / np.maximum(counts, 1)), -1)
+    band_mean = _scale_indices(sums.sum(1) / np.maximum(counts.sum(1), 1))
+    base[:] = np.where(counts[:, 0] > 0, ideal[:, 0], band_mean)
     for c in (1, 2):
-        d = [ideal[b, c] - base[b] for b in range(tf.N_BANDS) if ideal[b, c] >= 0]
-        off[c] = int(np.clip(round(float(np.median(d))) if d else 0, -8, 7))
+        d = (ideal[:, c] - base)[ideal[:, c] >= 0]
+        off[c] = int(np.clip(round(float(np.median(d))) if d.size else 0, -8, 7))
     return base, off
 
 
@@ -108,10 +111,11 @@ def _level_tables(base: np.ndarray, off: np.ndarray, ctx: np.ndarray, k: int | s
     return np.clip(base[tf.BAND_OF_SCAN[k]] + off[ctx], 0, _NSCALES - 1)
 
 
-def _encode_levels(lv: np.ndarray, base: np.ndarray, off: np.ndarray, tables: TableSet, wr: SymbolWriter) -> None:
+def _encode_levels(lv: np.ndarray, ctx: np.ndarray, base: np.ndarray, off: np.ndarray, tables: TableSet,
+                   wr: SymbolWriter) -> None:
     """Code levels (m, 64) position by position in scan order, each with the table of its band shifted
-    by its context's offset (the contexts are known up front, so one call codes all positions)."""
-    wr.encode_columns(lv, _level_tables(base, off, _contexts(lv), slice(None)), tables)
+    by its context's offset (the contexts ``ctx`` are known up front, so one call codes all positions)."""
+    wr.encode_columns(lv, _level_tables(base, off, ctx, slice(None)), tables)
 
 
 def _decode_levels(m: int, base: np.ndarray, off: np.ndarray, tables: TableSet, rd: SymbolReader) -> np.ndarray:
@@ -282,7 +286,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         p_bi = mv2_idx = 0
         if ref2_padded is not None and len(ys):
             ms2 = ms.against(ref2_padded)
-            v2_int = ms2.integer(ys, xs) if tools.second_r is None else ms2.refine(ys, xs, 2 * v_int, tools.second_r)
+            v2_int = ms2.integer(ys, xs) if tools.second_r is None else ms2.refine(ys, xs, 2 * v_int, tools.second_r)[0]
             v2, _ = ms2.quarter(ys, xs, v2_int)
             predb = (pred + _predict_region(lay, ref2_padded, np.repeat(v2[:, None], 4, 1)) + 1) >> 1
             c = _region(cur, lay.region).astype(np.int64)
@@ -310,8 +314,9 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         wr.write(f.astype(np.int32), _flag_model(p8[-1]))
     for cls, chans in ((0, [0]), (1, [1, 2])):
         lv = levels[chans][coded[chans]]  # (m, 64)
-        params.append(_fit_level_tables(lv))
-        _encode_levels(lv, *params[-1], tables, wr)
+        ctx = _contexts(lv)
+        params.append(_fit_level_tables(lv, ctx))
+        _encode_levels(lv, ctx, *params[-1], tables, wr)
     recon = _reconstruct(pred, levels, lay, qp)
     body = _HEAD.pack(qp, kind, mv_idx, p_split, p_bi, mv2_idx, p8[0], p8[1]) + _pack_params(params) + wr.finish()
     return body, recon, lay
