@@ -339,3 +339,26 @@ def luma16(img: np.ndarray, out: np.ndarray) -> None:
     for y in prange(img.shape[0]):
         for x in range(img.shape[1]):
             out[y, x] = (77 * np.int32(img[y, x, 0]) + 150 * np.int32(img[y, x, 1]) + 29 * np.int32(img[y, x, 2]) + 8) >> 4
+
+
+@njit(cache=_CACHE, parallel=True)
+def pool_sum(a: np.ndarray, s: int, out: np.ndarray) -> None:
+    """``out`` (h // s, w // s): sums of the s x s cells of ``a`` (int32)."""
+    for cy in prange(out.shape[0]):
+        for cx in range(out.shape[1]):
+            t = np.int32(0)
+            for i in range(s):
+                for j in range(s):
+                    t += a[cy * s + i, cx * s + j]
+            out[cy, cx] = t
+
+
+@njit(cache=_CACHE)
+def block_sums(a: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int, out: np.ndarray) -> None:
+    """``out[n]``: the sum of ``a`` over the ``size`` block at (ys[n], xs[n])."""
+    for n in range(len(ys)):
+        t = np.int64(0)
+        for i in range(size):
+            for j in range(size):
+                t += a[ys[n] + i, xs[n] + j]
+        out[n] = t

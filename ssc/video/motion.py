@@ -54,8 +54,9 @@ def _luma(a: np.ndarray) -> np.ndarray:
 
 def _pool_sum(a: np.ndarray, s: int) -> np.ndarray:
     """Sum over s x s cells (the trailing rows / columns that do not fill a cell are dropped)."""
-    h, w = a.shape[0] // s * s, a.shape[1] // s * s
-    return np.ascontiguousarray(a[:h, :w].reshape(h // s, s, w // s, s).sum((1, 3)), dtype=np.int32)
+    out = np.empty((a.shape[0] // s, a.shape[1] // s), np.int32)
+    kernels.pool_sum(np.ascontiguousarray(a, np.int32), s, out)
+    return out
 
 
 def _pool_mean(a: np.ndarray, s: int) -> np.ndarray:
@@ -92,7 +93,6 @@ class MotionSearch:
         self.weight = np.where(wgt, np.int32(kernels.W_IN), np.int32(kernels.W_OUT)).astype(np.int32)
         self._span = (y0, y1, x0, x1)
         self.ref = _luma(ref_padded[y0 : y1 + 2 * MARGIN, x0 : x1 + 2 * MARGIN])
-        self._integral: np.ndarray | None = None
         self._pooled: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def against(self, ref_padded: np.ndarray) -> "MotionSearch":
@@ -107,12 +107,11 @@ class MotionSearch:
         return np.ascontiguousarray(ys - self.oy, np.int64), np.ascontiguousarray(xs - self.ox, np.int64)
 
     def _weight_sums(self, ly: np.ndarray, lx: np.ndarray, size: int) -> np.ndarray:
-        """(N,) total weight of each ``size`` block at local (ly, lx) (an integral image), in the units
-        that turn a kernel cost into luma SAD per pixel."""
-        if self._integral is None:
-            self._integral = np.pad(self.weight.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-        s = self._integral
-        return (s[ly + size, lx + size] - s[ly, lx + size] - s[ly + size, lx] + s[ly, lx]) * float(kernels.LUMA_SCALE)
+        """(N,) total weight of each ``size`` block at local (ly, lx), in the units that turn a kernel
+        cost into luma SAD per pixel."""
+        out = np.zeros(len(ly), np.int64)
+        kernels.block_sums(self.weight, ly, lx, size, out)
+        return out * float(kernels.LUMA_SCALE)
 
     def _around(self, ly: np.ndarray, lx: np.ndarray, centre: np.ndarray, r: int, size: int,
                 lam: float) -> tuple[np.ndarray, np.ndarray]:
@@ -245,6 +244,9 @@ class SearchTools:
     #: still costing more than ``predict_fallback`` per pixel also get (keeping the cheaper vector)
     predict_r: int | None = 1
     predict_fallback: float = 6.0
+    #: when most of a track's blocks kept the zero vector in its previous P entry (a fixed camera),
+    #: those whose zero-vector SAD is at most this times the median of them keep it without a search
+    static_skip: float | None = 1.3
     #: a block's quadrants get their quarter-pel step only where their integer costs plus the split
     #: penalty are below this times the block's quarter-pel cost (elsewhere splitting cannot pay)
     split_margin: float | None = 1.2
@@ -253,7 +255,7 @@ class SearchTools:
 #: the exhaustive search (every tool off), as the first SSVC encoder did it
 EXHAUSTIVE = SearchTools(None, None, None, None)
 #: the default of the encoder before the search's windows narrowed (+-2 / +-3 / +-2)
-WIDE = SearchTools(1.0, 2, 3, 2, split_margin=None)
+WIDE = SearchTools(1.0, 2, 3, 2, split_margin=None, static_skip=None)
 
 
 def neighbour_candidates(grid: np.ndarray | None, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -282,7 +284,16 @@ def motion_search(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: n
     split = np.zeros(n, bool)
     mv = np.zeros((n, 4, 2), np.int64)
     v_int = np.zeros((n, 2), np.int64)
-    act = np.ones(n, bool) if tools.skip_sad is None or n == 0 else ms.zero_sad(ys, xs) >= tools.skip_sad
+    act = np.ones(n, bool)
+    if tools.skip_sad is not None and n:
+        zs = ms.zero_sad(ys, xs)
+        act = zs >= tools.skip_sad
+        if tools.static_skip is not None and grid is not None:
+            # a fixed camera: most blocks kept the zero vector last time; those still no worse than the
+            # median block at the zero vector (sensor noise) keep it without a search
+            still = ~grid[ys // MB, xs // MB].any(1)
+            if still.mean() >= 0.5:
+                act &= ~(still & (zs <= tools.static_skip * float(np.median(zs[still]))))
     if act.any():
         ya, xa = ys[act], xs[act]
         m = len(ya)
