@@ -232,16 +232,23 @@ def test_mutated_streams_never_crash(clip, codec):
 
 
 def test_rate_control_converges_on_a_rate_model():
-    """A synthetic coder whose frame bits halve every 6 qp (I-frames 4x), started 18 qp too fine: after
-    the first GOPs the controller holds the target bitrate within 10%."""
-    rc = RateControl(qp=20, target_kbps=200.0)
-    bits, fps, gop = [], 25.0, 8
-    for i in range(200):
-        intra = i % gop == 0
-        rc.start_frame(intra, fps, gop)
-        bits.append((4 if intra else 1) * 640000 * 2 ** (-rc.entry_qp(intra, False) / 6))
-        rc.end_frame(int(bits[-1]))
-    assert abs(sum(bits[100:]) / (100 / fps) / 1000 - 200) / 200 < 0.1
+    """A synthetic coder whose frame bits halve every 6 qp (I-frames 4x): started 18 qp too fine, after
+    the first GOPs the controller holds the target bitrate within 3%; started 6 qp too fine, it pays
+    back its early overshoot (the whole run within 5%)."""
+    fps, gop = 25.0, 8
+
+    def run(qp: int) -> tuple[RateControl, list[float]]:
+        rc, bits = RateControl(qp=qp, target_kbps=200.0), []
+        for i in range(200):
+            intra = i % gop == 0
+            rc.start_frame(intra, fps, gop)
+            bits.append((4 if intra else 1) * 640000 * 2 ** (-rc.entry_qp(intra, False) / 6))
+            rc.end_frame(int(bits[-1]))
+        return rc, bits
+
+    rc, bits = run(20)
+    assert abs(sum(bits[100:]) / (100 / fps) / 1000 - 200) / 200 < 0.03
+    assert abs(sum(run(32)[1]) / (200 / fps) / 1000 - 200) / 200 < 0.05
     assert RateControl(qp=30).start_frame(True, fps, gop) == 30  # no target: constant qp
     assert rc.entry_qp(True, False) < rc.entry_qp(False, False) < rc.entry_qp(False, True)  # I finer, background coarser
     assert rc.entry_qp(False, False, referenced=False) > rc.entry_qp(False, False)  # frames nothing references: coarser

@@ -7,10 +7,12 @@ the frames' temporal role.
   ``intra_offset`` (negative: finer); the last frame before an I-frame is referenced by nothing, so it
   gets ``nonref_offset`` (positive: coarser) -- the fixed-offset form of the qp cascades of H.264 / HEVC
   reference encoders.
-- Bitrate: with ``target_kbps`` the frame qp follows the fullness of a virtual buffer of one GOP
-  (a proportional controller in the log-rate domain, in the spirit of the TM5 / JM buffer models):
-  ``qp = base + gain * log2((spent + gop_budget) / (expected + gop_budget))`` clipped to [qp_min, qp_max],
-  and ``base`` itself moves by the GOP's rate error at every I-frame. Without a target the qp is constant.
+- Bitrate: with ``target_kbps`` the frame qp follows the level of a virtual buffer whose size is one
+  GOP's budget (a proportional controller in the log-rate domain, in the spirit of the TM5 / JM buffer
+  models): ``qp = base + gain * log2((gop_budget + spent - expected) / gop_budget)`` (the buffer level
+  floored at 1/8 of a GOP) clipped to [qp_min, qp_max], and ``base`` itself moves by the GOP's rate
+  error at every I-frame. The level is the absolute excess, so an early overshoot keeps pushing the qp
+  until it is paid back. Without a target the qp is constant.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ class RateControl:
             err = math.log2(max(self._gop_spent, 1.0) / self._gop_expected)
             self._base = min(max(self._base + 0.5 * self.gain * err, self.qp_min), self.qp_max)
             self._gop_spent = self._gop_expected = 0.0
-        fullness = math.log2((self._spent + budget) / (self._expected + budget))
+        fullness = math.log2(max(budget + self._spent - self._expected, budget / 8) / budget)
         self._frame_qp = int(round(min(max(self._base + self.gain * fullness, self.qp_min), self.qp_max)))
         self._expected += per_frame
         self._gop_expected += per_frame
