@@ -6,7 +6,8 @@ block (hundreds of MB per frame) and dominated the encoder's time; as loops they
 per candidate. Padding and compensation are exact integer arithmetic and run in the decoder as well, so
 they are single-threaded and give the same pixels on every machine. The search costs are the encoder's
 own decision (mask-weighted luma SAD + lambda * |mv|, in integers, so every machine decides alike) and
-never reach the decoder; their loops run in parallel over blocks, which are independent.
+never reach the decoder; their loops run in parallel over blocks, which are independent. None of them
+holds the GIL.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from numba import njit, prange
 _CACHE = True  # compiled once per machine into __pycache__ (numba falls back to memory when read-only)
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def pad_fill(canvas: np.ndarray, seen: np.ndarray, out: np.ndarray, margin: int) -> None:
     """Write into ``out`` (H + 2 margin, W + 2 margin, 3) the canvas with unseen pixels filled by
     repetitive padding (each row from its nearest seen pixel, left on ties; then each column of rows
@@ -75,7 +76,7 @@ def pad_fill(canvas: np.ndarray, seen: np.ndarray, out: np.ndarray, margin: int)
                 out[H - 1 - y, x, c] = out[margin + h - 1, x, c]
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def predict_blocks(ref: np.ndarray, ys: np.ndarray, xs: np.ndarray, mvq: np.ndarray, size: int, margin: int,
                    out: np.ndarray, tys: np.ndarray, txs: np.ndarray) -> None:
     """Quarter-pel bilinear prediction ``(sum w_ij p_ij + 8) >> 4`` (weights in quarters, as H.264's
@@ -113,7 +114,7 @@ def _wsad(cur: np.ndarray, wt: np.ndarray, ref: np.ndarray, by: int, bx: int, ry
     return s
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def search_around(cur: np.ndarray, wt: np.ndarray, ref: np.ndarray, ys: np.ndarray, xs: np.ndarray,
                   centre: np.ndarray, r: int, size: int, pen: int, off: int,
                   best: np.ndarray, cost: np.ndarray) -> None:
@@ -134,7 +135,7 @@ def search_around(cur: np.ndarray, wt: np.ndarray, ref: np.ndarray, ys: np.ndarr
         best[n, 0], best[n, 1], cost[n] = by, bx, bc
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def candidate_costs(cur: np.ndarray, wt: np.ndarray, ref: np.ndarray, ys: np.ndarray, xs: np.ndarray,
                     cands: np.ndarray, size: int, pen: int, off: int, best: np.ndarray) -> None:
     """The cheapest of each block's candidate vectors ``cands`` (N, K, 2) (first on ties) into ``best``."""
@@ -166,7 +167,7 @@ def _qcost(cur: np.ndarray, wt: np.ndarray, ref: np.ndarray, by: int, bx: int, v
     return s + qpen * (abs(vy) + abs(vx))
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def quarter_refine(cur: np.ndarray, wt: np.ndarray, ref: np.ndarray, ys: np.ndarray, xs: np.ndarray,
                    mv: np.ndarray, size: int, qpen: int, off: int, limit: int, best: np.ndarray, cost: np.ndarray) -> None:
     """Integer vectors ``mv`` -> quarter-pel ``best``: a half-pel then a quarter-pel step over the 8
@@ -188,7 +189,7 @@ def quarter_refine(cur: np.ndarray, wt: np.ndarray, ref: np.ndarray, ys: np.ndar
         best[n, 0], best[n, 1], cost[n] = vy, vx, bc
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def reconstruct_blocks(pred: np.ndarray, levels: np.ndarray, steps: np.ndarray, blocks: np.ndarray, wb: int,
                        zigzag: np.ndarray, t: np.ndarray, shift: int, out: np.ndarray) -> None:
     """``out`` (h, w, 3) uint8 = clip(pred + residual): the residual of each coded 8x8 block (``blocks``:
@@ -244,7 +245,7 @@ def reconstruct_blocks(pred: np.ndarray, levels: np.ndarray, steps: np.ndarray, 
                 out[by + i, bx + j, 2] = min(max(pred[by + i, bx + j, 2] + b, 0), 255)
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def _deblock_edges(x: np.ndarray, m: np.ndarray, alpha: int, beta: int, tc: int, vertical: bool) -> None:
     h, w = (x.shape[0], x.shape[1]) if vertical else (x.shape[1], x.shape[0])
     for e in range(8, w - 1, 8):
@@ -271,7 +272,7 @@ def _deblock_edges(x: np.ndarray, m: np.ndarray, alpha: int, beta: int, tc: int,
                         x[e - 1, y, c], x[e, y, c] = a, b
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def deblock_inplace(x: np.ndarray, m: np.ndarray, alpha: int, beta: int, tc: int) -> None:
     """The edge filter of :mod:`ssc.video.deblock` on (h, w, 3) uint8 in place: vertical edges (columns
     8k-1 | 8k), then horizontal ones; an edge position is filtered only where its four taps are in the
@@ -280,7 +281,7 @@ def deblock_inplace(x: np.ndarray, m: np.ndarray, alpha: int, beta: int, tc: int
     _deblock_edges(x, m, alpha, beta, tc, False)
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def masked_block_sads(a: np.ndarray, b: np.ndarray, mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int,
                       out: np.ndarray) -> None:
     """``out[n]``: sum over the three channels of |a - b| inside ``mask`` on the ``size`` block at (ys, xs)."""
@@ -294,7 +295,7 @@ def masked_block_sads(a: np.ndarray, b: np.ndarray, mask: np.ndarray, ys: np.nda
         out[n] = s
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def residual_levels(cur: np.ndarray, pred: np.ndarray, mask: np.ndarray, blocks: np.ndarray, wb: int,
                     steps: np.ndarray, dct: np.ndarray, zigzag: np.ndarray, rounding: float, out: np.ndarray) -> None:
     """Encoder: levels (3, nb, 64, zig-zag) of the masked residual cur - pred of each coded 8x8 block
@@ -332,7 +333,7 @@ def residual_levels(cur: np.ndarray, pred: np.ndarray, mask: np.ndarray, blocks:
                 out[c, k, n] = np.int64(q) if s >= 0 else -np.int64(q)
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def luma16(img: np.ndarray, out: np.ndarray) -> None:
     """``out`` (h, w) int32: BT.601 luma of ``img`` (h, w, 3) uint8 in 1/16 units,
     (77 R + 150 G + 29 B + 8) >> 4."""
@@ -341,7 +342,7 @@ def luma16(img: np.ndarray, out: np.ndarray) -> None:
             out[y, x] = (77 * np.int32(img[y, x, 0]) + 150 * np.int32(img[y, x, 1]) + 29 * np.int32(img[y, x, 2]) + 8) >> 4
 
 
-@njit(cache=_CACHE, parallel=True)
+@njit(cache=_CACHE, parallel=True, nogil=True)
 def pool_sum(a: np.ndarray, s: int, out: np.ndarray) -> None:
     """``out`` (h // s, w // s): sums of the s x s cells of ``a`` (int32)."""
     for cy in prange(out.shape[0]):
@@ -353,7 +354,7 @@ def pool_sum(a: np.ndarray, s: int, out: np.ndarray) -> None:
             out[cy, cx] = t
 
 
-@njit(cache=_CACHE)
+@njit(cache=_CACHE, nogil=True)
 def block_sums(a: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int, out: np.ndarray) -> None:
     """``out[n]``: the sum of ``a`` over the ``size`` block at (ys[n], xs[n])."""
     for n in range(len(ys)):
