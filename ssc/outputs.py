@@ -8,6 +8,8 @@ removes the temporary file. An existing output is refused unless the caller allo
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -68,3 +70,21 @@ def save_image(path: str | Path, image: np.ndarray) -> None:
 
     with atomic_output(path) as tmp:
         Image.fromarray(image).save(tmp)
+
+
+@contextmanager
+def interrupt_between() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back while the block runs and raise KeyboardInterrupt when it ends: a loop
+    body wrapped in it is interrupted between iterations, never inside one (for example inside a
+    compiler writing its cache, which fails with its own error instead). A no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught and callable(old):  # what the handler before would have done (default: KeyboardInterrupt)
+        old(signal.SIGINT, None)

@@ -117,3 +117,18 @@ def test_killed_encode_leaves_nothing_under_the_output_name(tmp_path, zoo_env):
     proc.kill()  # no chance to clean up
     proc.wait(timeout=60)
     assert not out.exists()  # the partial file only ever had its temporary name
+
+
+def test_interrupt_between_holds_ctrl_c_to_the_end_of_the_block():
+    from ssc.outputs import interrupt_between
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_between():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("rest of the block")
+    assert done == ["rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupt_between():  # no signal: nothing raised
+        pass

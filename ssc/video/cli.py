@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..args import EXIT_INTERRUPTED, EXIT_PARTIAL, force_arg
 from ..errors import SSCError
-from ..outputs import atomic_output, check_new, write_text
+from ..outputs import atomic_output, check_new, interrupt_between, write_text
 from .info import video_info
 
 
@@ -45,7 +45,8 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
             bar = tqdm(frames, total=n, unit="frame", desc=Path(args.output).name, disable=args.quiet)
             try:
                 for i, frame in enumerate(bar):
-                    st = enc.encode(frame, masks(i, frame))
+                    with interrupt_between():  # Ctrl-C lands between frames (the stream stays whole)
+                        st = enc.encode(frame, masks(i, frame))
                     bar.set_postfix(kB=enc.pos // 1000, qp=min(st.track_qp.values()))
             except KeyboardInterrupt:  # keep the frames already written: the index makes them a valid stream
                 interrupted = True
