@@ -93,11 +93,15 @@ def test_compensate_qpel_matches_numpy() -> None:
     assert np.array_equal(compensate_qpel(ref, ys, xs, mv), want)
 
 
+def _case(seed: int) -> tuple[np.random.Generator, Layout, int, int]:
+    rng = np.random.default_rng(seed)
+    _, lay = _random_layout(rng)
+    return rng, lay, *lay.mask.shape
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_reconstruction_matches_numpy(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    mask, lay = _random_layout(rng)
-    h, w = lay.mask.shape
+    rng, lay, h, w = _case(seed)
     pred = np.clip(np.cumsum(rng.integers(-3, 4, (h, w, 3)), 1) + 128 + rng.integers(-40, 40), -20, 280)
     levels = np.where(rng.random((3, len(lay.blocks), 64)) < 0.1, rng.integers(-40, 40, (3, len(lay.blocks), 64)), 0)
     levels[:, ::3] = 0  # uncoded blocks
@@ -112,9 +116,7 @@ def test_reconstruction_matches_numpy(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_residual_levels_match_numpy(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    mask, lay = _random_layout(rng)
-    h, w = lay.mask.shape
+    rng, lay, h, w = _case(seed)
     cur = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     pred = np.clip(cur.astype(np.int64) + rng.integers(-30, 30, (h, w, 3)), 0, 255)
     qp = int(rng.integers(10, 40))
