@@ -1,13 +1,13 @@
-"""Compiled inner loops of SSVC's block motion (numba): reference padding, quarter-pel compensation and
-the encoder's motion-search costs.
+"""Compiled inner loops of SSVC (numba): reference padding, quarter-pel prediction, reconstruction
+(dequantiser, inverse integer DCT, YCoCg-R) and deblocking, which the decoder runs too; and the
+encoder's luma, residual transform / quantiser and motion-search costs.
 
 The vectorised NumPy / PyTorch forms of these loops built gather tensors of every candidate of every
-block (hundreds of MB per frame) and dominated the encoder's time; as loops they touch each pixel once
-per candidate. Padding and compensation are exact integer arithmetic and run in the decoder as well, so
-they are single-threaded and give the same pixels on every machine. The search costs are the encoder's
-own decision (mask-weighted luma SAD + lambda * |mv|, in integers, so every machine decides alike) and
-never reach the decoder; their loops run in parallel over blocks, which are independent. None of them
-holds the GIL.
+block and many full-frame temporaries, and dominated the encoder's time. The decoder-side loops are
+exact integer arithmetic; where they run in parallel, each block writes only its own pixels, so every
+machine and thread count gives the same pixels. The search costs (mask-weighted luma SAD + lambda *
+|mv|) are integers too, so every machine makes the same encoder decisions. None of the loops holds
+the GIL.
 """
 from __future__ import annotations
 
