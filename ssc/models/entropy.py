@@ -180,7 +180,7 @@ class SymbolWriter:
         ends = np.append(starts[1:], len(v))
         has_esc = bool(esc.any())
         pending: list[tuple[np.ndarray, int]] = []
-        for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+        for a, b in zip(starts.tolist(), ends.tolist()):
             i = int(t[a])
             self._ops.append((sym[a:b], tables.model(i)))
             if has_esc:

@@ -91,17 +91,20 @@ def _intra_base(codec: LoadedCodec, image: np.ndarray, mask: np.ndarray, box: tu
     encoder's quantised latents, which equal the decoder's bit for bit: no second entropy pass)."""
     x, m = tile_input(image, mask.astype(np.int32), 1, crop_box(box), codec_device(codec))
     body, y_hat = codec.model.compress_latents(x, m, qcode / QUALITY_SCALE)
-    return body, _synthesize_base(codec, y_hat, mask, box, qcode)
+    return body, _synthesize_base(codec, y_hat, _crop_mask(codec, mask, box), mask, box, qcode)
 
 
 def _decode_base(codec: LoadedCodec, body: bytes, mask: np.ndarray, box: tuple[int, int, int, int], qcode: int) -> np.ndarray:
-    return _synthesize_base(codec, codec.model.decompress_latents(body, _crop_mask(codec, mask, box)), mask, box, qcode)
+    crop = _crop_mask(codec, mask, box)
+    return _synthesize_base(codec, codec.model.decompress_latents(body, crop), crop, mask, box, qcode)
 
 
-def _synthesize_base(codec: LoadedCodec, y_hat, mask: np.ndarray, box: tuple[int, int, int, int], qcode: int) -> np.ndarray:
-    """The frame-sized base picture of an intra entry from its quantised latents."""
+def _synthesize_base(codec: LoadedCodec, y_hat, crop, mask: np.ndarray, box: tuple[int, int, int, int],
+                     qcode: int) -> np.ndarray:
+    """The frame-sized base picture of an intra entry from its quantised latents (``crop``: the box's
+    mask as the codec takes it, :func:`_crop_mask`)."""
     x0, y0, x1, y1 = box
-    part = crop_pixels(codec.model.synthesize(y_hat, _crop_mask(codec, mask, box), qcode / QUALITY_SCALE))
+    part = crop_pixels(codec.model.synthesize(y_hat, crop, qcode / QUALITY_SCALE))
     base = np.zeros(mask.shape + (3,), np.uint8)
     base[y0:y1, x0:x1] = part[: y1 - y0, : x1 - x0]
     return base

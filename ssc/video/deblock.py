@@ -9,8 +9,6 @@ The loops are :func:`ssc.video.kernels.deblock_inplace`; this module holds the t
 from __future__ import annotations
 
 
-
-
 def thresholds(qp: int) -> tuple[int, int, int]:
     """(alpha, beta, tc): edge-step limit, side-flatness limit and correction clip for ``qp``."""
     s = 0.625 * 2.0 ** (qp / 6.0)  # the quantiser step in pixels

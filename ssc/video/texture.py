@@ -56,13 +56,13 @@ def laplace_tables() -> TableSet:
     return TableSet(half, counts)
 
 
-def _scale_index(mean_abs: float) -> int:
-    return int(np.argmin(np.abs(np.log(SCALES) - np.log(max(mean_abs, 1e-3)))))
-
-
 def _scale_indices(mean_abs: np.ndarray) -> np.ndarray:
-    """:func:`_scale_index` of every element."""
+    """Per element, the table whose scale is nearest (in log) to a mean magnitude."""
     return np.argmin(np.abs(np.log(SCALES)[None, :] - np.log(np.maximum(mean_abs, 1e-3)).reshape(-1, 1)), 1).reshape(np.shape(mean_abs))
+
+
+def _scale_index(mean_abs: float) -> int:
+    return int(_scale_indices(np.asarray(mean_abs, np.float64)))
 
 
 def _flag_model(p8: int):
@@ -270,6 +270,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     lay = Layout.of(mask, box)
     tables = laplace_tables()
     wr = SymbolWriter()
+    cur_reg = np.ascontiguousarray(_region(cur, lay.region))
     if ref_padded is not None:
         ys, xs = lay.mb_origins()
         ms = MotionSearch(cur, ref_padded, mask, lay.region)
@@ -289,7 +290,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
             v2_int = ms2.integer(ys, xs) if tools.second_r is None else ms2.refine(ys, xs, 2 * v_int, tools.second_r)[0]
             v2, _ = ms2.quarter(ys, xs, v2_int)
             predb = (pred + _predict_region(lay, ref2_padded, np.repeat(v2[:, None], 4, 1)) + 1) >> 1
-            c = _region(cur, lay.region).astype(np.int64)
+            c = cur_reg
             bi = _block_sad(predb, c, lay) + BI_BITS * _lambda(qp) < _block_sad(pred, c, lay)
             p_bi = _p8(bi)
             wr.write(bi.astype(np.int32), _flag_model(p_bi))
@@ -303,7 +304,7 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         pred, mv_idx, kind, p_split = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE, 1
         p_bi = mv2_idx = 0
     levels = np.zeros((3, len(lay.blocks), 64), np.int64)
-    kernels.residual_levels(np.ascontiguousarray(_region(cur, lay.region)), np.ascontiguousarray(pred, np.int64),
+    kernels.residual_levels(cur_reg, np.ascontiguousarray(pred, np.int64),
                             np.ascontiguousarray(lay.mask, bool), np.ascontiguousarray(lay.blocks, np.int64),
                             lay.mask.shape[1] // tf.BLOCK, np.array(_steps(qp), np.int64), tf.DCT, tf.ZIGZAG, tf.ROUNDING, levels)
     coded = levels.any(-1)  # (3, n)

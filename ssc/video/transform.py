@@ -33,7 +33,6 @@ DCT = _D
 T_INT = np.rint(_D * 64 * np.sqrt(BLOCK)).astype(np.int64)
 #: right shift of the integer inverse transform
 INVERSE_SHIFT = 15
-_SHIFT = INVERSE_SHIFT
 
 #: zig-zag scan order of an 8x8 block (index into the flattened block)
 ZIGZAG = np.array(sorted(range(64), key=lambda k: (k // 8 + k % 8, (k // 8) if (k // 8 + k % 8) % 2 else -(k // 8))), dtype=np.int64)
@@ -95,4 +94,4 @@ def dequantise(levels: np.ndarray, step16: int) -> np.ndarray:
     d = np.sign(flat) * ((np.abs(flat) * step16 + 8) >> 4)
     c = d.reshape(-1, BLOCK, BLOCK)
     x = T_INT.T @ c @ T_INT
-    return (x + (1 << (_SHIFT - 1))) >> _SHIFT
+    return (x + (1 << (INVERSE_SHIFT - 1))) >> INVERSE_SHIFT
