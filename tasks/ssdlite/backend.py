@@ -3,6 +3,8 @@
 interface. Detection only (no masks); its one class is COCO's person (category id 1)."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 
@@ -34,10 +36,37 @@ class SSDLitePersonHead(TaskHead):
         )
 
     def predict(self, image: np.ndarray, masks: bool = True) -> Instances:  # noqa: ARG002 (no mask branch)
-        d = self.detector.detect(image)
+        return self._instances(self.detector.detect(image), tuple(image.shape[:2]))
+
+    def backbone_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """What the Omni-ICM feature head writes, of images ``x`` (B, 3, H, W) in [0, 1] resized to the
+        graph's 300x300: {"12": block 12's output (B, 96, 19, 19)}."""
+        return OrderedDict([("12", self.detector.block12(x))])
+
+    def feature_maps(self, features: "dict[str, torch.Tensor]") -> "OrderedDict[str, torch.Tensor]":
+        """The two maps the box predictors read, from :meth:`backbone_features`-like features: "0"
+        block 13's expansion (576 x 19 x 19), "1" Conv_1 (1280 x 10 x 10)."""
+        b12 = features.get("12")
+        if b12 is None or b12.dim() != 4 or b12.shape[1] != 96:
+            raise ValueError("the ssdlite-person head reads block 12's output, '12' (96 channels); got "
+                             + ", ".join(f"{k}: {tuple(v.shape)}" for k, v in features.items()))
+        m0, m1 = self.detector.tail_maps(b12.float())
+        return OrderedDict([("0", m0), ("1", m1)])
+
+    @torch.no_grad()
+    def predict_features(self, features: "dict[str, torch.Tensor]", image_size: tuple[int, int],
+                         masks: bool = True) -> Instances:  # noqa: ARG002 (no mask branch)
+        """The backbone's last four blocks, the extra layers, box predictors, anchors and NMS on
+        block 12's output (the Omni-ICM feature path: no pixels, no pixel-level backbone); boxes in
+        pixels of ``image_size`` (H, W)."""
+        maps = self.feature_maps(features)
+        d = self.detector.detect_maps_normalized([maps["0"], maps["1"]])
+        return self._instances(self.detector.to_pixels(d, image_size), image_size)
+
+    def _instances(self, d, image_size: tuple[int, int]) -> Instances:
         keep = d.scores >= self.score_thresh
         n = int(keep.sum())
-        return Instances(tuple(image.shape[:2]), d.boxes[keep], d.scores[keep],
+        return Instances(image_size, d.boxes[keep], d.scores[keep],
                          torch.full((n,), PERSON.id, dtype=torch.long), None)
 
 

@@ -69,23 +69,64 @@ class SSDLitePerson:
         """The size the anchors are laid out for: the graph's fixed input is square."""
         return (1, 1) if self.input_size else tuple(x.shape[-2:])  # type: ignore[return-value]
 
+    def _fp32(self):
+        """Full float32 convolutions on CUDA (cuDNN would use TF32 and move boxes by ~1e-3): the same
+        boxes as on the CPU and as TensorFlow's; the flag is scoped to the call."""
+        cudnn = torch.backends.cudnn
+        return cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                           allow_tf32=False)
+
+    def _postprocess(self, feats: list[torch.Tensor], image_hw: tuple[int, int]) -> Detections:
+        enc, logits = self.net.predict_heads(feats)
+        grids = [tuple(f.shape[-2:]) for f in feats]
+        return postprocess(enc[0].cpu(), logits[0].cpu(), self.anchors(grids, image_hw).cpu(), self.post)
+
     @torch.no_grad()
     def detect_normalized(self, image: np.ndarray) -> Detections:
         """Detections with boxes (ymin, xmin, ymax, xmax) normalised to [0, 1], as the graph returns."""
         x = self.prepare(image)
-        # full float32 convolutions on CUDA (cuDNN would use TF32 and move boxes by ~1e-3): the same
-        # boxes as on the CPU and as TensorFlow's; the flag is scoped to this call
-        cudnn = torch.backends.cudnn
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
-                         allow_tf32=False):
+        with self._fp32():
             feats = self.net.features(x)
-            enc, logits = self.net.predict_heads(feats)
-        grids = [tuple(f.shape[-2:]) for f in feats]
-        return postprocess(enc[0].cpu(), logits[0].cpu(), self.anchors(grids, self.image_hw(x)).cpu(), self.post)
+            return self._postprocess(feats, self.image_hw(x))
+
+    def block12(self, x: torch.Tensor) -> torch.Tensor:
+        """Block 12's output (B, 96, 19, 19) of images ``x`` (B, 3, H, W) in [0, 1], resized to the
+        graph's input (bilinear without antialiasing, OpenCV's INTER_LINEAR up to its uint8
+        rounding): what the Omni-ICM feature head writes. Differentiable; the caller chooses
+        ``no_grad``."""
+        if self.input_size:
+            x = torch.nn.functional.interpolate(x, (self.input_size, self.input_size), mode="bilinear",
+                                                align_corners=False, antialias=False)
+        x = (x * 2.0 - 1.0).to(self.device).contiguous(memory_format=torch.channels_last)
+        with self._fp32():
+            return self.net.trunk(x)
+
+    def tail_maps(self, b12: torch.Tensor) -> list[torch.Tensor]:
+        """The two backbone maps the box predictors read, from block 12's output (blocks 13 to 16
+        and Conv_1: the last quarter of the backbone's multiply-adds at 300x300)."""
+        with self._fp32():
+            return self.net.tail_maps(b12.to(self.device))
+
+    def backbone_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The two backbone maps of images ``x`` in [0, 1] (see :meth:`block12`)."""
+        return self.tail_maps(self.block12(x))
+
+    @torch.no_grad()
+    def detect_maps_normalized(self, maps: list[torch.Tensor]) -> Detections:
+        """Detections from ready backbone maps (one image): the extra layers, box predictors, anchors
+        and NMS of the graph, no backbone. The maps are at the graph's input grid (19x19 and 10x10
+        at 300x300)."""
+        maps = [m.to(self.device).float() for m in maps]
+        with self._fp32():
+            feats = maps + self.net.extra_maps(maps[1])
+            return self._postprocess(feats, (1, 1) if self.input_size else
+                                     (16 * maps[0].shape[-2], 16 * maps[0].shape[-1]))
+
+    @staticmethod
+    def to_pixels(d: Detections, image_hw: tuple[int, int]) -> PixelDetections:
+        h, w = image_hw
+        scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+        return PixelDetections(d.boxes[:, [1, 0, 3, 2]] * scale, d.scores, d.classes)
 
     def detect(self, image: np.ndarray) -> PixelDetections:
-        h, w = image.shape[:2]
-        d = self.detect_normalized(image)
-        scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-        xyxy = d.boxes[:, [1, 0, 3, 2]] * scale
-        return PixelDetections(xyxy, d.scores, d.classes)
+        return self.to_pixels(self.detect_normalized(image), image.shape[:2])

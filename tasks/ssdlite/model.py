@@ -17,6 +17,8 @@ from torch import nn
 MOBILENET_V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 #: SSDLite extra layers: (1x1 channels, 3x3 stride-2 output channels), TF names layer_19_{1,2}_Conv2d_{2..5}.
 EXTRA_LAYERS = [(256, 512), (128, 256), (128, 256), (64, 128)]
+#: The first block of the backbone's tail: the first box predictor reads its expansion.
+TAIL_START = 13
 #: Channels of the six feature maps the box predictors read.
 FEATURE_CHANNELS = [576, 1280, 512, 256, 256, 128]
 
@@ -104,20 +106,42 @@ class SSDLiteMobileNetV2(nn.Module):
         self.cls_heads = nn.ModuleList(
             SeparablePredictor(c, a * (num_classes + 1)) for c, a in zip(FEATURE_CHANNELS, anchors_per_location))
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The six feature maps: block 13's expansion (stride 16), Conv_1 (stride 32), four extras."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """MobileNetV2 up to block 12: its output (96 channels, stride 16), the input of the block
+        whose expansion the first box predictor reads."""
         x = self.stem(x)
+        for blk in self.blocks[:TAIL_START]:
+            x = blk(x)[0]
+        return x
+
+    def tail_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Blocks 13 to 16 and Conv_1 on block 12's output: the two maps the box predictors read from
+        the backbone, block 13's expansion (stride 16, 576 channels) and Conv_1 (stride 32, 1280
+        channels), both after ReLU6."""
         feats = []
-        for i, blk in enumerate(self.blocks):
+        for i, blk in enumerate(self.blocks[TAIL_START:], TAIL_START):
             x, e = blk(x)
-            if i == 13:
+            if i == TAIL_START:
                 feats.append(e)
-        x = self.head(x)
-        feats.append(x)
+        feats.append(self.head(x))
+        return feats
+
+    def backbone_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The two backbone maps the box predictors read (:meth:`tail_maps` of :meth:`trunk`)."""
+        return self.tail_maps(self.trunk(x))
+
+    def extra_maps(self, conv1: torch.Tensor) -> list[torch.Tensor]:
+        """The four SSDLite extra maps, computed from Conv_1."""
+        out, x = [], conv1
         for ex in self.extras:
             x = ex(x)
-            feats.append(x)
-        return feats
+            out.append(x)
+        return out
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The six feature maps: block 13's expansion (stride 16), Conv_1 (stride 32), four extras."""
+        maps = self.backbone_maps(x)
+        return maps + self.extra_maps(maps[1])
 
     def predict_heads(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Box predictors on the feature maps: (box encodings (B, A, 4), logits (B, A, C + 1))."""
