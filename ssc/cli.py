@@ -141,7 +141,8 @@ BENCHMARKS = {
     "speed": "encode/decode time, checkerboard vs serial context",
     "partial_decode": "bytes and time of decoding one group alone against the whole image",
     "tiling": "tiled coding of large images: memory and rate",
-    "omni": "Omni-ICM feature path against the pixel path and the anchors",
+    "omni": "Omni-ICM feature path against the pixel path and the anchors (gi-omni-person: person AP)",
+    "ssdlite_scale": "person detector AP by input size (the feature path's input mapping)",
     "video": "SSVC video against x264 / x265 (+ ROI) on DAVIS and the surveillance clip",
     "video_speed": "SSVC encoder speed step by step (motion-search tools): frames/s, object bits and PSNR",
     "surveillance": "the whole-clip surveillance pipeline (decode, detect, encode) and its rate control",
@@ -214,6 +215,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             from .omni.train import train_omni
 
             path = train_omni(cfg, resume=not args.restart)
+        elif cfg.kind == "omni-ssd":
+            from .omni.train_ssd import train_omni_ssd
+
+            path = train_omni_ssd(cfg, resume=not args.restart, minutes=args.minutes)
         else:
             path = train(cfg, resume=not args.restart, minutes=args.minutes)
     from .distributed import launched_rank
@@ -277,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     detector_args(a)
     a.add_argument("--domain", choices=["pixels", "features"], default="pixels",  # ssc.analyze.DOMAINS
                    help="pixels: decode and run the whole detector; features: the stream's Omni model feeds "
-                        "decoded latents to the detector's RPN/ROI heads (no pixel reconstruction)")
+                        "decoded latents to its detector's later stages (no pixel reconstruction; e.g. gi-omni-person "
+                        "streams with the ssdlite-person backend)")
     model_args(a)
     a.set_defaults(fn=cmd_analyze)
 

@@ -132,7 +132,11 @@ class GroupCodec(CodingTables, nn.Module):
         support), bits_y, bits_z, support pyramid). Rate: additive-noise proxy (``hard=False``) or
         straight-through rounding."""
         pyr = support_pyramid(mask, LEVELS)
-        y = self.encode_y(x, pyr, quality)
+        return self.quantize_rate(self.encode_y(x, pyr, quality), mask, pyr, hard)
+
+    def quantize_rate(self, y: torch.Tensor, mask: torch.Tensor, pyr: list[torch.Tensor], hard: bool = False
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """:meth:`latent_forward` from ready latents ``y`` (after the gain): quantisation and rate."""
         z = self.h_a(y, pyr)
         if hard:
             z_q = z + (torch.round(z) - z).detach()

@@ -16,21 +16,44 @@ from ..models.codec import GroupCodec
 from ..models.registry import register_model
 from .feature_head import FeatureHead
 from .filter import InformationFilter
+from .ssd_head import SSDFeatureHead
+
+#: feature heads by the detector family they feed: an FPN pyramid at the image's own scale
+#: (torchvision's Faster/Mask R-CNN) or a late backbone map of a fixed-input SSD (SSDLite)
+HEADS = ("fpn", "ssd")
 
 
 class OmniCodec(GroupCodec):
-    """GroupCodec + InformationFilter + FeatureHead (+ a projector used only by the SSL loss)."""
+    """GroupCodec + InformationFilter (optional: ``info_filter``) + a feature head (+ a projector used
+    only by the SSL loss). ``teacher_backend`` / ``teacher`` name the detector the head was distilled
+    from; ``head`` is "fpn" (:class:`FeatureHead`) or "ssd" (:class:`SSDFeatureHead`)."""
 
     def __init__(self, teacher: str = "det-ref", feature_channels: int = 128, head_width: int = 192,
-                 head_blocks: int = 2, proj_dim: int = 128, **codec_cfg) -> None:
+                 head_blocks: int = 2, proj_dim: int = 128, head: str = "fpn", teacher_backend: str = "torchvision",
+                 info_filter: bool = True, **codec_cfg) -> None:
         super().__init__(**codec_cfg)
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         self.teacher = teacher
-        self.filter = InformationFilter(self.M)
-        self.feature_head = FeatureHead(self.M, feature_channels, head_width, head_blocks)
-        self.projector = nn.Sequential(nn.Linear(feature_channels, 256), nn.GELU(), nn.Linear(256, proj_dim))
+        self.teacher_backend = teacher_backend
+        # without the filter the coded latents are the pixel codec's own: its streams, bit for bit
+        self.filter = InformationFilter(self.M) if info_filter else None
+        if head == "ssd":
+            self.feature_head: nn.Module = SSDFeatureHead(self.M, head_width, head_blocks)
+            embed_in = head_width
+        else:
+            self.feature_head = FeatureHead(self.M, feature_channels, head_width, head_blocks)
+            embed_in = feature_channels
+        self.projector = nn.Sequential(nn.Linear(embed_in, 256), nn.GELU(), nn.Linear(256, proj_dim))
 
     def encode_y(self, x: torch.Tensor, pyr: list[torch.Tensor], quality: torch.Tensor) -> torch.Tensor:
-        return self.filter(super().encode_y(x, pyr, quality), pyr[4])
+        y = super().encode_y(x, pyr, quality)
+        return self.filter(y, pyr[4]) if self.filter is not None else y
+
+    def from_analysis(self, y_raw: torch.Tensor, pyr: list[torch.Tensor], quality: torch.Tensor) -> torch.Tensor:
+        """:meth:`encode_y` from the analysis output before the gain (cached when the analysis is frozen)."""
+        y = y_raw.float() * self._gains(quality, self.log_gain)
+        return self.filter(y, pyr[4]) if self.filter is not None else y
 
     def dequantize(self, y_hat: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
         """Decoded latents back to the analysis scale (what the feature head reads)."""
@@ -45,8 +68,12 @@ class OmniCodec(GroupCodec):
 
     def embed(self, feats: "OrderedDict[str, torch.Tensor]", support: torch.Tensor) -> torch.Tensor:
         """SSL embedding: the 1/16 features averaged over the group's support, projected."""
+        return self.embed_map(feats["0"], support)
+
+    def embed_map(self, fmap: torch.Tensor, support: torch.Tensor) -> torch.Tensor:
+        """SSL embedding of a map on the latent grid (B, C, h, w), averaged over the support."""
         w = support / support.sum((2, 3), keepdim=True).clamp(min=1)
-        return self.projector((feats["0"] * w).sum((2, 3)))
+        return self.projector((fmap * w).sum((2, 3)))
 
 
 @register_model("gi-omni")

@@ -33,7 +33,7 @@ class FeatureDecodeResult:
 def require_feature_codec(codec: LoadedCodec) -> None:
     if not hasattr(codec.model, "feature_head"):
         raise WeightsError(f"model {codec.card.name} has no feature head: feature-domain decoding needs a stream "
-                           f"coded with an Omni model (e.g. ssc encode --model gi-omni-s)")
+                           f"coded with an Omni model (e.g. ssc encode --model gi-omni-person)")
 
 
 @torch.no_grad()

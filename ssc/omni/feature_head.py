@@ -63,18 +63,25 @@ class FeatureHead(nn.Module):
         """Image-level pyramid from decoded groups: ``parts`` = (:meth:`level0` features (1, C, h, w),
         support (1, 1, h, w), crop x0, crop y0 in pixels) per group or tile. Later parts win on
         shared boundary cells."""
-        if not parts:
-            raise ValueError("no decoded group to build features from")
-        ref = parts[0][0]
-        # whole 64-pixel cells, so every coarser level has an integer stride (as the detector's padding)
-        gh, gw = 4 * -(-height // 64), 4 * -(-width // 64)
-        canvas = self.empty(ref).expand(1, -1, gh, gw).clone()
-        for f, sup, x0, y0 in parts:
-            cx, cy = int(round(x0 / STRIDE)), int(round(y0 / STRIDE))
-            h, w = min(f.shape[2], gh - cy), min(f.shape[3], gw - cx)
-            if h <= 0 or w <= 0:
-                continue
-            s = sup[0, 0, :h, :w].bool()
-            region = canvas[0, :, cy : cy + h, cx : cx + w]
-            region[:, s] = f[0, :, :h, :w][:, s]
-        return self.pyramid(canvas)
+        return self.pyramid(paste_parts(self.empty(parts[0][0]) if parts else None, height, width, parts))
+
+
+def paste_parts(empty: torch.Tensor | None, height: int, width: int,
+                parts: list[tuple[torch.Tensor, torch.Tensor, int, int]]) -> torch.Tensor:
+    """The image's 1/16 canvas (1, C, h, w), over the image padded to whole 64-pixel cells (so every
+    coarser level has an integer stride, as the detector's padding): each part's
+    (features, support, crop x0, crop y0) pasted on the supported cells (later parts win on shared
+    boundary cells), ``empty`` (1, C, 1, 1) everywhere else."""
+    if not parts or empty is None:
+        raise ValueError("no decoded group to build features from")
+    gh, gw = 4 * -(-height // 64), 4 * -(-width // 64)
+    canvas = empty.expand(1, -1, gh, gw).clone()
+    for f, sup, x0, y0 in parts:
+        cx, cy = int(round(x0 / STRIDE)), int(round(y0 / STRIDE))
+        h, w = min(f.shape[2], gh - cy), min(f.shape[3], gw - cx)
+        if h <= 0 or w <= 0:
+            continue
+        s = sup[0, 0, :h, :w].bool()
+        region = canvas[0, :, cy : cy + h, cx : cx + w]
+        region[:, s] = f[0, :, :h, :w][:, s]
+    return canvas

@@ -34,13 +34,15 @@ def init_from_codec(model: torch.nn.Module, name: str) -> None:
         raise WeightsError(f"{name} does not fit {type(model).__name__}: {bad[:5]}")
 
 
-def load_teacher(name: str, device: str):
-    """The detector whose backbone the feature head learns to emulate, frozen (its
-    :meth:`backbone_features` gives the targets)."""
+def load_teacher_head(model: torch.nn.Module, device: str = "cpu"):
+    """The frozen detector a feature codec learns to feed (``model.teacher_backend`` /
+    ``model.teacher``): its :meth:`backbone_features` give the targets."""
     from ssc.tasks import build_head
 
-    head = build_head("torchvision", name, device=device)
-    head.model.requires_grad_(False)
+    head = build_head(getattr(model, "teacher_backend", "torchvision"), model.teacher, device=device)
+    for m in (getattr(head, "model", None), getattr(getattr(head, "detector", None), "net", None)):
+        if m is not None:
+            m.requires_grad_(False)
     return head
 
 
@@ -80,7 +82,7 @@ def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
     opt = torch.optim.Adam(params, lr=cfg.lr)
     step, before = resume_from(cfg, model, opt, resume, ctx)
     net = wrap(OmniStep(model), ctx)
-    teacher = load_teacher(model.teacher, ctx.device)
+    teacher = load_teacher_head(model, ctx.device)
     sampler = crop_sampler(cfg, 192, ctx, model.num_qualities)
     per_rank = ctx.local_batch(cfg.batch)
     lam = torch.tensor(cfg.lambdas, device=ctx.device)

@@ -1,0 +1,116 @@
+"""Training of the Omni-ICM feature codec for the SSDLite person detector (``kind: omni-ssd``; Feng et
+al., ECCV 2022): feature distillation on the detector's block-12 output and, through its frozen last
+blocks, on the two backbone maps its box predictors read + output distillation through its frozen
+extra layers and box predictors + an InfoNCE term between two views, on whole images
+(:mod:`.distill_set`), at every quality level of the codec.
+
+On the 2-core CPU budget the codec stays frozen and has no information filter (``info_filter:
+false``): its quantised latents are cached once, a step costs only the feature head (about 1 s for
+8 pairs instead of about 4 s with the entropy model in the graph), and the coded latents are the
+pixel codec's own, so the rate is the codec's. Resumable, JSON-lines log, safetensors checkpoints
+and export, as the pixel codec's campaign (:mod:`ssc.train`).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..train import (RunLog, StopRequest, TrainConfig, backprop, export, finish_run, finish_step, resume_from, set_lr,
+                     start_run, _ckpt_path)
+from . import distill_set
+from .ssl import info_nce
+from .train import distill_loss, init_from_codec, load_teacher_head
+
+TRAINED = ("feature_head", "projector")
+
+
+def output_distill(net, student: dict, teacher: dict) -> torch.Tensor:
+    """Per-sample distillation of the detector's outputs: KL between the teacher's and the student's
+    per-anchor person probabilities, plus the box encodings' smooth-L1 weighted by the teacher's
+    person probability (only anchors the teacher believes in teach boxes)."""
+
+    def heads(f):
+        maps = [f["0"], f["1"]]
+        return net.predict_heads(maps + net.extra_maps(maps[1]))
+
+    with torch.no_grad():
+        t_enc, t_log = heads(teacher)
+        pt = torch.sigmoid(t_log[..., 1])
+    s_enc, s_log = heads(student)
+    ls = s_log[..., 1]
+    # binary KL(t || s) = BCE(s; t) - H(t)
+    ent = F.binary_cross_entropy(pt, pt, reduction="none")
+    kl = (F.binary_cross_entropy_with_logits(ls, pt, reduction="none") - ent).mean(1)
+    box = (F.smooth_l1_loss(s_enc, t_enc, reduction="none").sum(-1) * pt).sum(1) / pt.sum(1).clamp(min=1)
+    return kl * 100 + box
+
+
+def sample(buckets: dict, step: int, batch: int, seed: int) -> dict[str, torch.Tensor]:
+    """``batch`` pairs of one shape (chosen in proportion to the pairs it has), seeded by the step."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    sizes = torch.tensor([len(b) // 2 for b in buckets.values()], dtype=torch.float)
+    b = list(buckets.values())[int(torch.multinomial(sizes, 1, generator=g))]
+    idx = torch.randint(0, len(b) // 2, (batch,), generator=g)
+    q = torch.randint(0, b.y.shape[1], (batch,), generator=g)
+    return {**b.pairs(idx, q), "quality": q}
+
+
+def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> dict:
+    """The run's cached distillation set, built on first use (``extra.photos``: how many training
+    photos join the COCO train subset)."""
+    path = out / "distill_set.pt"
+    if path.is_file():
+        return distill_set.load(path)
+    paths = distill_set.training_images(cfg.data, int(cfg.extra.get("photos", 240)), cfg.seed)
+    buckets = distill_set.build(paths, model, teacher, cfg.seed)
+    distill_set.save(buckets, path)
+    return buckets
+
+
+def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -> Path:
+    """Run (or resume) the feature codec's training; returns the exported weights path."""
+    ex = cfg.extra
+    out, ctx, model = start_run(cfg)
+    if not (resume and _ckpt_path(cfg).is_file()):
+        init_from_codec(model, ex["init_from"])
+    model.requires_grad_(False).eval()
+    params = []
+    for name in TRAINED:
+        mod = getattr(model, name)
+        mod.requires_grad_(True).train()
+        params += list(mod.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    step, before = resume_from(cfg, model, opt, resume, ctx)
+    teacher = load_teacher_head(model)
+    buckets = distill_set_for(cfg, out, model, teacher)
+    net = teacher.detector.net
+    ssl_w, tau, kd_w = float(ex.get("ssl_weight", 0.1)), float(ex.get("temperature", 0.2)), float(ex.get("kd_weight", 1.0))
+    t0 = time.time() - before
+    deadline = None if minutes is None else time.time() + 60 * minutes
+    log = RunLog.open(cfg, ctx, step)
+    with StopRequest() as stop:
+        for step in log.bar:
+            lr = set_lr(cfg, opt, step)
+            b = sample(buckets, step, cfg.batch, cfg.seed)
+            hid = model.feature_head.hidden(b["y"], b["support"])
+            b12 = model.feature_head.maps(hid, *(16 * n for n in b["y"].shape[-2:]))["12"]
+            feats = dict(zip("01", net.tail_maps(b12)))
+            target = {"0": b["map0"], "1": b["map1"]}
+            dist = distill_loss({"12": b12, **feats}, {"12": b["b12"], **target})
+            kd = output_distill(net, feats, target)
+            emb = model.embed_map(hid, b["support"])
+            ssl = info_nce(emb[: cfg.batch], emb[cfg.batch :], tau)
+            loss = (dist + kd_w * kd).mean() + ssl_w * ssl
+            backprop(opt, loss, params, cfg.grad_clip)
+            last = stop.requested or (deadline is not None and time.time() > deadline)
+            finish_step(cfg, step, model, opt, t0, log, lambda: {
+                "loss": loss.item(), "distill": dist.mean().item(), "kd": kd.mean().item(), "ssl": ssl.item(),
+                "lr": lr}, last=last)
+            if last:
+                break
+    log.close()
+    done = step + 1
+    return finish_run(cfg, ctx, lambda: export(cfg, model, ctx, time.time() - t0, done))

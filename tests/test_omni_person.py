@@ -1,0 +1,169 @@
+"""Omni-ICM feature path for the SSDLite person detector: the head's grid mapping, the detector's
+maps-only path, a filter-less feature codec coding the pixel codec's own latents, the trainer
+(cached distillation set, resume, export) and the feature domain in analyze / batch analyze."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from ssc.analyze import analyze_stream, feature_detector
+from ssc.api import encode_image
+from ssc.bitstream import StreamReader
+from ssc.errors import SSCError, WeightsError
+from ssc.masks import GroupMap
+from ssc.models import create_model
+from ssc.omni.decode import decode_features
+from ssc.omni.ssd_head import SSDFeatureHead, cell_centres
+from ssc.tasks import ssdlite
+
+from .conftest import SMALL, require, synthetic_scene, COCO_VAL
+
+needs_package = pytest.mark.skipif(not ssdlite.available(), reason=ssdlite.INSTALL_HINT)
+SSD = dict(SMALL, head="ssd", info_filter=False, teacher="ssdlite-person", teacher_backend="ssdlite-person",
+           head_width=16, head_blocks=1, proj_dim=16)
+
+
+def test_cell_centres_follow_the_detector_grid():
+    # a 160-pixel side (10 latent cells) seen as 5 detector cells: centres at 16, 48, ... 144 px
+    u = (cell_centres(5, 10.0, 10, torch.device("cpu")) + 1) / 2 * 9
+    assert torch.allclose(u, torch.tensor([0.5, 2.5, 4.5, 6.5, 8.5]))
+    # never past the image's last cell, whatever padding the canvas holds
+    assert (cell_centres(19, 6.0, 8, torch.device("cpu")) + 1).max() / 2 * 7 <= 5 + 1e-6
+
+
+def test_ssd_head_maps_and_composed_decode_agree():
+    torch.manual_seed(0)
+    head = SSDFeatureHead(48, width=16, blocks=1).eval()
+    y = torch.randn(1, 48, 6, 9)  # a 96x144 image
+    sup = torch.ones(1, 1, 6, 9)
+    with torch.no_grad():
+        train = head(y, sup)
+        dec = head.compose(96, 144, [(head.level0(y), sup, 0, 0)])  # canvas padded to 128x192
+    assert list(train) == ["12"] and tuple(train["12"].shape) == (1, 96, 19, 19)
+    assert torch.allclose(train["12"], dec["12"], atol=1e-5)
+    with pytest.raises(ValueError, match="no decoded group"):
+        head.compose(96, 144, [])
+
+
+def test_feature_codec_without_filter_codes_the_pixel_codecs_latents(codec):
+    torch.manual_seed(3)
+    omni = create_model("gi-omni", **SSD).eval()
+    missing, unexpected = omni.load_state_dict(codec.model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("feature_head.", "projector.")) for k in missing)
+    omni.update_tables()
+    from ssc.models.zoo import UNREGISTERED_ID, LoadedCodec, ModelCard
+
+    oc = LoadedCodec(omni, ModelCard("test-omni-ssd", "gi-omni", dict(SSD)), UNREGISTERED_ID)
+    img, lab = synthetic_scene()
+    gm = GroupMap.from_labels(lab)
+    a, b = StreamReader(encode_image(img, gm, oc, quality=1.0).data), StreamReader(encode_image(img, gm, codec, quality=1.0).data)
+    for g in (0, 1, 2):
+        assert a.read_segment(g) == b.read_segment(g)
+
+
+@needs_package
+def test_detector_reads_its_own_maps_as_it_reads_pixels():
+    from ssc.api import read_image
+    from ssc.tasks.ssdlite.backend import SSDLitePersonHead
+    from ssc.tasks.ssdlite.preprocess import resize_linear_u8
+
+    head = SSDLitePersonHead()
+    path = sorted(require(COCO_VAL).glob("*.jpg"))[3]
+    img = resize_linear_u8(read_image(path), 300, 300)  # already the graph's size: no resize in either path
+    ref = head.predict(img)
+    x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        out = head.predict_features(head.backbone_features(x), (300, 300))
+    assert len(ref.scores) > 0
+    k = min(5, len(ref.scores))
+    assert torch.allclose(out.scores[:k], ref.scores[:k], atol=1e-4)
+    assert torch.allclose(out.boxes[:k], ref.boxes[:k], atol=0.05)
+    maps = head.feature_maps(head.backbone_features(x))
+    assert tuple(maps["0"].shape) == (1, 576, 19, 19) and tuple(maps["1"].shape) == (1, 1280, 10, 10)
+    with pytest.raises(ValueError, match="block 12"):
+        head.predict_features({"0": torch.zeros(1, 128, 8, 8)}, (300, 300))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, weights_dir):
+    """A tiny feature codec trained for 3 steps (2, then resumed to 3) from the test zoo's codec."""
+    if not ssdlite.available():
+        pytest.skip(ssdlite.INSTALL_HINT)
+    from ssc.omni.train_ssd import train_omni_ssd
+    from ssc.train import TrainConfig
+
+    tmp = tmp_path_factory.mktemp("omni-ssd")
+    photos = tmp / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(synthetic_scene(120 + 40 * i, 160, seed=i)[0]).save(photos / f"p{i}.png")
+    cfg = {"name": "omni-ssd-tiny", "kind": "omni-ssd", "model": {"arch": "gi-omni", **SSD}, "lambdas": [0.1, 0.5],
+           "data": {"photos": [str(photos)]}, "steps": 2, "batch": 2, "ckpt_every": 1, "log_every": 1,
+           "out_dir": str(tmp / "runs"), "threads": 1,
+           "extra": {"init_from": str(weights_dir / "test-small.safetensors"), "photos": 2}}
+    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
+    train_omni_ssd(TrainConfig.load(tmp / "c.yaml"))
+    cfg["steps"] = 3
+    (tmp / "c.yaml").write_text(yaml.safe_dump(cfg))
+    w = train_omni_ssd(TrainConfig.load(tmp / "c.yaml"))
+    return tmp, w
+
+
+def test_trainer_caches_resumes_and_exports(trained):
+    from ssc.models.zoo import load_codec
+
+    tmp, w = trained
+    run = tmp / "runs" / "omni-ssd-tiny"
+    steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+    assert (run / "distill_set.pt").is_file()  # built once, reused by the resumed run
+    loaded = load_codec(w)
+    assert loaded.model.filter is None and loaded.model.teacher_backend == "ssdlite-person"
+
+
+def test_feature_domain_with_the_person_detector(trained, monkeypatch):
+    from ssc.batch import AnalyzeJob, analyze_job
+    from ssc.models.zoo import load_codec
+    from ssc.tasks.ssdlite.backend import SSDLitePersonHead
+
+    tmp, w = trained
+    oc = load_codec(w)
+    img, lab = synthetic_scene()
+    data = encode_image(img, GroupMap.from_labels(lab, {1: (1, "person"), 2: (3, "car")}), oc, quality=1.0).data
+    fd = decode_features(data, oc, groups=[1])
+    assert tuple(fd.features["12"].shape) == (1, 96, 19, 19) and fd.decoded == [1]
+    assert feature_detector(data, oc, None)[1:] == ("ssdlite-person", "ssdlite-person")
+    with pytest.raises(WeightsError, match="distilled from"):
+        feature_detector(data, oc, None, backend="torchvision")
+    res = analyze_stream(data, SSDLitePersonHead(), "detect", oc, groups=[1], domain="features")
+    assert res.decoded_groups == [1] and all(r["category_id"] == 1 for r in res.results)
+    stream = tmp / "s.ssc"
+    stream.write_bytes(data)
+    monkeypatch.setenv("SSC_WEIGHTS_DIR", str(w.parent))  # the batch job finds the stream's model in the zoo
+    rec = analyze_job(AnalyzeJob(str(stream), "detect", 7, None, None, domain="features"))
+    assert rec.decoded == [0, 1, 2] and all(r["image_id"] == 7 for r in rec.results)
+    video = tmp / "v.ssv"
+    from ssc.video.format import MAGIC
+
+    video.write_bytes(MAGIC + b"\0" * 16)
+    with pytest.raises(SSCError, match="image streams"):
+        analyze_job(AnalyzeJob(str(video), "detect", 1, None, None, domain="features"))
+
+
+def test_benchmark_targets_and_input_sizes():
+    from ssc.eval.omni_person import Point, targets
+    from ssc.eval.ssdlite_scale import target_size
+
+    pts = [Point("pixels", 1.0, 3, 0.5, 16.0, 35.0, 0.2, 300.0), Point("pixels", 3.0, 3, 1.2, 18.0, 40.0, 0.1, 310.0),
+           Point("features", 1.0, 3, 0.5, 18.5, 40.0, 0.3, 100.0), Point("features", 3.0, 3, 1.2, 19.0, 41.0, 0.2, 200.0),
+           Point("features-persons", 1.0, 3, 0.07, 16.5, 30.0, 0.5, 50.0)]
+    t = targets(pts)
+    assert t["T1"]["met"] and abs(t["T1"]["ratio"] - 0.5 / 1.2) < 1e-9  # 18.5 >= 18 at 0.5 of 1.2 bpp
+    assert t["T2"]["met"] and not t["T3"]["met"]  # 310 / 200 < 2 at q 3
+    assert target_size("square 300", 480, 640) == (300, 300)
+    assert target_size("short 300", 480, 640) == (300, 400) and target_size("own", 480, 640) == (480, 640)
+    with pytest.raises(ValueError, match="unknown setting"):
+        target_size("tall 300", 480, 640)
