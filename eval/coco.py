@@ -137,9 +137,7 @@ def code_image(codec_name: str, x: np.ndarray, quality: float, ssc_codec, ann: P
     if codec_name != "ssc":
         c = pillow_code(codec_name, x, int(quality))
         return c.decoded, c.nbytes, None
-    gm = apply_policy(from_coco(ann, path), "instance", min_area=min_area)
-    enc = encode_image(x, gm, ssc_codec, quality=quality)
-    objects = [g.group_id for g in gm.groups if g.class_id > 0] if partial else None
+    enc, objects = ssc_stream(x, quality, ssc_codec, ann, path, partial, min_area)
     if partial and not objects:
         return np.full_like(x, 128), len(enc.data), np.zeros(x.shape[:2], bool)
     dec = decode_image(enc.data, ssc_codec, groups=objects, fill=128)
@@ -147,6 +145,31 @@ def code_image(codec_name: str, x: np.ndarray, quality: float, ssc_codec, ann: P
         raise RuntimeError(f"{path.name}: decode failed {dec.failed}")
     region = np.isin(dec.group_map, dec.decoded) if partial else None
     return dec.image, dec.bytes_read, region
+
+
+def ssc_stream(x: np.ndarray, quality: float, ssc_codec, ann: Path, path: Path, partial: bool, min_area: int):
+    """(encoded image with the annotations' instance groups, the object groups to decode or None for all)."""
+    gm = apply_policy(from_coco(ann, path), "instance", min_area=min_area)
+    enc = encode_image(x, gm, ssc_codec, quality=quality)
+    return enc, ([g.group_id for g in gm.groups if g.class_id > 0] if partial else None)
+
+
+def feature_predictions(head, x: np.ndarray, image_id: int, quality: float, ssc_codec, ann: Path, path: Path,
+                        partial: bool, min_area: int) -> tuple[list[dict], int]:
+    """The feature path (``--domain features``): (COCO results of the head on the decoded latents of
+    the stream's groups, bytes read), no pixel reconstruction."""
+    from ssc.analyze import results_in_region
+    from ssc.omni.decode import decode_features
+
+    enc, objects = ssc_stream(x, quality, ssc_codec, ann, path, partial, min_area)
+    if partial and not objects:
+        return [], len(enc.data)
+    fd = decode_features(enc.data, ssc_codec, groups=objects)
+    if fd.failed:
+        raise RuntimeError(f"{path.name}: decode failed {fd.failed}")
+    inst = head.predict_features(fd.features, x.shape[:2], masks=getattr(head.info, "masks", True))
+    region = np.isin(fd.group_map, fd.decoded) if partial else np.ones(x.shape[:2], bool)
+    return results_in_region(inst, region, image_id, "segment"), (fd.bytes_read if partial else len(enc.data))
 
 
 def predict_coco(head, image: np.ndarray, image_id: int, region: np.ndarray | None = None) -> list[dict]:
@@ -200,6 +223,7 @@ class CocoImageJob:
     det_weights: str | None
     need_original: bool
     score_thresh: float | None = None
+    domain: str = "pixels"  # ssc.analyze.DOMAINS (features: ssc only)
 
 
 @dataclass
@@ -218,6 +242,10 @@ def coco_image_job(job: CocoImageJob) -> CocoImageResult:
     x = read_image(job.path)
     orig = predict_coco(head, x, job.image_id) if job.need_original else None
     ssc_codec = shared_codec(job.model) if job.codec == "ssc" else None
+    if job.domain == "features":
+        preds, nbytes = feature_predictions(head, x, job.image_id, job.quality, ssc_codec, Path(job.ann), Path(job.path),
+                                            job.partial, job.min_area)
+        return CocoImageResult(job.image_id, nbytes, x.shape[0] * x.shape[1], preds, orig)
     y, nbytes, region = code_image(job.codec, x, job.quality, ssc_codec, Path(job.ann), Path(job.path), job.partial, job.min_area)
     preds = None if job.codec == "none" else predict_coco(head, y, job.image_id, region)
     return CocoImageResult(job.image_id, nbytes, x.shape[0] * x.shape[1], preds, orig)
@@ -238,7 +266,7 @@ def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: l
     ann = str(Path(args.ann).resolve())
     jobs = [CocoImageJob(str((Path(args.images) / rec["file_name"]).resolve()), int(rec["id"]), args.codec, float(quality),
                          bool(args.partial), args.min_area, ann, args.model, args.backend, args.det_weights,
-                         predictor.get(rec["id"]) is None, args.score_thresh) for rec in records]
+                         predictor.get(rec["id"]) is None, args.score_thresh, args.domain) for rec in records]
     results = executor.map(coco_image_job, jobs, f"{args.codec} q={quality:g}{' partial' if args.partial else ''}")
     bad = [r for r in results if isinstance(r, JobError)]
     if bad:
@@ -261,7 +289,7 @@ def evaluate_point(args: argparse.Namespace, quality: float, coco_gt, records: l
     for iid, preds in per_image:
         fid.process(iid, preds)
     f_m = fid.evaluate()
-    return RatePoint(args.codec, float(quality), bool(args.partial), len(records), float(np.mean(all_bpp)),
+    return RatePoint(args.codec + (" (features)" if args.domain == "features" else ""), float(quality), bool(args.partial), len(records), float(np.mean(all_bpp)),
                      gt_m["bbox_AP"], gt_m.get("segm_AP"), gt_m["bbox_AP50"], gt_m.get("segm_AP50"), f_m["bbox_AP"], f_m.get("segm_AP"),
                      len(pgt.dataset["annotations"]))
 
@@ -293,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partial", action="store_true", help="ssc: decode only the annotated objects' groups")
     ap.add_argument("--model", default=DEFAULT_MODEL)
     detector_args(ap)
+    ap.add_argument("--domain", choices=["pixels", "features"], default="pixels",  # ssc.analyze.DOMAINS
+                    help="ssc only: features decodes the groups' latents to the --model's detector features "
+                         "(an Omni model) and runs only that detector's heads")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--min-area", type=int, default=256)
     ap.add_argument("--fidelity-score", type=float, default=FIDELITY_SCORE,
@@ -305,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from ssc.tasks.heads import resolve_backend
 
+    if args.domain == "features":
+        if args.codec != "ssc":
+            raise SystemExit("--domain features needs --codec ssc (the anchors have no latents)")
+        from ssc.analyze import feature_backend
+        from ssc.batch import shared_codec
+
+        args.backend, args.det_weights = feature_backend(shared_codec(args.model), args.det_weights, args.backend)
     args.backend = resolve_backend(args.backend, args.det_weights)
 
     from ssc.batch import shared_head

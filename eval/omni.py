@@ -1,5 +1,7 @@
 """Rate-accuracy of the Omni-ICM feature path against the pixel path and the Pillow anchors, with
-the same task model (the reference detector det-ref), on COCO val with instance-mask groups.
+the same task model, on COCO val. A feature codec of the person detector (``gi-omni-person``, the
+default) is measured by :mod:`.omni_person`; this module measures FPN feature codecs (trained with ``kind: omni`` for
+a torchvision detector, e.g. the reference detector det-ref) with instance-mask groups.
 
 For every setting and image: bytes, decode + task time, the detector's predictions (COCO AP against
 the annotations, and task fidelity: AP against the detector's own confident predictions on the
@@ -170,12 +172,33 @@ def plot(rows: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+def person_codec(name: str) -> bool:
+    """Whether the model card of ``name`` names the person detector as its feature head's teacher
+    (False when there is no such model: this module's parser then reports it)."""
+    from ssc.errors import WeightsError
+    from ssc.models.zoo import ModelCard, resolve
+
+    try:
+        _, card = resolve(name)
+    except WeightsError:
+        return False
+    return ModelCard.load(card).config.get("teacher_backend") == "ssdlite-person"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Feature codecs of the person detector go to :mod:`.omni_person`; FPN ones (det-ref) stay here."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--omni-model", default="gi-omni-person")
+    known, _ = pre.parse_known_args(argv)
+    if person_codec(known.omni_model):
+        from .omni_person import main as person_main
+
+        return person_main(argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", required=True)
     ap.add_argument("--ann", required=True)
     ap.add_argument("--pixel-model", default=DEFAULT_MODEL)
-    ap.add_argument("--omni-model", default="gi-omni-s")
+    ap.add_argument("--omni-model", default="gi-omni-person")
     ap.add_argument("--quality", type=float, nargs="+", default=[0.0, 1.5, 3.0])
     ap.add_argument("--anchors", nargs="*", default=["jpeg", "webp"])
     ap.add_argument("--anchor-quality", type=int, nargs="+", default=[10, 30, 60])

@@ -61,17 +61,25 @@ def feature_detector(source: bytes | str | Path, codec: LoadedCodec | None, det_
     and weights of the detector its feature head was distilled from (``backend`` None: that one);
     another detector cannot read those features."""
     from .api import codec_for_stream
-    from .omni.decode import require_feature_codec
 
     with StreamReader(source) as rd:
         codec = codec_for_stream(rd.header, codec, device)
+    return (codec, *feature_backend(codec, det_weights, backend))
+
+
+def feature_backend(codec: LoadedCodec, det_weights: str | None = None, backend: str | None = None) -> tuple[str, str]:
+    """(backend, weights) of the detector ``codec``'s feature head was distilled from, checked
+    against a requested ``backend`` / ``det_weights`` (None: that detector); refuses codecs without
+    a feature head and any other detector, which cannot read those features."""
+    from .omni.decode import require_feature_codec
+
     require_feature_codec(codec)
     teacher = codec.model.teacher
     teacher_backend = getattr(codec.model, "teacher_backend", "torchvision")
     if (backend or teacher_backend) != teacher_backend or (det_weights is not None and Path(det_weights).stem != teacher):
         raise WeightsError(f"the feature head of {codec.card.name} was distilled from the {teacher_backend} detector "
                            f"{teacher!r}; only that detector can read its features (use --domain pixels for others)")
-    return codec, teacher_backend, teacher
+    return teacher_backend, teacher
 
 
 def analyze_stream(source: bytes | str | Path, head, task: str = "segment", codec: LoadedCodec | None = None,
@@ -80,7 +88,8 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
     """Decode only the selected groups (all by default) and run ``head`` on them, then keep the
     predictions lying mostly inside the decoded groups. ``domain="pixels"``: the head sees the
     composite image (undecoded pixels mid-grey). ``domain="features"``: the stream's Omni model turns
-    the decoded latents into the head's feature pyramid and only the head's RPN and ROI stages run
+    the decoded latents into the head's features and only the detector's later stages run (RPN and
+    ROI heads of an FPN detector; the last backbone blocks, extra layers and box predictors of SSDLite)
     (``head`` must be the detector the feature head was distilled from)."""
     if task not in PIXEL_TASKS:
         raise ValueError(f"task must be detect or segment, got {task!r}")

@@ -282,7 +282,7 @@ class AnalyzeJob:
     stream: str
     task: str  # detect | segment | header
     image_id: int
-    backend: str = "ssdlite-person"  # ssc.tasks.DEFAULT_BACKEND
+    backend: str | None = "ssdlite-person"  # ssc.tasks.DEFAULT_BACKEND; None: the feature codec's detector
     det_weights: str | None = None
     groups: tuple[int, ...] | None = None
     classes: tuple[str, ...] | None = None
@@ -291,6 +291,7 @@ class AnalyzeJob:
     start: int = 0
     stop: int | None = None
     device: str = "cpu"
+    domain: str = "pixels"  # ssc.analyze.DOMAINS
 
 
 @dataclass
@@ -315,16 +316,22 @@ VIDEO_ID_STRIDE = 100_000
 def analyze_job(job: AnalyzeJob) -> AnalyzeRecord:
     t0 = time.perf_counter()
     if is_video_file(job.stream):
+        if job.domain == "features" and job.task != "header":
+            raise SSCError(f"{job.stream}: feature-domain analysis reads image streams; use --domain pixels for video")
         rec = _analyze_video(job)
     else:
-        from .analyze import analyze_stream, header_results
+        from .analyze import analyze_stream, feature_backend, header_results
 
         if job.task == "header":
             res = header_results(job.stream, job.image_id, job.groups, job.classes)
         else:
-            head = shared_head(job.backend, job.det_weights, job.device, job.score_thresh)
             codec = shared_codec(stream_model(job.stream, False), job.device)
-            res = analyze_stream(job.stream, head, job.task, codec, job.groups, job.classes, job.image_id, device=job.device)
+            backend, det = job.backend, job.det_weights
+            if job.domain == "features":
+                backend, det = feature_backend(codec, det, backend)
+            head = shared_head(backend, det, job.device, job.score_thresh)
+            res = analyze_stream(job.stream, head, job.task, codec, job.groups, job.classes, job.image_id,
+                                 device=job.device, domain=job.domain)
         rec = AnalyzeRecord(job.stream, "image", job.task, job.image_id, res.results, list(res.decoded_groups),
                             res.bytes_read, res.total_bytes, {str(k): v for k, v in res.failed_groups.items()})
     rec.timing = {"seconds": time.perf_counter() - t0}

@@ -123,11 +123,12 @@ def cmd_batch_analyze(args: argparse.Namespace) -> int:
     groups, classes = _selection(args.groups, int), _selection(args.classes)
     from ssc.tasks.heads import resolve_backend
 
-    backend = resolve_backend(args.backend, args.det_weights)
+    # features: each stream's feature codec names its detector (a --backend given is checked against it)
+    backend = args.backend if args.domain == "features" else resolve_backend(args.backend, args.det_weights)
     jobs = [AnalyzeJob(str(s), args.task, iid, backend, args.det_weights, groups, classes, args.score_thresh,
-                       args.every, args.start, args.stop, args.device)
+                       args.every, args.start, args.stop, args.device, args.domain)
             for s, iid in zip(streams, image_ids(streams, args.ann))]
-    settings = {"task": args.task, "backend": backend, "det_weights": args.det_weights, "groups": groups,
+    settings = {"task": args.task, "domain": args.domain, "backend": backend, "det_weights": args.det_weights, "groups": groups,
                 "classes": classes, "score_thresh": args.score_thresh, "every": args.every, "threads": args.threads}
     doc = _run(args, "analyze", analyze_job, jobs, settings, Path(args.output))
     print(f"{args.output}: {len(doc['results'])} {args.task} results from {len(jobs)} streams")
@@ -186,6 +187,8 @@ def add_batch_commands(sub, model_args) -> None:
     a.add_argument("--classes", default=None)
     a.add_argument("--ann", default=None, help="COCO annotations: image ids by file name (default 1, 2, ...)")
     detector_args(a)
+    a.add_argument("--domain", choices=["pixels", "features"], default="pixels",  # ssc.analyze.DOMAINS
+                   help="features: image streams of an Omni model feed decoded latents to its detector's heads")
     a.add_argument("--every", type=int, default=1, help="videos: analyse every N-th frame")
     a.add_argument("--start", type=int, default=0)
     a.add_argument("--stop", type=int, default=None)
