@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint campaign-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
+.PHONY: install demo test test-slow lint campaign-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-person-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
 
 install: $(STAMP)
 
@@ -47,10 +47,10 @@ det-weights:
 	cp runs/det-ref/det-ref.safetensors runs/det-ref/det-ref.json ssc/weights/
 	cp runs/det-ref/log.jsonl ssc/weights/det-ref.train_log.jsonl
 
-# The Omni-ICM feature codec (ssc train --config configs/gi-omni-s.yaml) into the package zoo.
-omni-weights:
-	cp runs/gi-omni-s/gi-omni-s.safetensors runs/gi-omni-s/gi-omni-s.json ssc/weights/
-	cp runs/gi-omni-s/log.jsonl ssc/weights/gi-omni-s.train_log.jsonl
+# The person detector's feature codec (ssc train --config configs/gi-omni-person.yaml) into the zoo.
+omni-person-weights:
+	cp runs/gi-omni-person/gi-omni-person.safetensors runs/gi-omni-person/gi-omni-person.json ssc/weights/
+	cp runs/gi-omni-person/log.jsonl ssc/weights/gi-omni-person.train_log.jsonl
 
 # Command-line anchors (ffmpeg with x264/x265, from Debian).
 anchors:
@@ -80,7 +80,7 @@ bench-person: install anchors
 
 # Omni-ICM feature path vs pixel path and the Pillow anchors, same detector; results in out/eval/omni/.
 bench-omni: install
-	$(BIN)/python -m ssc.eval.omni --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json --limit 20
+	$(BIN)/python -m ssc.eval.omni --omni-model gi-omni-person --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json
 
 # SSVC video vs x264 / x265 (+ addroi) on the DAVIS sequences and the surveillance clip; out/eval/video/.
 bench-video: install anchors

@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out/eval/fuzz")
     ap.add_argument("--bodies", nargs="*", default=None, metavar="MODEL",
-                    help="instead: forge segment bodies of streams of these zoo models (default: gi-hyper-ckbd-s gi-omni-s)")
+                    help="instead: forge segment bodies of streams of these zoo models (default: gi-hyper-ckbd-s gi-omni-person)")
     ap.add_argument("--video", default=None, metavar="MODEL", help="instead: fuzz SSVC streams coded with this zoo model")
     ap.add_argument("--campaign", type=int, default=None, metavar="N",
                     help="instead: N mutated streams in all (image and video parsers, forged bodies, video decodes)")
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.campaign:
         rng = np.random.default_rng(args.seed)
         t0 = time.time()
-        res = campaign(args.campaign, ["gi-hyper-ckbd-s", "gi-omni-s"], rng, [Path(s).read_bytes() for s in args.stream],
+        res = campaign(args.campaign, ["gi-hyper-ckbd-s", "gi-omni-person"], rng, [Path(s).read_bytes() for s in args.stream],
                        args.max_seconds, args.campaign_bodies, args.campaign_decodes)
         res["seconds"] = time.time() - t0
         out = Path(args.out)
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "fuzz_video.json").write_text(json.dumps(res, indent=1))
         return 1 if res["crash"] else 0
     if args.bodies is not None:
-        res = fuzz_bodies(args.bodies or ["gi-hyper-ckbd-s", "gi-omni-s"], args.seconds, np.random.default_rng(args.seed))
+        res = fuzz_bodies(args.bodies or ["gi-hyper-ckbd-s", "gi-omni-person"], args.seconds, np.random.default_rng(args.seed))
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "fuzz_bodies.json").write_text(json.dumps(res, indent=1))

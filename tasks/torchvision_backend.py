@@ -2,7 +2,7 @@
 
 Weights (``--det-weights``, required: the default task head is the pretrained person detector):
 * a zoo entry with a model card (SHA-256 checked), e.g. ``det-ref``, ssc's CPU-trained training
-  example and the teacher of the ``gi-omni-s`` feature codec (it detects almost nothing);
+  example (it detects almost nothing; it taught the retired gi-omni-s feature codec);
 * a user's COCO-trained torchvision checkpoint: a ``.safetensors``
   file, or a ``.pth``/``.pt`` state dict read with ``torch.load(weights_only=True)`` (tensors only, no
   code is unpickled). Without a model card it is taken to be ``maskrcnn_resnet50_fpn`` with the 91
