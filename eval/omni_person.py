@@ -44,7 +44,7 @@ from ssc.bitstream import StreamReader
 from ssc.masks.detect import DetectSpec, detected_groups, whole_image
 
 from .coco import COCOEvaluator
-from .person import ANCHORS, PERSON, anchor_code, detect, persons, ssc_point
+from .person import ANCHORS, PERSON, Accumulator, anchor_code, detect, persons, ssc_point
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 FULL_QUALITIES = [0.0, 1.0, 1.5, 2.0, 3.0]
@@ -58,36 +58,29 @@ class Point:
     setting: float
     images: int
     bpp: float
+    feature_error: float | None  # mean over the images that have maps (not the header-only ones)
     AP: float | None
     AP50: float | None
-    feature_error: float | None
-    decode_detect_ms: float
+    decode_detect_ms: float  # median per image
 
 
 @dataclass
-class Acc:
-    """One operating point over the images."""
+class Acc(Accumulator):
+    """One operating point over the images; ``decode_s`` holds decode + detector seconds."""
 
-    ev: COCOEvaluator
-    nbytes: int = 0
-    pixels: int = 0
     feat_err: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
 
-    def add(self, image_id: int, nbytes: int, pixels: int, results: list[dict], seconds: float,
-            feat_err: float | None) -> None:
-        self.ev.process(image_id, results)
-        self.nbytes += nbytes
-        self.pixels += pixels
-        self.seconds.append(seconds)
+    def add_point(self, image_id: int, nbytes: int, pixels: int, results: list[dict], seconds: float,
+                  feat_err: float | None) -> None:
+        self.count(image_id, nbytes, pixels, results)
+        self.decode_s.append(seconds)
         if feat_err is not None:
             self.feat_err.append(feat_err)
 
-    def point(self, kind: str, setting: float) -> Point:
+    def feature_point(self, kind: str, setting: float) -> Point:
         m = self.ev.evaluate()
-        return Point(kind, setting, len(self.seconds), 8 * self.nbytes / max(self.pixels, 1), m["bbox_AP"],
-                     m["bbox_AP50"], float(np.mean(self.feat_err)) if self.feat_err else None,
-                     1000 * float(np.median(self.seconds)))
+        return Point(kind, setting, len(self.decode_s), self.bpp, float(np.mean(self.feat_err)) if self.feat_err else None,
+                     m["bbox_AP"], m["bbox_AP50"], 1000 * float(np.median(self.decode_s)))
 
 
 def feature_error(feats: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> float:
@@ -127,29 +120,29 @@ def run_image(x: np.ndarray, image_id: int, head, codec, acc: dict, args: argpar
     hw, px = x.shape[:2], x.shape[0] * x.shape[1]
     ref = maps_of(head, x)
     res, dt = detect(head, x, image_id, None)
-    acc[("original", 0.0)].add(image_id, 0, px, res, dt, 0.0)
+    acc[("original", 0.0)].add_point(image_id, 0, px, res, dt, 0.0)
     for kind in ANCHOR_KINDS:
         for s in args.anchor_settings[kind]:
             c = anchor_code(kind, x, s)
             res, dt = detect(head, c.decoded, image_id, None)
-            acc[(kind, s)].add(image_id, c.nbytes, px, res, dt, feature_error(maps_of(head, c.decoded), ref))
+            acc[(kind, s)].add_point(image_id, c.nbytes, px, res, dt, feature_error(maps_of(head, c.decoded), ref))
     det = detected_groups(x, DetectSpec("ssdlite-person", args.det_score, args.det_pad), head, quiet=True)
     pids = persons(det)
     for q in args.quality:
         data = encode_image(x, whole_image(*hw), codec, quality=q).data
         y, nbytes, _, dec_s = ssc_point(codec, x, data, None)
         res, dt = detect(head, y, image_id, None)
-        acc[("pixels", q)].add(image_id, nbytes, px, res, dec_s + dt, feature_error(maps_of(head, y), ref))
+        acc[("pixels", q)].add_point(image_id, nbytes, px, res, dec_s + dt, feature_error(maps_of(head, y), ref))
         res, nbytes, sec, feats = feature_point(codec, head, data, None, hw, image_id)
-        acc[("features", q)].add(image_id, nbytes, px, res, sec, feature_error(feats, ref))
+        acc[("features", q)].add_point(image_id, nbytes, px, res, sec, feature_error(feats, ref))
     for q in args.persons:
         data = encode_image(x, det, codec, quality=0.0, group_quality={g: q for g in pids} or None).data
         y, nbytes, region, dec_s = ssc_point(codec, x, data, pids)
         res, dt = detect(head, y, image_id, region) if pids else ([], 0.0)
-        acc[("pixels-persons", q)].add(image_id, nbytes, px, res, dec_s + dt,
+        acc[("pixels-persons", q)].add_point(image_id, nbytes, px, res, dec_s + dt,
                                        feature_error(maps_of(head, y), ref) if pids else None)
         res, nbytes, sec, feats = feature_point(codec, head, data, pids, hw, image_id)
-        acc[("features-persons", q)].add(image_id, nbytes, px, res, sec,
+        acc[("features-persons", q)].add_point(image_id, nbytes, px, res, sec,
                                          feature_error(feats, ref) if feats is not None else None)
 
 
@@ -216,7 +209,7 @@ def run(args: argparse.Namespace) -> dict:
     acc = fresh()
     for rec in tqdm(records, desc="omni (person)", unit="image"):
         run_image(read_image(Path(args.images) / rec["file_name"]), int(rec["id"]), head, codec, acc, args)
-    points = [acc[p].point(*p) for p in plan]
+    points = [acc[p].feature_point(*p) for p in plan]
     return {"points": [asdict(p) for p in points], "targets": targets(points),
             "meta": run_meta(omni_model=args.omni_model, weights_sha256=codec.card.sha256, detector=head.info.weights,
                              images=len(records), ann=args.ann, threads=args.threads, det_score=args.det_score,

@@ -75,16 +75,24 @@ class Accumulator:
     decode_s: list[float] = field(default_factory=list)
     detect_s: list[float] = field(default_factory=list)
 
-    def add(self, image_id: int, nbytes: int, pixels: int, results: list[dict], decode_s: float, detect_s: float) -> None:
+    def count(self, image_id: int, nbytes: int, pixels: int, results: list[dict]) -> None:
+        """One image's results, bytes and pixels."""
         self.ev.process(image_id, results)
         self.nbytes += nbytes
         self.pixels += pixels
+
+    @property
+    def bpp(self) -> float:
+        return 8 * self.nbytes / max(self.pixels, 1)
+
+    def add(self, image_id: int, nbytes: int, pixels: int, results: list[dict], decode_s: float, detect_s: float) -> None:
+        self.count(image_id, nbytes, pixels, results)
         self.decode_s.append(decode_s)
         self.detect_s.append(detect_s)
 
     def point(self, kind: str, setting: float, notes: str = "") -> PersonPoint:
         m = self.ev.evaluate()
-        return PersonPoint(kind, setting, len(self.decode_s), 8 * self.nbytes / max(self.pixels, 1), m["bbox_AP"],
+        return PersonPoint(kind, setting, len(self.decode_s), self.bpp, m["bbox_AP"],
                            m["bbox_AP50"], 1000 * float(np.median(self.decode_s)), 1000 * float(np.median(self.detect_s)), notes)
 
 

@@ -157,9 +157,9 @@ def test_benchmark_targets_and_input_sizes():
     from ssc.eval.omni_person import Point, targets
     from ssc.eval.ssdlite_scale import target_size
 
-    pts = [Point("pixels", 1.0, 3, 0.5, 16.0, 35.0, 0.2, 300.0), Point("pixels", 3.0, 3, 1.2, 18.0, 40.0, 0.1, 310.0),
-           Point("features", 1.0, 3, 0.5, 18.5, 40.0, 0.3, 100.0), Point("features", 3.0, 3, 1.2, 19.0, 41.0, 0.2, 200.0),
-           Point("features-persons", 1.0, 3, 0.07, 16.5, 30.0, 0.5, 50.0)]
+    pts = [Point("pixels", 1.0, 3, 0.5, 0.2, 16.0, 35.0, 300.0), Point("pixels", 3.0, 3, 1.2, 0.1, 18.0, 40.0, 310.0),
+           Point("features", 1.0, 3, 0.5, 0.3, 18.5, 40.0, 100.0), Point("features", 3.0, 3, 1.2, 0.2, 19.0, 41.0, 200.0),
+           Point("features-persons", 1.0, 3, 0.07, 0.5, 16.5, 30.0, 50.0)]
     t = targets(pts)
     assert t["T1"]["met"] and abs(t["T1"]["ratio"] - 0.5 / 1.2) < 1e-9  # 18.5 >= 18 at 0.5 of 1.2 bpp
     assert t["T2"]["met"] and not t["T3"]["met"]  # 310 / 200 < 2 at q 3
