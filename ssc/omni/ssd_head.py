@@ -54,7 +54,6 @@ class SSDFeatureHead(nn.Module):
                  channels: int = OUT_CHANNELS) -> None:
         super().__init__()
         self.grid = grid
-        self.width = width
         self.inp = nn.Conv2d(latent_channels, width, 3, padding=1)
         self.blocks = nn.Sequential(*[_Block(width) for _ in range(blocks)])
         self.trunk = nn.Sequential(*[_Block(width) for _ in range(blocks)])

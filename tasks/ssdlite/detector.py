@@ -107,10 +107,6 @@ class SSDLitePerson:
         with self._fp32():
             return self.net.tail_maps(b12.to(self.device))
 
-    def backbone_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The two backbone maps of images ``x`` in [0, 1] (see :meth:`block12`)."""
-        return self.tail_maps(self.block12(x))
-
     @torch.no_grad()
     def detect_maps_normalized(self, maps: list[torch.Tensor]) -> Detections:
         """Detections from ready backbone maps (one image): the extra layers, box predictors, anchors
@@ -118,8 +114,7 @@ class SSDLitePerson:
         at 300x300)."""
         maps = [m.to(self.device).float() for m in maps]
         with self._fp32():
-            feats = maps + self.net.extra_maps(maps[1])
-            return self._postprocess(feats, (1, 1) if self.input_size else
+            return self._postprocess(self.net.with_extras(maps), (1, 1) if self.input_size else
                                      (16 * maps[0].shape[-2], 16 * maps[0].shape[-1]))
 
     @staticmethod

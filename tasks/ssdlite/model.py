@@ -138,10 +138,13 @@ class SSDLiteMobileNetV2(nn.Module):
             out.append(x)
         return out
 
+    def with_extras(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The six feature maps from the two backbone maps: those two, then the four extras."""
+        return [*maps, *self.extra_maps(maps[1])]
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The six feature maps: block 13's expansion (stride 16), Conv_1 (stride 32), four extras."""
-        maps = self.backbone_maps(x)
-        return maps + self.extra_maps(maps[1])
+        return self.with_extras(self.backbone_maps(x))
 
     def predict_heads(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Box predictors on the feature maps: (box encodings (B, A, 4), logits (B, A, C + 1))."""
