@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter
+from .groupmap_plan import K_RAW, WIDTH, op_capacity, plan_rows
 
 _CM = constriction.stream.model
 
@@ -219,8 +220,34 @@ class _Dec(_Coder):
         return out
 
 
+_FAMILY = _CM.Categorical(perfect=False)  # one probability row (a counts snapshot) per symbol
+
+
 def encode_rows(index_map: np.ndarray, k: int, exclusive: bool = False) -> bytes:
-    """``index_map`` (H, W) of label indices in [0, k)."""
+    """``index_map`` (H, W) of label indices in [0, k). The walk runs compiled
+    (:mod:`ssc.bitstream.groupmap_plan`); the bytes are those of :func:`encode_rows_reference`."""
+    im = np.ascontiguousarray(index_map, dtype=np.int32)
+    if im.ndim != 2 or im.shape[1] == 0:
+        return encode_rows_reference(im, k, exclusive)
+    cap = op_capacity(im)
+    kinds, syms = np.empty(cap, np.int64), np.empty(cap, np.int32)
+    sizes, snaps = np.empty(cap, np.int64), np.empty((cap, WIDTH), np.float64)
+    n = plan_rows(im, k, exclusive, kinds, syms, sizes, snaps)
+    key = np.where(kinds[:n] == K_RAW, -sizes[:n], sizes[:n])  # raw chunks: Uniform(size)
+    bounds = np.flatnonzero(np.diff(key)) + 1
+    coder = constriction.stream.stack.AnsCoder()
+    for a, b in zip(np.append(bounds, n)[::-1].tolist() if n else [], np.append(0, bounds)[::-1].tolist()):
+        m = int(sizes[b])
+        if key[b] < 0:
+            coder.encode_reverse(syms[b:a], _CM.Uniform(m))
+        else:  # runs of one alphabet size in one call (back to front: the stack codes in reverse)
+            coder.encode_reverse(syms[b:a], _FAMILY, np.ascontiguousarray(snaps[b:a, :m]))
+    return coder.get_compressed().astype("<u4").tobytes()
+
+
+def encode_rows_reference(index_map: np.ndarray, k: int, exclusive: bool = False) -> bytes:
+    """The coder's walk in Python, one model per symbol (the decoder's walk; tests pin
+    :func:`encode_rows` against it)."""
     enc = _Enc(k, exclusive)
     prev: tuple[list[int], list[int], list[int]] = ([-1], [], [])
     for row in index_map:
