@@ -126,6 +126,7 @@ class VideoEncodeJob:
     stop: int | None = None  # exclusive; None: to the end
     fps: float | None = None
     device: str = "cpu"
+    background_gop: int | None = None  # None: the encoder's default (4x gop)
 
 
 @dataclass
@@ -179,7 +180,8 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
     rate = RateControl(qp=job.qp, roi_offset=job.roi_offset, target_kbps=job.kbps)
     frames = src.range(job.start, job.stop)
     with atomic_output(job.output) as tmp:
-        with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False) as enc:
+        with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False,
+                          background_gop=job.background_gop) as enc:
             for i, frame in enumerate(frames, start=job.start):
                 enc.encode(frame, masks(i, frame))
             summ = enc.close()

@@ -64,9 +64,10 @@ def cmd_batch_encode(args: argparse.Namespace) -> int:
             for start, stop in chunks:
                 out = o if len(chunks) == 1 else o.with_suffix(f".{start:06d}.ssv")
                 jobs.append(VideoEncodeJob(str(p), str(out), resolve_spec(args.masks, p), model, args.qp, args.gop, args.kbps,
-                                           args.roi_offset, start, stop, args.fps, args.device))
+                                           args.roi_offset, start, stop, args.fps, args.device, args.background_gop))
         fn = encode_video_job
-        settings = {"kind": "video", "masks": args.masks, "model": model, "qp": args.qp, "gop": args.gop, "kbps": args.kbps,
+        settings = {"kind": "video", "masks": args.masks, "model": model, "qp": args.qp, "gop": args.gop,
+                    "background_gop": args.background_gop, "kbps": args.kbps,
                     "roi_offset": args.roi_offset, "chunk_frames": args.chunk_frames, "threads": args.threads}
     else:
         jobs = [ImageEncodeJob(str(p), str(o), resolve_spec(args.masks, p), model, args.quality, args.policy, args.min_area,
@@ -152,7 +153,8 @@ def add_batch_commands(sub, model_args) -> None:
     e.add_argument("--min-area", type=int, default=0)
     e.add_argument("--tile", type=int, default=None)
     e.add_argument("--qp", type=float, default=32.0, help="videos: quantiser")
-    e.add_argument("--gop", type=int, default=16)
+    e.add_argument("--gop", type=int, default=16, help="videos: I-frame period of the object tracks")
+    e.add_argument("--background-gop", type=int, default=None, help="videos: the background's I-frame period (default 4x --gop)")
     e.add_argument("--kbps", type=float, default=None, help="videos: target bitrate per stream")
     e.add_argument("--roi-offset", type=float, default=6.0)
     e.add_argument("--fps", type=float, default=None)

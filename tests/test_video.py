@@ -124,14 +124,48 @@ def test_index_track_table_and_gop(clip):
     _, _, data, _, summ = clip
     with VideoReader(data) as rd:
         assert rd.scan_error is None and rd.num_frames == N
-        assert rd.index.intra == [True, False, False, False, True, False, False]
+        # gop 4: the objects are intra at frame 4, the background (refreshed every 4 GOPs) is not
+        assert rd.index.intra == [True, False, False, False, False, False, False]
+        assert rd.frame(4).entry(1).intra and rd.frame(4).entry(0).intra is False
         t2 = rd.index.tracks[2]
         assert (t2.first, t2.last, t2.label) == (2, 4, "box")
         assert rd.frame(2).entry(2).intra and rd.frame(2).entry(2).new  # appears mid-GOP: intra
         assert rd.frame(3).entry(2).intra is False
         assert rd.frame(5).entry(2) is None
-        assert rd.intra_start(3) == 0 and rd.intra_start(6) == 4
+        assert rd.intra_start(3) == 0 and rd.intra_start(6) == 0
+        # random access per track: an object starts at its own I entry, the background at its refresh
+        assert rd.random_access(6, [1]) == 4 and rd.random_access(3, [1]) == 0
+        assert rd.random_access(3, [2]) == 2 and rd.random_access(6, [2]) == 6  # absent at 5 and 6
+        assert rd.random_access(6, [0]) == 0 and rd.random_access(6, [0, 1]) == 0 and rd.random_access(6) == 0
     assert summ.tracks == rd.index.tracks
+
+
+def test_background_gop_sets_the_backgrounds_refresh(codec):
+    frames, maps = moving_scene()
+    buf = io.BytesIO()
+    with VideoEncoder(buf, W, H, 25, codec, gop=4, background_gop=4, rate=RateControl(qp=28)) as enc:
+        for f, gm in zip(frames, maps):
+            enc.encode(f, gm)
+    with VideoReader(buf.getvalue()) as rd:
+        assert rd.index.intra == [True, False, False, False, True, False, False]
+        assert rd.random_access(6, [0]) == 4
+    with pytest.raises(ValueError, match="background_gop"):
+        VideoEncoder(io.BytesIO(), W, H, 25, codec, gop=4, background_gop=0)
+
+
+def test_object_decode_from_a_later_frame_starts_at_its_own_intra(clip, codec):
+    _, _, data, _, _ = clip
+    full = list(decode_video(data, codec))
+    with VideoReader(data) as rd:
+        part = list(VideoDecoder(rd, codec, tracks=[1]).frames(start=5))
+        read = rd.bytes_read
+        before = sum(e.mask_len + e.seg_len for i in range(4) for e in rd.frame(i).entries if e.track_id == 1)
+        total = sum(e.mask_len + e.seg_len for i in range(N) for e in rd.frame(i).entries if e.track_id == 1)
+    assert [f.number for f in part] == [5, 6]
+    assert read < total - before + 1200  # frames 0-3 of track 1 were not read
+    for a in part:
+        m = full[a.number].track_map == 1
+        assert (a.image[m] == full[a.number].image[m]).all()
 
 
 def test_one_track_over_time_reads_only_its_bytes(clip, codec):

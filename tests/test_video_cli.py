@@ -132,7 +132,7 @@ def test_video_mask_specs_are_checked(tmp_path):
 def test_encode_video_info_decode_video(clip_dir, zoo_env, capsys):
     t, frames, maps = clip_dir
     args = ["encode-video", t / "frames", "--masks", f"folder:{t / 'masks'}", "--label", "1=ball", "--label", "2=box",
-            "-o", t / "x.ssv", "--model", "test-small", "--gop", "3", "--qp", "26", "--quiet"]
+            "-o", t / "x.ssv", "--model", "test-small", "--gop", "3", "--background-gop", "3", "--qp", "26", "--quiet"]
     assert main([str(a) for a in args]) == 0
     assert "5 frames" in capsys.readouterr().out
     assert main(["info", str(t / "x.ssv"), "--json"]) == 0

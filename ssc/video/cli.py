@@ -41,7 +41,8 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     frames = itertools.islice(src, args.frames) if args.frames else iter(src)
     interrupted = False
     with atomic_output(args.output) as tmp:
-        with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False) as enc:
+        with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False,
+                          background_gop=args.background_gop) as enc:
             bar = tqdm(frames, total=n, unit="frame", desc=Path(args.output).name, disable=args.quiet)
             try:
                 for i, frame in enumerate(bar):
@@ -164,7 +165,9 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps)")
     e.add_argument("--kbps", type=float, default=None, help="target bitrate (rate control moves the qp)")
     e.add_argument("--roi-offset", type=int, default=6, help="background qp minus object qp")
-    e.add_argument("--gop", type=int, default=16, help="I-frame period")
+    e.add_argument("--gop", type=int, default=16, help="I-frame period of the object tracks")
+    e.add_argument("--background-gop", type=int, default=None,
+                   help="I-frame period of the background (complement) track; default 4x --gop")
     e.add_argument("--frames", type=int, default=None, help="encode only the first N frames")
     e.add_argument("--fps", type=float, default=None, help="frame rate (folders of frames; default 25)")
     e.add_argument("--label", action="append", help="ID=NAME for a track id (repeatable)")

@@ -24,10 +24,13 @@ from ..errors import CorruptSegmentError, FrameRangeError, GroupNotFoundError, S
 from ..masks import GroupMap
 from ..models.zoo import LoadedCodec
 from . import format as vf
+from .kernels import masked_write
 from .motion import EXHAUSTIVE, MB, SearchTools, pad_reference
 
 #: the encoder's default speed tools (measured against EXHAUSTIVE by ssc.eval.video_speed)
 FAST = SearchTools()
+#: the background's intra period in object GOPs by default (measured by ssc.eval.video_speed)
+BACKGROUND_GOP_FACTOR = 4
 from .ratecontrol import RateControl, intra_quality
 from .stream import VideoReader
 from .texture import decode_layer, encode_layer
@@ -59,12 +62,8 @@ class TrackState:
         else:
             self.older = self.references()[0]
         self._padded = None
-        h, w = self.seen.shape
-        x0, y0, x1, y1 = region
-        x1, y1 = min(x1, w), min(y1, h)
-        m = mask[y0:y1, x0:x1]
-        np.copyto(self.canvas[y0:y1, x0:x1], recon[: y1 - y0, : x1 - x0], where=m[..., None])
-        self.seen[y0:y1, x0:x1] |= m
+        x0, y0 = region[:2]
+        masked_write(self.canvas, self.seen, np.ascontiguousarray(recon), np.ascontiguousarray(mask, bool), y0, x0)
 
     def references(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The padded newest reference and, after at least one inter entry, the one before it."""
@@ -146,10 +145,18 @@ class VideoEncoder:
 
     def __init__(self, sink: BinaryIO | str | Path, width: int, height: int, fps: float | Fraction, codec: LoadedCodec,
                  gop: int = 16, rate: RateControl | None = None, complement_track: int | None = 0,
-                 keep_stats: bool = True, tools: SearchTools = FAST) -> None:
-        """``tools``: the motion search's speed tools (encoder-only; :data:`EXHAUSTIVE` searches fully)."""
+                 keep_stats: bool = True, tools: SearchTools = FAST, background_gop: int | None = None) -> None:
+        """``gop``: the intra period of the object tracks. ``background_gop``: the intra period of the
+        complement (background) track, ``BACKGROUND_GOP_FACTOR * gop`` by default: between its refreshes
+        the background is a P entry, which for a fixed camera costs a fraction of the learned intra's
+        time and bits (decoding the background from a random frame then starts at its last refresh;
+        object tracks still start at their own I entries, :meth:`VideoReader.random_access`).
+        ``tools``: the motion search's speed tools (encoder-only; :data:`EXHAUSTIVE` searches fully)."""
         if gop < 1:
             raise ValueError("gop must be >= 1")
+        background_gop = BACKGROUND_GOP_FACTOR * gop if background_gop is None else background_gop
+        if background_gop < 1:
+            raise ValueError("background_gop must be >= 1")
         self._own = isinstance(sink, (str, Path))
         self.f: BinaryIO = open(sink, "wb") if self._own else sink  # type: ignore[arg-type]
         fr = Fraction(fps).limit_denominator(1001)
@@ -158,6 +165,7 @@ class VideoEncoder:
         self.header = vf.VideoHeader(width, height, fr.numerator, fr.denominator, codec.card.name, codec.weights_id,
                                      gop, complement_track)
         self.codec, self.gop, self.rate, self.tools = codec, gop, rate or RateControl(), tools
+        self.background_gop = background_gop
         self.states: dict[int, TrackState] = {}
         self._vectors: dict[int, np.ndarray] = {}  # encoder only: each track's last P vectors (predictors)
         self.index = vf.Index()
@@ -182,17 +190,19 @@ class VideoEncoder:
         intra_frame = force_intra or self.n % self.gop == 0
         self.rate.start_frame(intra_frame, self.header.fps, self.gop)
         comp = self.header.complement_track
+        bg_intra = force_intra or self.n % self.background_gop == 0
         present = set(gm.ids)
         entries, records, qps = [], [], {}
         for g in gm.groups:
             tid = g.group_id
             st = self.states.get(tid)
             new = tid not in self.index.tracks
-            intra = intra_frame or st is None or not st.live
+            period = self.background_gop if tid == comp else self.gop
+            intra = (bg_intra if tid == comp else intra_frame) or st is None or not st.live
             if st is None:
                 st = self.states[tid] = TrackState.empty(H, W)
             mask = gm.labels == tid
-            qp = self.rate.entry_qp(intra, background=(tid == comp), referenced=(self.n + 1) % self.gop != 0)
+            qp = self.rate.entry_qp(intra, background=(tid == comp), referenced=(self.n + 1) % period != 0)
             qps[tid] = qp
             if intra:
                 qcode = int(round(intra_quality(qp, self.codec.model.num_qualities) * QUALITY_SCALE))
@@ -318,7 +328,7 @@ class VideoDecoder:
             return
         H, W = self.rd.header.height, self.rd.header.width
         self.states, self.masks = {}, {}
-        for i in range(self.rd.intra_start(start), stop):
+        for i in range(self.rd.random_access(start, self.tracks), stop):
             fr = self._decode_frame(self.rd.frame(i), H, W, fill)
             if i >= start:
                 yield fr

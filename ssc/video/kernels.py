@@ -363,3 +363,17 @@ def block_sums(a: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int, out: np
             for j in range(size):
                 t += a[ys[n] + i, xs[n] + j]
         out[n] = t
+
+
+@njit(cache=_CACHE, nogil=True)
+def masked_write(canvas: np.ndarray, seen: np.ndarray, src: np.ndarray, mask: np.ndarray, y0: int, x0: int) -> None:
+    """Write ``src`` (h, w, 3) into ``canvas`` at (y0, x0) where ``mask`` (the frame's, (H, W) bool)
+    is set, and mark those pixels ``seen``; ``src`` may run past the frame (clipped)."""
+    h = min(src.shape[0], canvas.shape[0] - y0)
+    w = min(src.shape[1], canvas.shape[1] - x0)
+    for y in range(h):
+        for x in range(w):
+            if mask[y0 + y, x0 + x]:
+                for c in range(3):
+                    canvas[y0 + y, x0 + x, c] = src[y, x, c]
+                seen[y0 + y, x0 + x] = True

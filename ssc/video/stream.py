@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 from ..bitstream.format import Cursor, unpack_mask, unpack_segment
 from ..errors import BitstreamError, FrameRangeError
@@ -125,6 +125,24 @@ class VideoReader:
         """The nearest I-frame at or before frame i (where decoding of a range must start)."""
         for j in range(i, -1, -1):
             if self.index.intra[j]:
+                return j
+        raise BitstreamError(f"no I-frame at or before frame {i}")
+
+    def random_access(self, i: int, tracks: Iterable[int] | None = None) -> int:
+        """The latest frame at or before frame i from which ``tracks`` (all by default) decode: every
+        entry of theirs in it is intra (a track absent there comes back intra), and, when the complement
+        track is among them, no entry reuses its previous mask (the complement needs every mask). Object
+        tracks start at their own I entries even where the background is a P entry."""
+        chosen = None if tracks is None else set(tracks)
+        comp = self.header.complement_track
+        for j in range(i, -1, -1):
+            if self.index.intra[j]:
+                return j
+            if chosen is None:
+                continue
+            entries = self.frame(j).entries
+            if all(e.intra for e in entries if e.track_id in chosen) and (
+                    comp not in chosen or not any(e.same_mask for e in entries)):
                 return j
         raise BitstreamError(f"no I-frame at or before frame {i}")
 
