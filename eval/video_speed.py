@@ -123,7 +123,10 @@ class Baseline:
     def __init__(self, rev: str, model: str, threads: int, repeats: int) -> None:
         from .train_speed import baseline_site
 
-        self.rev, self.model, self.threads, self.repeats = rev, model, threads, repeats
+        from ssc.models.zoo import resolve
+
+        # this revision's weights file, so both encoders code with the same intra model
+        self.rev, self.model, self.threads, self.repeats = rev, str(resolve(model)[0].resolve()), threads, repeats
         self.site = baseline_site(rev)
 
     def encode(self, frames, maps, fps, qp: int, gop: int) -> tuple[bytes, float]:
