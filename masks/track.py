@@ -9,7 +9,9 @@
   distance of 8x8x8 RGB histograms of the box centre, the track's histogram a running average);
   pairs with IoU below ``min_iou`` and no close appearance are never joined;
 * a confident detection matched to no track opens a tentative track, which becomes a group only
-  once a second detection confirms it (so a single false detection costs no bits); a track missed at a detection frame coasts on its
+  once a second detection confirms it (so a single false detection costs no bits), or at once when its
+  score reaches ``confirm`` (so a clearly seen person is coded from its first detection, not ``every``
+  frames later: a persons-only decode would miss it until then); a track missed at a detection frame coasts on its
   prediction (its velocity halved at each miss) and survives short occlusions and misses; after
   ``timeout`` frames without a match it ends, a track matched only once (perhaps a false detection)
   after ``every`` frames; ids are never reused;
@@ -84,9 +86,11 @@ class PersonTracks:
     ``predict(image, masks=False) -> Instances`` (boxes in pixels, scores)."""
 
     def __init__(self, detector, every: int = 5, score: float = 0.5, pad: int = 8, timeout: int = 30,
-                 min_iou: float = 0.1, w_app: float = 0.5, max_app: float = 0.6, low: float = 0.25) -> None:
+                 min_iou: float = 0.1, w_app: float = 0.5, max_app: float = 0.6, low: float = 0.25,
+                 confirm: float = 0.8) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
+        self.confirm = max(confirm, score)
         self.detector, self.every, self.score, self.pad, self.timeout = detector, every, score, pad, timeout
         self.low = min(low, score)
         self.min_iou, self.w_app, self.max_app = min_iou, w_app, max_app
@@ -136,7 +140,8 @@ class PersonTracks:
         for di in strong:
             if di not in matched_d:
                 b = boxes[di].astype(np.float64)
-                t = Track(self._next, b, b.copy(), np.zeros(4), hists[di], index, index)
+                t = Track(self._next, b, b.copy(), np.zeros(4), hists[di], index, index,
+                          hits=2 if scores[di] >= self.confirm else 1)
                 self._next += 1
                 self.tracks.append(t)
                 self.stats.tracks_opened += 1

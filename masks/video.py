@@ -257,9 +257,10 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
     - ``folder:DIR``: one label image per frame (DAVIS annotations);
     - ``propagate:FIRST.png``: the first frame's label map, propagated by motion;
     - ``detect:foreground[,every=N]``: moving objects of a fixed camera (median background);
-    - ``detect:ssdlite-person[,every=N][,score=S][,pad=P][,timeout=T]``: person tracks from the
-      pretrained person detector every N frames (:class:`ssc.masks.track.PersonTracks`: motion
-      prediction, IoU + appearance association, tracks surviving misses for T frames);
+    - ``detect:ssdlite-person[,every=N][,score=S][,pad=P][,timeout=T][,confirm=C]``: person tracks from
+      the pretrained person detector every N frames (:class:`ssc.masks.track.PersonTracks`: motion
+      prediction, IoU + appearance association, tracks surviving misses for T frames, a new track coded
+      from its first detection when its score reaches C, else from its second);
     - ``detect:MODEL[,every=N][,score=S]``: the same with a torchvision detector (zoo name or weights path).
     """
     kind, sep, arg = spec.partition(":")
@@ -277,7 +278,7 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
     if kind == "detect":
         from .detect import parse_detect_spec
 
-        model, kw = parse_detect_spec(arg, ("every", "score", "pad", "timeout"))
+        model, kw = parse_detect_spec(arg, ("every", "score", "pad", "timeout", "confirm"))
         every = int(kw.get("every", 5))
         if every < 1:
             raise MaskError(f"every={every} must be at least 1")
@@ -289,6 +290,7 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
             from .track import PersonTracks
 
             return PersonTracks(build_head("ssdlite-person", device=device), every=every, score=kw.get("score", 0.5),
-                                pad=int(kw.get("pad", 8)), timeout=int(kw.get("timeout", 30)))
+                                pad=int(kw.get("pad", 8)), timeout=int(kw.get("timeout", 30)),
+                                confirm=kw.get("confirm", 0.8))
         return DetectorMasks(build_head("torchvision", model, device=device), every=every, score=kw.get("score", 0.5))
     raise MaskError(f"unknown video mask source kind {kind!r} (folder, propagate, detect)")

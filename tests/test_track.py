@@ -46,7 +46,7 @@ def test_a_person_keeps_its_id_through_misses_and_a_false_detection_never_shows(
     xs = [20 + 6 * i for i in range(12)]
     script = []
     for i, x in enumerate(xs):
-        dets = [] if i in (3, 4) else [(x, 40, x + 20, 80, 0.9)]  # missed twice (an occlusion)
+        dets = [] if i in (3, 4) else [(x, 40, x + 20, 80, 0.75)]  # missed twice (an occlusion)
         if i == 5:
             dets.append((150, 10, 170, 30, 0.7))  # one false detection
         script.append(dets)
@@ -61,11 +61,20 @@ def test_a_person_keeps_its_id_through_misses_and_a_false_detection_never_shows(
     assert tr.stats.tracks_opened == 2  # the person and the unconfirmed false detection
 
 
+def test_a_confident_first_detection_is_a_group_at_once():
+    script = [[(20, 40, 40, 80, 0.9), (120, 40, 140, 80, 0.6)]] * 3
+    tr = PersonTracks(ScriptedDetector(script), every=1, pad=0, confirm=0.8)
+    first = [g.group_id for g in tr(0, frame_with([(20, (200, 30, 30)), (120, (30, 30, 200))])).groups if g.group_id]
+    assert first == [1]  # the 0.9 detection at once; the 0.6 one waits for its second detection
+    second = [g.group_id for g in tr(1, frame_with([(20, (200, 30, 30)), (120, (30, 30, 200))])).groups if g.group_id]
+    assert sorted(second) == [1, 2]
+
+
 def test_tracks_end_after_the_timeout():
     script = [[(20, 40, 40, 80, 0.9)], [(20, 40, 40, 80, 0.9)]] + [[]] * 10
     tr = PersonTracks(ScriptedDetector(script), every=1, pad=0, timeout=3)
     live = [len(tr(i, frame_with([(20, (200, 30, 30))])).groups) - 1 for i in range(12)]
-    assert live[:6] == [0, 1, 1, 1, 1, 0] and tr.stats.tracks_ended == 1
+    assert live[:6] == [1, 1, 1, 1, 1, 0] and tr.stats.tracks_ended == 1  # 0.9: a group from its first frame
 
 
 def test_crossing_people_keep_their_ids_by_appearance():
@@ -89,5 +98,5 @@ def test_video_spec_builds_person_tracks():
     with pytest.raises(MaskError, match="unknown detector option"):
         load_video_masks("detect:ssdlite-person,often=3")
     if ssdlite.available():
-        src = load_video_masks("detect:ssdlite-person,every=3,score=0.4,pad=4,timeout=12")
-        assert isinstance(src, PersonTracks) and (src.every, src.score, src.pad, src.timeout) == (3, 0.4, 4, 12)
+        src = load_video_masks("detect:ssdlite-person,every=3,score=0.4,pad=4,timeout=12,confirm=0.7")
+        assert isinstance(src, PersonTracks) and (src.every, src.score, src.pad, src.timeout, src.confirm) == (3, 0.4, 4, 12, 0.7)
