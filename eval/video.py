@@ -170,7 +170,7 @@ def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, 
     return buf.getvalue(), enc.close()
 
 
-def _track_boxes(track_map: np.ndarray, tracks: list[int]) -> np.ndarray:
+def track_boxes(track_map: np.ndarray, tracks: list[int]) -> np.ndarray:
     """(H, W) bool: the union of the decoded tracks' bounding boxes. A person detection on a persons-only
     decode counts where it lies mostly inside one: a box detector's box is not mostly inside a
     silhouette mask (DAVIS), so the pixels themselves would drop true detections."""
@@ -198,7 +198,7 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
     t0 = time.perf_counter()
     with VideoReader(data) as rd:
         for df in VideoDecoder(rd, codec, tracks=objs).frames(fill=FILL) if objs else []:
-            objects[df.number], regions[df.number] = df.image, _track_boxes(df.track_map, df.decoded)
+            objects[df.number], regions[df.number] = df.image, track_boxes(df.track_map, df.decoded)
         obj_bytes = rd.bytes_read if objs else 0
     obj_s = time.perf_counter() - t0
     secs = len(frames) / fps
