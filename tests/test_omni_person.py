@@ -124,6 +124,29 @@ def test_trainer_caches_resumes_and_exports(trained):
     assert loaded.model.filter is None and loaded.model.teacher_backend == "ssdlite-person"
 
 
+def test_a_fresh_machine_continues_from_the_exported_weights(trained):
+    """No checkpoint, no distillation cache: ``init_from`` the exported weights continues the step
+    count (the campaign's warm start), with the head's trained weights, not the codec's fresh head."""
+    from safetensors.torch import load_file
+
+    from ssc.omni.train_ssd import train_omni_ssd
+    from ssc.train import TrainConfig
+
+    tmp, w = trained
+    run_log = tmp / "runs" / "omni-ssd-tiny" / "log.jsonl"
+    w.with_name(f"{w.stem}.train_log.jsonl").write_text(run_log.read_text())  # as committed beside the weights
+    cfg = yaml.safe_load((tmp / "c.yaml").read_text())
+    cfg.update(steps=4, out_dir=str(tmp / "fresh"), init_from=str(w))
+    (tmp / "fresh.yaml").write_text(yaml.safe_dump(cfg))
+    w2 = train_omni_ssd(TrainConfig.load(tmp / "fresh.yaml"))
+    steps = [json.loads(x)["step"] for x in (tmp / "fresh" / "omni-ssd-tiny" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the committed log continued by one step
+    before, after = load_file(str(w)), load_file(str(w2))
+    head = [k for k in before if k.startswith("feature_head.")]
+    assert head and any(not torch.equal(before[k], after[k]) for k in head)  # trained on, one step
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("g_a."))  # the codec stays frozen
+
+
 def test_feature_domain_with_the_person_detector(trained, monkeypatch):
     from ssc.batch import AnalyzeJob, analyze_job
     from ssc.models.zoo import load_codec

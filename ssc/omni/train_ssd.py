@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..train import (RunLog, StopRequest, TrainConfig, backprop, export, finish_run, finish_step, resume_from, set_lr,
-                     start_run, _ckpt_path)
+from ..train import (RunLog, StopRequest, TrainConfig, _ckpt_path, backprop, export, finish_run, finish_step,
+                     resume_from, set_lr, start_run, warm_start)
 from . import distill_set
 from .feature_head import STRIDE
 from .ssl import info_nce
@@ -74,7 +74,9 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
     """Run (or resume) the feature codec's training; returns the exported weights path."""
     ex = cfg.extra
     out, ctx, model = start_run(cfg)
-    if not (resume and _ckpt_path(cfg).is_file()):
+    fresh = not (resume and _ckpt_path(cfg).is_file())
+    warm = fresh and resume and bool(cfg.init_from)  # a new machine: continue from committed weights
+    if fresh and not warm:
         init_from_codec(model, ex["init_from"])
     model.requires_grad_(False).eval()
     params = []
@@ -84,6 +86,8 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
         params += list(mod.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     step, before = resume_from(cfg, model, opt, resume, ctx)
+    if warm:
+        step, before = warm_start(cfg, model, ctx)
     teacher = load_teacher_head(model)
     buckets = distill_set_for(cfg, out, model, teacher)
     net = teacher.detector.net
