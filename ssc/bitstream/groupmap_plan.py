@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# the coder's symbols and adaptive models (shared with the Python walk of groupmap_rows)
 V_RANGE = 3
 SKIP, NEW, END = 2 * V_RANGE + 1, 2 * V_RANGE + 2, 2 * V_RANGE + 3
 NUM_MODES = END + 1

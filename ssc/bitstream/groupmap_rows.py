@@ -27,17 +27,12 @@ import numpy as np
 
 from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter
-from .groupmap_plan import K_RAW, WIDTH, op_capacity, plan_rows
+from .groupmap_plan import (CTX_NEW, CTX_NONE, END, K_RAW, MAX_BITS, NEW, NUM_CTX, NUM_MODES, SKIP, V_RANGE, WIDTH,
+                            op_capacity, plan_rows)
+from .groupmap_plan import INC as _INC
+from .groupmap_plan import LIMIT as _LIMIT
 
 _CM = constriction.stream.model
-
-V_RANGE = 3
-SKIP, NEW, END = 2 * V_RANGE + 1, 2 * V_RANGE + 2, 2 * V_RANGE + 3
-NUM_MODES = END + 1
-CTX_NEW, CTX_NONE = 2 * V_RANGE + 1, 2 * V_RANGE + 2
-NUM_CTX = CTX_NONE + 1
-MAX_BITS = 33
-_INC, _LIMIT = 24, 1 << 15
 
 
 class _Adaptive:
