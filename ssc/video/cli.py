@@ -153,7 +153,7 @@ def add_video_commands(sub, model_args, ids_type) -> None:
         """Which tracks and frames decode-video and analyze-video read."""
         sp.add_argument("--tracks", type=ids_type, default=None, help="comma-separated track ids")
         sp.add_argument("--labels", default=None, help="comma-separated track labels")
-        sp.add_argument("--start", type=int, default=0, help="first frame (decoding starts at the I-frame before it)")
+        sp.add_argument("--start", type=int, default=0, help="first frame (decoding starts where the chosen tracks were last coded intra)")
         sp.add_argument("--stop", type=int, default=None, help="frame after the last")
 
     e = sub.add_parser("encode-video", help="encode a video (file or folder of frames) with per-frame group masks")
