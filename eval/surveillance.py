@@ -4,7 +4,10 @@ decode and one-track decodes. Reports throughput (frames/s of each stage), the r
 achieved bitrate against its target, peak memory as the clip grows (bounded memory means it stays
 flat), the track table, and the bytes a one-track decode reads. The process's one-off start-up (the
 compiled loops loaded, the detector's and the codec's first runs) is timed apart on the first two
-frames, with a throwaway encoder and mask source, and reported beside the steady-state rates.
+frames, with a throwaway encoder and mask source, and reported beside the steady-state rates. Person
+fidelity over the whole clip (untimed): the person detector on every ``--fid-every``-th frame of the
+full decode and of the persons-only decode, scored as in ``eval/video.py`` against its detections
+at score >= 0.5 on the original frames.
 Run: ``python -m ssc.eval.surveillance --out out/eval/surveillance``.
 """
 from __future__ import annotations
@@ -44,6 +47,32 @@ def warm_up(video: str, spec: str, codec, gop: int) -> float:
     return time.perf_counter() - t
 
 
+def fidelity(path: Path, codec, video: str, every: int) -> dict:
+    """Person fidelity AP of the full and the persons-only decode of the stream at ``path`` over the
+    whole clip (every ``every``-th frame), against the detector on the original frames."""
+    import numpy as np
+
+    from ssc.analyze import FILL
+
+    from .video import PersonFidelity, track_boxes
+
+    with VideoReader(path) as rd:
+        n, comp = rd.num_frames, rd.header.complement_track
+        objs = sorted(t for t in rd.index.tracks if t != comp)
+    fid = PersonFidelity(np.stack([f for i, f in enumerate(itertools.islice(open_frames(video), n)) if i % every == 0]), 1)
+    full, persons, regions = {}, {}, {}
+    with VideoReader(path) as rd:
+        for df in VideoDecoder(rd, codec).frames():
+            if df.number % every == 0:
+                full[df.number // every] = df.image
+    with VideoReader(path) as rd:
+        for df in VideoDecoder(rd, codec, tracks=objs).frames(fill=FILL):
+            if df.number % every == 0:
+                persons[df.number // every], regions[df.number // every] = df.image, track_boxes(df.track_map, df.decoded)
+    return {"every": every, "persons_in_originals": fid.objects, "full_decode": fid.ap(full),
+            "persons_only": fid.ap(persons, regions)}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--video", default="../shared/data/video_surveillance/vtest_480x360_h264.avi")
@@ -54,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--masks", default="detect:foreground,every=5",
                     help="video mask source: detect:foreground[,every=N] or detect:ssdlite-person[,every=N][,timeout=T]")
+    ap.add_argument("--fid-every", type=int, default=10, help="person fidelity: every N-th frame (0: skip)")
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -100,17 +130,21 @@ def main(argv: list[str] | None = None) -> None:
                         "bytes_read": rd.bytes_read, "track_bytes": t.bytes, "stream_bytes": rd.size,
                         "fps": len(frames) / (time.perf_counter() - t0)})
     lengths = sorted(t.last - t.first + 1 for t in tracks)
+    fid = fidelity(path, codec, args.video, args.fid_every) if args.fid_every else None
     res = {"frames": n, "size": [src.width, src.height], "fps_video": float(src.fps), "target_kbps": args.kbps,
            "achieved_kbps": 8 * summ.bytes / 1000 / secs, "tracks": len(summ.tracks) - 1, "masks": args.masks,
            "track_frames_median": lengths[len(lengths) // 2] if lengths else 0,
            "tracks_10_frames_or_more": sum(v >= 10 for v in lengths),
            "mask_fps": n / t_mask, "encode_fps": n / t_enc, "pipeline_fps": n / wall, "decode_fps": n / dec_all, "startup_s": startup,
-           "peak_rss_mb": rss, "kbps_so_far": kbps_curve, "one_track": one}
+           "peak_rss_mb": rss, "kbps_so_far": kbps_curve, "one_track": one, "fidelity": fid}
     lines = [f"## Surveillance pipeline (vtest, 480x360, masks {args.masks})", ""]
     lines += markdown_table(["frames", "tracks", "tracks >= 10 frames", "median track frames", "target kbit/s",
                              "achieved kbit/s", "masks fps", "encode fps", "pipeline fps", "decode fps", "start-up s"],
                             [[n, res["tracks"], res["tracks_10_frames_or_more"], res["track_frames_median"], args.kbps,
                               res["achieved_kbps"], res["mask_fps"], res["encode_fps"], res["pipeline_fps"], res["decode_fps"], startup]])
+    if fid:
+        lines += ["", f"person fidelity AP over the clip (every {fid['every']}th frame, {fid['persons_in_originals']} persons "
+                  f"in the originals): full decode {fid['full_decode']:.1f}, persons-only decode {fid['persons_only']:.1f}"]
     lines += ["", "peak RSS (MB) after N frames: " + ", ".join(f"{k}: {v:.0f}" for k, v in rss), ""]
     lines += markdown_table(["track", "frames", "bytes read", "track bytes", "stream bytes", "share read", "decode fps"],
                             [[o["track"], f"{o['frames'][0]}-{o['frames'][1]}", o["bytes_read"], o["track_bytes"],
