@@ -11,14 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# the coder's symbols and adaptive models (shared with the Python walk of groupmap_rows)
-V_RANGE = 3
-SKIP, NEW, END = 2 * V_RANGE + 1, 2 * V_RANGE + 2, 2 * V_RANGE + 3
-NUM_MODES = END + 1
-CTX_NEW, CTX_NONE = 2 * V_RANGE + 1, 2 * V_RANGE + 2
-NUM_CTX = CTX_NONE + 1
-MAX_BITS = 33
-INC, LIMIT = 24.0, float(1 << 15)
+from .groupmap_rows import CTX_NEW, CTX_NONE, END, INC, LIMIT, MAX_BITS, NEW, NUM_CTX, NUM_MODES, SKIP, V_RANGE
 
 #: op kinds after the NUM_CTX mode models
 K_SAME, K_LABEL, K_OTHER, K_NBITS, K_RAW = NUM_CTX, NUM_CTX + 1, NUM_CTX + 2, NUM_CTX + 3, NUM_CTX + 4

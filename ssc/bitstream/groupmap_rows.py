@@ -27,12 +27,16 @@ import numpy as np
 
 from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter
-from .groupmap_plan import (CTX_NEW, CTX_NONE, END, K_RAW, MAX_BITS, NEW, NUM_CTX, NUM_MODES, SKIP, V_RANGE, WIDTH,
-                            op_capacity, plan_rows)
-from .groupmap_plan import INC as _INC
-from .groupmap_plan import LIMIT as _LIMIT
-
 _CM = constriction.stream.model
+
+# the coder's symbols and adaptive models (the compiled walk of groupmap_plan uses them too)
+V_RANGE = 3
+SKIP, NEW, END = 2 * V_RANGE + 1, 2 * V_RANGE + 2, 2 * V_RANGE + 3
+NUM_MODES = END + 1
+CTX_NEW, CTX_NONE = 2 * V_RANGE + 1, 2 * V_RANGE + 2
+NUM_CTX = CTX_NONE + 1
+MAX_BITS = 33
+INC, LIMIT = 24.0, float(1 << 15)
 
 
 class _Adaptive:
@@ -45,8 +49,8 @@ class _Adaptive:
         return _CM.Categorical(self.counts, perfect=False)
 
     def update(self, s: int) -> None:
-        self.counts[s] += _INC
-        if self.counts.sum() > _LIMIT:
+        self.counts[s] += INC
+        if self.counts.sum() > LIMIT:
             self.counts = np.floor((self.counts + 1) / 2)
 
 
@@ -221,6 +225,8 @@ _FAMILY = _CM.Categorical(perfect=False)  # one probability row (a counts snapsh
 def encode_rows(index_map: np.ndarray, k: int, exclusive: bool = False) -> bytes:
     """``index_map`` (H, W) of label indices in [0, k). The walk runs compiled
     (:mod:`ssc.bitstream.groupmap_plan`); the bytes are those of :func:`encode_rows_reference`."""
+    from .groupmap_plan import K_RAW, WIDTH, op_capacity, plan_rows  # numba: imported when a map is coded
+
     im = np.ascontiguousarray(index_map, dtype=np.int32)
     if im.ndim != 2 or im.shape[1] == 0:
         return encode_rows_reference(im, k, exclusive)
