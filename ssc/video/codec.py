@@ -190,7 +190,6 @@ class VideoEncoder:
         intra_frame = force_intra or self.n % self.gop == 0
         self.rate.start_frame(intra_frame, self.header.fps, self.gop)
         comp = self.header.complement_track
-        bg_intra = force_intra or self.n % self.background_gop == 0
         present = set(gm.ids)
         entries, records, qps = [], [], {}
         for g in gm.groups:
@@ -198,7 +197,7 @@ class VideoEncoder:
             st = self.states.get(tid)
             new = tid not in self.index.tracks
             period = self.background_gop if tid == comp else self.gop
-            intra = (bg_intra if tid == comp else intra_frame) or st is None or not st.live
+            intra = force_intra or self.n % period == 0 or st is None or not st.live
             if st is None:
                 st = self.states[tid] = TrackState.empty(H, W)
             mask = gm.labels == tid

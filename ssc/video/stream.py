@@ -122,11 +122,8 @@ class VideoReader:
         return fh
 
     def intra_start(self, i: int) -> int:
-        """The nearest I-frame at or before frame i (where decoding of a range must start)."""
-        for j in range(i, -1, -1):
-            if self.index.intra[j]:
-                return j
-        raise BitstreamError(f"no I-frame at or before frame {i}")
+        """The nearest I-frame at or before frame i (where decoding of all tracks must start)."""
+        return self.random_access(i)
 
     def random_access(self, i: int, tracks: Iterable[int] | None = None) -> int:
         """The latest frame at or before frame i from which ``tracks`` (all by default) decode: every
