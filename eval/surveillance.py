@@ -47,9 +47,10 @@ def warm_up(video: str, spec: str, codec, gop: int) -> float:
     return time.perf_counter() - t
 
 
-def fidelity(path: Path, codec, video: str, every: int) -> dict:
+def fidelity(path: Path, codec, video: str, every: int, full: dict) -> dict:
     """Person fidelity AP of the full and the persons-only decode of the stream at ``path`` over the
-    whole clip (every ``every``-th frame), against the detector on the original frames."""
+    whole clip (every ``every``-th frame), against the detector on the original frames. ``full``: the
+    full decode's frames number // every for those frames (kept by the timed decode, not decoded again)."""
     import numpy as np
 
     from ssc.analyze import FILL
@@ -60,11 +61,7 @@ def fidelity(path: Path, codec, video: str, every: int) -> dict:
         n, comp = rd.num_frames, rd.header.complement_track
         objs = sorted(t for t in rd.index.tracks if t != comp)
     fid = PersonFidelity(np.stack([f for i, f in enumerate(itertools.islice(open_frames(video), n)) if i % every == 0]), 1)
-    full, persons, regions = {}, {}, {}
-    with VideoReader(path) as rd:
-        for df in VideoDecoder(rd, codec).frames():
-            if df.number % every == 0:
-                full[df.number // every] = df.image
+    persons, regions = {}, {}
     with VideoReader(path) as rd:
         for df in VideoDecoder(rd, codec, tracks=objs).frames(fill=FILL):
             if df.number % every == 0:
@@ -115,10 +112,12 @@ def main(argv: list[str] | None = None) -> None:
         summ = enc.close()
     n = summ.frames
     secs = n / float(src.fps)
+    full: dict[int, object] = {}  # sampled frames of the full decode, for the fidelity pass
     t0 = time.perf_counter()
     with VideoReader(path) as rd:
-        for _ in tqdm(VideoDecoder(rd, codec).frames(), total=n, unit="frame", desc="decode all"):
-            pass
+        for df in tqdm(VideoDecoder(rd, codec).frames(), total=n, unit="frame", desc="decode all"):
+            if args.fid_every and df.number % args.fid_every == 0:
+                full[df.number // args.fid_every] = df.image
     dec_all = time.perf_counter() - t0
     tracks = sorted((t for t in summ.tracks.values() if t.track_id != 0), key=lambda t: -(t.last - t.first))
     one = []
@@ -130,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                         "bytes_read": rd.bytes_read, "track_bytes": t.bytes, "stream_bytes": rd.size,
                         "fps": len(frames) / (time.perf_counter() - t0)})
     lengths = sorted(t.last - t.first + 1 for t in tracks)
-    fid = fidelity(path, codec, args.video, args.fid_every) if args.fid_every else None
+    fid = fidelity(path, codec, args.video, args.fid_every, full) if args.fid_every else None
     res = {"frames": n, "size": [src.width, src.height], "fps_video": float(src.fps), "target_kbps": args.kbps,
            "achieved_kbps": 8 * summ.bytes / 1000 / secs, "tracks": len(summ.tracks) - 1, "masks": args.masks,
            "track_frames_median": lengths[len(lengths) // 2] if lengths else 0,
