@@ -21,19 +21,9 @@ import torch
 from ssc.analyze import FILL, results_in_region
 from ssc.masks.video import load_video_masks
 from ssc.tasks.structures import Instances
-from ssc.video.io import open_frames
 
 from .report import markdown_table, run_meta, write_outputs
-from .video import PersonFidelity, track_boxes
-
-
-def open_clip(spec: str, data: Path, frames: int) -> np.ndarray:
-    """(N, H, W, 3) frames of ``surveillance`` or ``davis:NAME``."""
-    if spec.startswith("davis:"):
-        src = open_frames(data / "davis2016/JPEGImages/480p" / spec.split(":", 1)[1], fps=24)
-    else:
-        src = open_frames(data / "video_surveillance/vtest_480x360_h264.avi")
-    return np.stack(list(itertools.islice(src, frames)))
+from .video import PersonFidelity, clip_source, track_boxes
 
 
 def per_track(head, image: np.ndarray, boxes: list[tuple[int, int, int, int]], margin: float) -> Instances:
@@ -86,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--masks", nargs="+", default=["detect:ssdlite-person,every=5", "detect:ssdlite-person,every=1,pad=32"])
     ap.add_argument("--out", default="out/eval/cutout_fidelity")
     args = ap.parse_args(argv)
-    frames = open_clip(args.clip, Path(args.data), args.frames)
+    frames = np.stack(list(itertools.islice(clip_source(args.clip, Path(args.data))[1], args.frames)))
     fid = PersonFidelity(frames, args.det_every)
     rows = []
     for spec in args.masks:

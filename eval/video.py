@@ -108,17 +108,22 @@ def _ffmpeg_code(frames: np.ndarray, fps: float, lib: str, crf: int, gop: int, r
     return len(enc.stdout), out, n / secs
 
 
+def clip_source(spec: str, data: Path):
+    """(name, frame source) of ``davis:NAME`` (24 frames/s) or ``surveillance`` (the vtest clip)."""
+    if spec.startswith("davis:"):
+        name = spec.split(":", 1)[1]
+        return name, open_frames(data / "davis2016/JPEGImages/480p" / name, fps=24)
+    return "surveillance", open_frames(data / "video_surveillance/vtest_480x360_h264.avi")
+
+
 def load_clip(spec: str, frames: int):
     """(name, frames (N, H, W, 3), group maps, fps) for ``davis:NAME`` or ``surveillance``."""
     data = Path(ARGS.data)
+    name, src = clip_source(spec, data)
     if spec.startswith("davis:"):
-        name = spec.split(":", 1)[1]
-        src = open_frames(data / "davis2016/JPEGImages/480p" / name, fps=24)
         masks = (load_video_masks("detect:ssdlite-person,every=5") if ARGS.fidelity and name in ARGS.people
                  else FolderMasks(data / "davis2016/Annotations/480p" / name, {1: (0, "object")}))
     else:
-        name = "surveillance"
-        src = open_frames(data / "video_surveillance/vtest_480x360_h264.avi")
         masks = load_video_masks("detect:ssdlite-person,every=5") if ARGS.fidelity else \
             DetectorMasks(ForegroundDetector(), every=5, score=0.0)
     fr = list(itertools.islice(src, frames))

@@ -28,11 +28,11 @@ from ssc.defaults import DEFAULT_MODEL
 from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
-from ssc.video.io import open_frames
 from ssc.video.codec import BACKGROUND_GOP_FACTOR
 from ssc.video.motion import EXHAUSTIVE, WIDE, SearchTools
 
 from .report import markdown_table, run_meta, write_outputs
+from .video import clip_source
 
 #: (label, search tools, background intra period in GOPs)
 STEPS = [
@@ -45,13 +45,10 @@ STEPS = [
 
 def load(spec: str, data: Path, frames: int):
     """(name, frames, group maps, fps) of ``surveillance`` or ``davis:NAME``."""
+    name, src = clip_source(spec, data)
     if spec.startswith("davis:"):
-        name = spec.split(":", 1)[1]
-        src = open_frames(data / "davis2016/JPEGImages/480p" / name, fps=24)
         masks = FolderMasks(data / "davis2016/Annotations/480p" / name, {1: (1, "person")})
     else:
-        name = spec
-        src = open_frames(data / "video_surveillance/vtest_480x360_h264.avi")
         masks = DetectorMasks(ForegroundDetector(), every=5, score=0.0)
     fr = list(itertools.islice(src, frames))
     return name, fr, [masks(i, f) for i, f in enumerate(fr)], float(src.fps)
