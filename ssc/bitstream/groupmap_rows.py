@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import BitstreamError
 from ..models.entropy import SymbolReader, SymbolWriter
+
 _CM = constriction.stream.model
 
 # the coder's symbols and adaptive models (the compiled walk of groupmap_plan uses them too)
@@ -236,13 +237,14 @@ def encode_rows(index_map: np.ndarray, k: int, exclusive: bool = False) -> bytes
     n = plan_rows(im, k, exclusive, kinds, syms, sizes, snaps)
     key = np.where(kinds[:n] == K_RAW, -sizes[:n], sizes[:n])  # raw chunks: Uniform(size)
     bounds = np.flatnonzero(np.diff(key)) + 1
+    starts, ends = np.append(0, bounds).tolist(), np.append(bounds, n).tolist()
     coder = constriction.stream.stack.AnsCoder()
-    for a, b in zip(np.append(bounds, n)[::-1].tolist() if n else [], np.append(0, bounds)[::-1].tolist()):
-        m = int(sizes[b])
-        if key[b] < 0:
-            coder.encode_reverse(syms[b:a], _CM.Uniform(m))
-        else:  # runs of one alphabet size in one call (back to front: the stack codes in reverse)
-            coder.encode_reverse(syms[b:a], _FAMILY, np.ascontiguousarray(snaps[b:a, :m]))
+    for a, b in reversed(list(zip(starts, ends)) if n else []):  # back to front: the stack codes in reverse
+        m = int(sizes[a])
+        if key[a] < 0:
+            coder.encode_reverse(syms[a:b], _CM.Uniform(m))
+        else:  # a run of one alphabet size in one call
+            coder.encode_reverse(syms[a:b], _FAMILY, np.ascontiguousarray(snaps[a:b, :m]))
     return coder.get_compressed().astype("<u4").tobytes()
 
 
