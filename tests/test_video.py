@@ -183,6 +183,70 @@ def test_one_track_over_time_reads_only_its_bytes(clip, codec):
         assert VideoDecoder(rd, codec, labels=["box"]).tracks == [2]
 
 
+@pytest.fixture(scope="module")
+def refreshed(codec) -> bytes:
+    """moving_scene with object I entries every 2 frames and background refreshes at frames 0 and 4."""
+    frames, maps = moving_scene()
+    buf = io.BytesIO()
+    with VideoEncoder(buf, W, H, 25, codec, gop=2, background_gop=4, rate=RateControl(qp=28)) as enc:
+        for f, gm in zip(frames, maps):
+            enc.encode(f, gm)
+    return buf.getvalue()
+
+
+def test_backdrop_holds_the_background_refreshes_behind_chosen_tracks(refreshed, codec):
+    data = refreshed
+    full = list(decode_video(data, codec))
+    with VideoReader(data) as rd:
+        plain = list(VideoDecoder(rd, codec, tracks=[1]).frames(fill=128))
+        plain_read = rd.bytes_read
+    with VideoReader(data) as rd:
+        held = list(VideoDecoder(rd, codec, tracks=[1], backdrop=True).frames(fill=128))
+        held_read = rd.bytes_read
+        comp_i = sum(e.seg_len for i in (0, 4) for e in rd.frame(i).entries if e.track_id == 0)
+        comp_all = sum(e.seg_len for i in range(N) for e in rd.frame(i).entries if e.track_id == 0)
+    assert comp_i < comp_all  # the background's P entries are never read
+    assert plain_read + comp_i <= held_read <= plain_read + comp_i + 300  # + the other masks on refresh frames
+    assert [f.backdrop_from for f in held] == [0, 0, 0, 0, 4, 4, 4]
+    assert all(f.backdrop_from is None for f in plain)
+    for a, b, f in zip(held, plain, full):
+        m = f.track_map == 1
+        assert a.decoded == [1] and not a.failed and (a.track_map == b.track_map).all() and (a.image[m] == b.image[m]).all()
+    for k in (0, 4):  # at a refresh, the background is the full decode's
+        bg = full[k].track_map == 0
+        assert (held[k].image[bg] == full[k].image[bg]).all()
+    held0 = (full[0].track_map == 0) & (full[3].track_map != 1)  # frame 3 shows frame 0's background
+    assert (held[3].image[held0] == full[0].image[held0]).all()
+    hole = (full[0].track_map != 0) & (full[1].track_map != 1)  # never background yet: fill
+    assert hole.any() and (held[1].image[hole] == 128).all()
+    kept = (full[0].track_map == 0) & (full[4].track_map != 0) & (full[5].track_map != 1)  # frame 4's holes keep frame 0's
+    assert kept.any() and (held[5].image[kept] == full[0].image[kept]).all()
+    with VideoReader(data) as rd:  # from a later start: the refreshes from its random-access point on
+        late = list(VideoDecoder(rd, codec, tracks=[1], backdrop=True).frames(start=5, fill=128))
+    seen = (full[4].track_map == 0) | (full[5].track_map == 1)
+    assert [f.number for f in late] == [5, 6] and (late[0].image[seen] == held[5].image[seen]).all()
+    assert (late[0].image[kept] == 128).all()
+
+
+def test_backdrop_refresh_failure_keeps_the_older_backdrop_and_the_tracks(refreshed, codec):
+    bad = bytearray(refreshed)
+    bad[_segment_offset(refreshed, 4, 0) + 12] ^= 0xFF
+    with VideoReader(bytes(bad)) as rd:
+        held = list(VideoDecoder(rd, codec, tracks=[1], backdrop=True).frames())
+    with VideoReader(refreshed) as rd:
+        good = list(VideoDecoder(rd, codec, tracks=[1], backdrop=True).frames())
+    assert [sorted(f.failed) for f in held] == [[], [], [], [], [0], [], []]
+    assert "backdrop" in held[4].failed[0]
+    assert [f.backdrop_from for f in held] == [0, 0, 0, 0, 0, 0, 0]
+    for a, b in zip(held, good):
+        m = b.track_map == 1
+        assert a.decoded == [1] and (a.image[m] == b.image[m]).all()
+    behind = (held[5].track_map != 1) & (good[3].track_map != 1)  # still frame 0's backdrop
+    assert (held[5].image[behind] == good[3].image[behind]).all()
+    with VideoReader(refreshed) as rd:  # the complement chosen: nothing to hold
+        assert not VideoDecoder(rd, codec, tracks=[0, 1], backdrop=True).backdrop
+
+
 def test_time_range_starts_at_the_previous_i_frame(clip, codec):
     _, _, data, _, _ = clip
     full = list(decode_video(data, codec))

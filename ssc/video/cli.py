@@ -80,7 +80,7 @@ def cmd_decode_video(args: argparse.Namespace) -> int:
         if rd.scan_error:
             print(f"ssc: warning: {rd.scan_error}", file=sys.stderr)
         labels = args.labels.split(",") if args.labels else None
-        dec = VideoDecoder(rd, codec, args.tracks, labels, args.device)
+        dec = VideoDecoder(rd, codec, args.tracks, labels, args.device, backdrop=args.backdrop)
         stop = rd.num_frames if args.stop is None else args.stop
         h = rd.header
         from fractions import Fraction
@@ -181,6 +181,9 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     force_arg(d)
     selection_args(d)
     d.add_argument("--fill", type=int, default=0)
+    d.add_argument("--backdrop", action="store_true",
+                   help="show the chosen tracks over the background held from its intra refreshes (reads only "
+                        "the background's I entries) instead of --fill")
     d.add_argument("--quiet", action="store_true")
     model_args(d)
     d.set_defaults(fn=cmd_decode_video)

@@ -265,18 +265,26 @@ class VideoEncoder:
 @dataclass
 class DecodedFrame:
     number: int
-    image: np.ndarray  # (H, W, 3) uint8: decoded tracks, ``fill`` elsewhere
+    image: np.ndarray  # (H, W, 3) uint8: decoded tracks (over the held backdrop, if any), ``fill`` elsewhere
     track_map: np.ndarray  # (H, W) int32: id of the decoded track at each pixel, -1 elsewhere
     decoded: list[int]
     failed: dict[int, str]
+    backdrop_from: int | None = None  # the frame whose background refresh shows behind the tracks
 
 
 class VideoDecoder:
     """Decode chosen tracks of a stream over a frame range. Decoding starts at the nearest I-frame at or
-    before ``start``; frames before ``start`` are decoded (they are references) but not yielded."""
+    before ``start``; frames before ``start`` are decoded (they are references) but not yielded.
+
+    ``backdrop=True`` (chosen tracks without the complement) also decodes the complement track at its
+    intra refreshes only (every ``background_gop`` frames) and holds it behind the chosen tracks, each
+    refresh painting over the previous one where it has pixels. A persons-only receiver then sees its
+    people in their (stale) scene instead of on ``fill``, for the bytes of the background's I entries
+    and, on those frames, the other tracks' mask records; the background's P entries are never read.
+    """
 
     def __init__(self, reader: VideoReader, codec: LoadedCodec | None = None, tracks: Iterable[int] | None = None,
-                 labels: Iterable[str] | None = None, device: str = "cpu") -> None:
+                 labels: Iterable[str] | None = None, device: str = "cpu", backdrop: bool = False) -> None:
         self.rd = reader
         hdr = reader.header
         self.codec = codec_for_stream(hdr, codec, device)  # checks model_id and weights_id
@@ -297,8 +305,11 @@ class VideoDecoder:
         self.comp = hdr.complement_track
         # masks needed: the chosen tracks', plus every other track's when the complement is chosen
         self._need_all_masks = self.comp in chosen
+        self.backdrop = backdrop and self.comp not in chosen and self.comp in known
         self.states: dict[int, TrackState] = {}
         self.masks: dict[int, tuple[tuple[int, int, int, int], np.ndarray] | None] = {}
+        self._held: TrackState | None = None
+        self._held_from: int | None = None
 
     def _mask(self, fh: vf.FrameHeader, e: vf.Entry) -> np.ndarray:
         """The entry's mask on its box (reading its record, or reusing the previous one)."""
@@ -326,11 +337,61 @@ class VideoDecoder:
         if n == 0:  # a stream whose frames are all lost (cut before the first): nothing to decode
             return
         H, W = self.rd.header.height, self.rd.header.width
-        self.states, self.masks = {}, {}
-        for i in range(self.rd.random_access(start, self.tracks), stop):
+        self.states, self.masks, self._held, self._held_from = {}, {}, None, None
+        first = self.rd.random_access(start, self.tracks + [self.comp] if self.backdrop else self.tracks)
+        for i in range(first, stop):
             fr = self._decode_frame(self.rd.frame(i), H, W, fill)
             if i >= start:
                 yield fr
+
+    def _complement_mask(self, e: vf.Entry, full: dict[int, np.ndarray], mask_fail: dict[int, str], H: int, W: int) -> np.ndarray:
+        """The complement's mask: every pixel no other track of the frame covers."""
+        if mask_fail:
+            raise CorruptSegmentError(e.track_id, f"complement needs the masks of tracks {sorted(mask_fail)}, which failed")
+        mask = np.ones((H, W), bool)
+        for m in full.values():
+            mask &= ~m
+        if int(mask.sum()) != e.area:
+            raise CorruptSegmentError(e.track_id, "complement mask does not match its area")
+        return mask
+
+    def _reconstruct(self, fh: vf.FrameHeader, e: vf.Entry, mask: np.ndarray, st: TrackState | None):
+        """(recon, layer info) of one entry: intra from its own bytes, inter against ``st``'s references."""
+        body = self.rd.segment(fh, e)
+        if e.intra:
+            qcode, base_body, layer = _split_intra(body)
+            base = _decode_base(self.codec, base_body, mask, e.box, qcode)
+            return decode_layer(layer, mask, e.box, base=base)
+        if st is None or not st.live:
+            raise CorruptSegmentError(e.track_id, "inter entry without a decoded reference (earlier failure)")
+        r1, r2 = st.references()
+        return decode_layer(body, mask, e.box, ref_padded=r1, ref2_padded=r2)
+
+    def _refresh_backdrop(self, fh: vf.FrameHeader, e: vf.Entry, full: dict[int, np.ndarray], mask_fail: dict[int, str],
+                          H: int, W: int) -> str | None:
+        """Decode the complement's I entry into the held backdrop (``full`` / ``mask_fail``: the chosen
+        tracks' masks of the frame); the reason when it cannot be."""
+        full, fail = dict(full), dict(mask_fail)
+        for o in fh.entries:
+            if o.track_id == self.comp or o.track_id in self.tracks:
+                continue
+            if o.same_mask:
+                return None  # a mask the backdrop never read: no refresh here, the older one stays
+            try:
+                full[o.track_id] = _full_mask(self._mask(fh, o), o.box, H, W)
+            except SSCError as err:
+                fail[o.track_id] = str(err)
+        try:
+            mask = self._complement_mask(e, full, fail, H, W)
+            recon, lay = self._reconstruct(fh, e, mask, None)
+        except SSCError as err:
+            return f"backdrop (track {e.track_id}), frame {fh.number}: {err.reason if isinstance(err, CorruptSegmentError) else err}"
+        if self._held is None:
+            self._held = TrackState.empty(H, W)
+        x0, y0 = lay.region[:2]
+        masked_write(self._held.canvas, self._held.seen, np.ascontiguousarray(recon), mask, y0, x0)
+        self._held_from = fh.number
+        return None
 
     def _decode_frame(self, fh: vf.FrameHeader, H: int, W: int, fill: int) -> DecodedFrame:
         image = np.full((H, W, 3), fill, np.uint8)
@@ -352,6 +413,12 @@ class VideoDecoder:
         for tid in list(self.masks):
             if tid not in present:
                 self.masks.pop(tid)
+        if self.backdrop and (ce := present.get(self.comp)) is not None and ce.intra:
+            why = self._refresh_backdrop(fh, ce, full, mask_fail, H, W)
+            if why:
+                failed[self.comp] = why
+        if self._held is not None:
+            np.copyto(image, self._held.canvas, where=self._held.seen[..., None])
         for tid in self.tracks:
             e = present.get(tid)
             st = self.states.get(tid)
@@ -363,26 +430,8 @@ class VideoDecoder:
             try:
                 if tid in mask_fail:
                     raise CorruptSegmentError(tid, mask_fail[tid])
-                if tid == self.comp:
-                    if mask_fail:
-                        raise CorruptSegmentError(tid, f"complement needs the masks of tracks {sorted(mask_fail)}, which failed")
-                    mask = np.ones((H, W), bool)
-                    for m in full.values():
-                        mask &= ~m
-                    if int(mask.sum()) != e.area:
-                        raise CorruptSegmentError(tid, "complement mask does not match its area")
-                else:
-                    mask = full[tid]
-                body = self.rd.segment(fh, e)
-                if e.intra:
-                    qcode, base_body, layer = _split_intra(body)
-                    base = _decode_base(self.codec, base_body, mask, e.box, qcode)
-                    recon, lay = decode_layer(layer, mask, e.box, base=base)
-                else:
-                    if not st.live:
-                        raise CorruptSegmentError(tid, "inter entry without a decoded reference (earlier failure)")
-                    r1, r2 = st.references()
-                    recon, lay = decode_layer(body, mask, e.box, ref_padded=r1, ref2_padded=r2)
+                mask = self._complement_mask(e, full, mask_fail, H, W) if tid == self.comp else full[tid]
+                recon, lay = self._reconstruct(fh, e, mask, st)
             except SSCError as err:
                 st.live = False
                 failed[tid] = f"track {tid}, frame {fh.number}: {err.reason if isinstance(err, CorruptSegmentError) else err}"
@@ -392,12 +441,13 @@ class VideoDecoder:
             image[mask] = st.canvas[mask]
             tmap[mask] = tid
             decoded.append(tid)
-        return DecodedFrame(fh.number, image, tmap, decoded, failed)
+        return DecodedFrame(fh.number, image, tmap, decoded, failed, self._held_from)
 
 
 def decode_video(source: str | Path | bytes, codec: LoadedCodec | None = None, tracks: Iterable[int] | None = None,
                  labels: Iterable[str] | None = None, start: int = 0, stop: int | None = None, fill: int = 0,
-                 device: str = "cpu") -> Iterator[DecodedFrame]:
-    """Decode the chosen tracks (all by default) of frames [start, stop)."""
+                 device: str = "cpu", backdrop: bool = False) -> Iterator[DecodedFrame]:
+    """Decode the chosen tracks (all by default) of frames [start, stop), over the held background
+    refreshes with ``backdrop``."""
     with VideoReader(source) as rd:
-        yield from VideoDecoder(rd, codec, tracks, labels, device).frames(start, stop, fill)
+        yield from VideoDecoder(rd, codec, tracks, labels, device, backdrop).frames(start, stop, fill)
