@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -146,6 +147,15 @@ def test_encode_video_info_decode_video(clip_dir, zoo_env, capsys):
     m = maps[1].labels == 1
     mse = ((f1[m].astype(float) - frames[1][m]) ** 2).mean()
     assert (f1[~m] == 0).all() and 10 * np.log10(255**2 / mse) > 28
+    read = {}
+    for name, extra in (("plain", []), ("held", ["--backdrop"])):
+        capsys.readouterr()
+        assert main(["decode-video", str(t / "x.ssv"), "--labels", "ball", *extra, "-o", str(t / name), "--quiet"]) == 0
+        read[name] = int(re.search(r"read (\d+) of (\d+) bytes", capsys.readouterr().out).group(1))
+    h1 = np.asarray(Image.open(sorted((t / "held").iterdir())[1]))
+    bg = maps[0].labels == 0  # frame 1 shows frame 0's background refresh behind the ball
+    assert read["plain"] < read["held"] < (t / "x.ssv").stat().st_size
+    assert (h1[m] == f1[m]).all() and np.abs(h1[bg & ~m].astype(float) - frames[0][bg & ~m]).mean() < 12
     assert main(["decode-video", str(t / "x.ssv"), "-o", str(t / "all.mkv"), "--quiet"]) == 0
     assert len(list(open_frames(t / "all.mkv"))) == 5
     # bad input: one line, non-zero

@@ -25,7 +25,7 @@ from ..masks import GroupMap
 from ..models.zoo import LoadedCodec
 from . import format as vf
 from .kernels import masked_write
-from .motion import EXHAUSTIVE, MB, SearchTools, pad_reference
+from .motion import EXHAUSTIVE, MARGIN, MB, SearchTools, pad_reference
 
 #: the encoder's default speed tools (measured against EXHAUSTIVE by ssc.eval.video_speed)
 FAST = SearchTools()
@@ -278,9 +278,12 @@ class VideoDecoder:
 
     ``backdrop=True`` (chosen tracks without the complement) also decodes the complement track at its
     intra refreshes only (every ``background_gop`` frames) and holds it behind the chosen tracks, each
-    refresh painting over the previous one where it has pixels. A persons-only receiver then sees its
-    people in their (stale) scene instead of on ``fill``, for the bytes of the background's I entries
-    and, on those frames, the other tracks' mask records; the background's P entries are never read.
+    refresh painting over the previous one where it has pixels; pixels no refresh has held yet (where
+    objects stood) are padded from the held ones as references are (:func:`pad_reference`), ``fill``
+    only before the first refresh. A persons-only receiver then sees its people in their (stale) scene
+    instead of on ``fill`` -- a person detector finds far more of them there (``eval/cutout_fidelity``)
+    -- for the bytes of the background's I entries and, on those frames, the other tracks' mask
+    records; the background's P entries are never read.
     """
 
     def __init__(self, reader: VideoReader, codec: LoadedCodec | None = None, tracks: Iterable[int] | None = None,
@@ -308,8 +311,9 @@ class VideoDecoder:
         self.backdrop = backdrop and self.comp not in chosen and self.comp in known
         self.states: dict[int, TrackState] = {}
         self.masks: dict[int, tuple[tuple[int, int, int, int], np.ndarray] | None] = {}
-        self._held: TrackState | None = None
+        self._held: TrackState | None = None  # the refreshes so far: canvas and which pixels they held
         self._held_from: int | None = None
+        self._backdrop: np.ndarray | None = None  # the held canvas, padded where nothing was held
 
     def _mask(self, fh: vf.FrameHeader, e: vf.Entry) -> np.ndarray:
         """The entry's mask on its box (reading its record, or reusing the previous one)."""
@@ -337,7 +341,7 @@ class VideoDecoder:
         if n == 0:  # a stream whose frames are all lost (cut before the first): nothing to decode
             return
         H, W = self.rd.header.height, self.rd.header.width
-        self.states, self.masks, self._held, self._held_from = {}, {}, None, None
+        self.states, self.masks, self._held, self._held_from, self._backdrop = {}, {}, None, None, None
         first = self.rd.random_access(start, self.tracks + [self.comp] if self.backdrop else self.tracks)
         for i in range(first, stop):
             fr = self._decode_frame(self.rd.frame(i), H, W, fill)
@@ -391,6 +395,7 @@ class VideoDecoder:
         x0, y0 = lay.region[:2]
         masked_write(self._held.canvas, self._held.seen, np.ascontiguousarray(recon), mask, y0, x0)
         self._held_from = fh.number
+        self._backdrop = pad_reference(self._held.canvas, self._held.seen)[MARGIN:-MARGIN, MARGIN:-MARGIN]
         return None
 
     def _decode_frame(self, fh: vf.FrameHeader, H: int, W: int, fill: int) -> DecodedFrame:
@@ -417,8 +422,8 @@ class VideoDecoder:
             why = self._refresh_backdrop(fh, ce, full, mask_fail, H, W)
             if why:
                 failed[self.comp] = why
-        if self._held is not None:
-            np.copyto(image, self._held.canvas, where=self._held.seen[..., None])
+        if self._backdrop is not None:
+            image[:] = self._backdrop
         for tid in self.tracks:
             e = present.get(tid)
             st = self.states.get(tid)
