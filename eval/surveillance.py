@@ -6,8 +6,9 @@ flat), the track table, and the bytes a one-track decode reads. The process's on
 compiled loops loaded, the detector's and the codec's first runs) is timed apart on the first two
 frames, with a throwaway encoder and mask source, and reported beside the steady-state rates. Person
 fidelity over the whole clip (untimed): the person detector on every ``--fid-every``-th frame of the
-full decode and of the persons-only decode, scored as in ``eval/video.py`` against its detections
-at score >= 0.5 on the original frames.
+full decode, of the persons-only decode and of the persons-only decode over the held background
+(``backdrop``: the background's intra refreshes only), scored as in ``eval/video.py`` against its
+detections at score >= 0.5 on the original frames, with the bits each decode reads.
 Run: ``python -m ssc.eval.surveillance --out out/eval/surveillance``.
 """
 from __future__ import annotations
@@ -61,13 +62,15 @@ def fidelity(path: Path, codec, video: str, every: int, full: dict) -> dict:
         n, comp = rd.num_frames, rd.header.complement_track
         objs = sorted(t for t in rd.index.tracks if t != comp)
     fid = PersonFidelity(np.stack([f for i, f in enumerate(itertools.islice(open_frames(video), n)) if i % every == 0]), 1)
-    persons, regions = {}, {}
-    with VideoReader(path) as rd:
-        for df in VideoDecoder(rd, codec, tracks=objs).frames(fill=FILL):
-            if df.number % every == 0:
-                persons[df.number // every], regions[df.number // every] = df.image, track_boxes(df.track_map, df.decoded)
-    return {"every": every, "persons_in_originals": fid.objects, "full_decode": fid.ap(full),
-            "persons_only": fid.ap(persons, regions)}
+    out = {"every": every, "persons_in_originals": fid.objects, "full_decode": fid.ap(full)}
+    for key, backdrop in (("persons_only", False), ("persons_backdrop", True)):
+        persons, regions = {}, {}
+        with VideoReader(path) as rd:
+            for df in VideoDecoder(rd, codec, tracks=objs, backdrop=backdrop).frames(fill=FILL):
+                if df.number % every == 0:
+                    persons[df.number // every], regions[df.number // every] = df.image, track_boxes(df.track_map, df.decoded)
+            out[key], out[f"{key}_bytes"] = fid.ap(persons, regions), rd.bytes_read
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     for t in tracks[:3]:
         t0 = time.perf_counter()
         with VideoReader(path) as rd:
-            frames = list(VideoDecoder(rd, codec, tracks=[t.track_id]).frames(rd.intra_start(t.first), t.last + 1))
+            frames = list(VideoDecoder(rd, codec, tracks=[t.track_id]).frames(t.first, t.last + 1))
             one.append({"track": t.track_id, "frames": [t.first, t.last], "decoded_frames": len(frames),
                         "bytes_read": rd.bytes_read, "track_bytes": t.bytes, "stream_bytes": rd.size,
                         "fps": len(frames) / (time.perf_counter() - t0)})
@@ -142,8 +145,11 @@ def main(argv: list[str] | None = None) -> None:
                             [[n, res["tracks"], res["tracks_10_frames_or_more"], res["track_frames_median"], args.kbps,
                               res["achieved_kbps"], res["mask_fps"], res["encode_fps"], res["pipeline_fps"], res["decode_fps"], startup]])
     if fid:
+        kb = {k: 8 * fid[f"{k}_bytes"] / 1000 / secs for k in ("persons_only", "persons_backdrop")}
         lines += ["", f"person fidelity AP over the clip (every {fid['every']}th frame, {fid['persons_in_originals']} persons "
-                  f"in the originals): full decode {fid['full_decode']:.1f}, persons-only decode {fid['persons_only']:.1f}"]
+                  f"in the originals): full decode {fid['full_decode']:.1f} ({res['achieved_kbps']:.1f} kbit/s), "
+                  f"persons-only decode {fid['persons_only']:.1f} ({kb['persons_only']:.1f} kbit/s read), "
+                  f"persons over the held background {fid['persons_backdrop']:.1f} ({kb['persons_backdrop']:.1f} kbit/s read)"]
     lines += ["", "peak RSS (MB) after N frames: " + ", ".join(f"{k}: {v:.0f}" for k, v in rss), ""]
     lines += markdown_table(["track", "frames", "bytes read", "track bytes", "stream bytes", "share read", "decode fps"],
                             [[o["track"], f"{o['frames'][0]}-{o['frames'][1]}", o["bytes_read"], o["track_bytes"],

@@ -19,7 +19,9 @@ range are reported as n/a). Run: ``python -m ssc.eval.video --out out/eval/video
 every ``--det-every``-th decoded frame of every operating point; its detections are scored (COCO
 bbox AP, pycocotools) against its own detections at score >= 0.5 on the original frames. For ssc
 also the persons-only decode (the object tracks only, the rest mid-grey; detections mostly on grey
-dropped: a detection counts where it lies mostly inside a decoded track's box). The tracks of the
+dropped: a detection counts where it lies mostly inside a decoded track's box), and the persons-only
+decode over the held background (``backdrop``: the background's intra refreshes only, every
+``--background-gop`` frames; its bits are every byte that decoder reads). The tracks of the
 surveillance clip and of the DAVIS sequences with people (``--people``) then come from the same
 detector (``detect:ssdlite-person``, :class:`ssc.masks.track.PersonTracks`), so the objects are the
 people the detector sees: DAVIS annotates one person per sequence, and breakdance's audience would
@@ -63,6 +65,8 @@ class Point:
     object_dec_fps: float | None = None
     fidelity: float | None = None  # person detector on the full decode vs its detections on the originals
     fidelity_objects_only: float | None = None  # ssc: on the persons-only decode
+    backdrop_kbps: float | None = None  # ssc: persons-only over the held background refreshes
+    fidelity_backdrop: float | None = None
 
 
 def _psnr(mse: float) -> float:
@@ -121,10 +125,10 @@ def load_clip(spec: str, frames: int):
     data = Path(ARGS.data)
     name, src = clip_source(spec, data)
     if spec.startswith("davis:"):
-        masks = (load_video_masks("detect:ssdlite-person,every=5") if ARGS.fidelity and name in ARGS.people
+        masks = (load_video_masks(ARGS.person_masks) if ARGS.fidelity and name in ARGS.people
                  else FolderMasks(data / "davis2016/Annotations/480p" / name, {1: (0, "object")}))
     else:
-        masks = load_video_masks("detect:ssdlite-person,every=5") if ARGS.fidelity else \
+        masks = load_video_masks(ARGS.person_masks) if ARGS.fidelity else \
             DetectorMasks(ForegroundDetector(), every=5, score=0.0)
     fr = list(itertools.islice(src, frames))
     maps = [masks(i, f) for i, f in enumerate(fr)]
@@ -165,10 +169,11 @@ class PersonFidelity:
         return ev.evaluate()["bbox_AP"]
 
 
-def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int):
+def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int,
+                background_gop: int | None = None):
     """(stream bytes, encoder summary) of a clip held in memory, at constant ``qp``."""
     buf = io.BytesIO()
-    with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec, gop=gop,
+    with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec, gop=gop, background_gop=background_gop,
                       rate=RateControl(qp=qp, roi_offset=roi_offset)) as enc:
         for f, gm in zip(frames, maps):
             enc.encode(f, gm)
@@ -190,7 +195,7 @@ def track_boxes(track_map: np.ndarray, tracks: list[int]) -> np.ndarray:
 def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid: PersonFidelity | None = None) -> Point:
     from ssc.analyze import FILL
 
-    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, ARGS.roi_offset)
+    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, ARGS.roi_offset, ARGS.background_gop)
     err = _Err()
     full, objects, regions = {}, {}, {}
     t0 = time.perf_counter()
@@ -212,9 +217,15 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
         for i in range(len(frames)):
             objects.setdefault(i, np.full_like(frames[i], FILL))
             regions.setdefault(i, np.zeros(frames.shape[1:3], bool))
+    held, held_bytes = {}, None
+    if fid and objs:
+        with VideoReader(data) as rd:
+            held = {df.number: df.image for df in VideoDecoder(rd, codec, tracks=objs, backdrop=True).frames(fill=FILL)}
+            held_bytes = rd.bytes_read
     return Point(name, "ssc", f"qp {qp}", 8 * len(data) / 1000 / secs, 8 * obj_bytes / 1000 / secs, po, pb,
                  len(frames) / summ.seconds, len(frames) / dec_s, len(frames) / obj_s if objs else None,
-                 fid.ap(full) if fid else None, fid.ap(objects, regions) if (fid and objs) else None)
+                 fid.ap(full) if fid else None, fid.ap(objects, regions) if (fid and objs) else None,
+                 8 * held_bytes / 1000 / secs if held_bytes else None, fid.ap(held, regions) if held else None)
 
 
 def run_anchor(name: str, frames: np.ndarray, maps, fps: float, lib: str, crf: int, roi, fid: PersonFidelity | None = None) -> Point:
@@ -271,14 +282,17 @@ def evaluate(spec: str, codec) -> tuple[list[Point], list[dict]]:
     for p in pts:
         if p.codec == "ssc":
             a, b = rate_at(roi265, p.psnr_object), rate_at(plain265, p.psnr_object)
-            f = p.fidelity_objects_only
+            f, fb = p.fidelity_objects_only, p.fidelity_backdrop
             fa = rate_at_fidelity(roi265, f) if f is not None else None
+            fba = rate_at_fidelity(roi265, fb) if fb is not None else None
             heads.append({"seq": name, "setting": p.setting, "psnr_object": p.psnr_object, "object_kbps": p.object_kbps,
                           "x265_roi_kbps": a, "ratio_vs_x265_roi": p.object_kbps / a if a else None,
                           "x265_kbps": b, "ratio_vs_x265": p.object_kbps / b if b else None,
                           "object_area": float(np.mean([(gm.labels != 0).mean() for gm in maps])),
                           "fidelity_objects_only": f, "fidelity_objects": fid.objects if fid else None,
-                          "x265_roi_kbps_at_fidelity": fa, "fidelity_ratio_vs_x265_roi": p.object_kbps / fa if fa else None})
+                          "x265_roi_kbps_at_fidelity": fa, "fidelity_ratio_vs_x265_roi": p.object_kbps / fa if fa else None,
+                          "fidelity_backdrop": fb, "backdrop_kbps": p.backdrop_kbps, "x265_roi_kbps_at_backdrop_fidelity": fba,
+                          "backdrop_ratio_vs_x265_roi": p.backdrop_kbps / fba if fba else None})
     return pts, heads
 
 
@@ -305,6 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clips", default="davis:car-shadow,davis:breakdance,davis:car-roundabout,davis:parkour,surveillance")
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--gop", type=int, default=16)
+    ap.add_argument("--background-gop", type=int, default=None, help="the background's I-frame period (default 4x --gop)")
+    ap.add_argument("--person-masks", default="detect:ssdlite-person,every=5",
+                    help="the person tracks of the surveillance clip and the --people sequences (fidelity runs)")
     ap.add_argument("--qps", type=lambda s: [int(v) for v in s.split(",")], default=[26, 32, 38])
     ap.add_argument("--crfs", type=lambda s: [int(v) for v in s.split(",")], default=[22, 28, 34, 40, 46, 51])
     ap.add_argument("--roi-offset", type=int, default=6)
@@ -324,10 +341,11 @@ def main(argv: list[str] | None = None) -> None:
         points += p
         heads += h
     rows = [[p.seq, p.codec, p.setting, p.kbps, p.object_kbps, p.psnr_object, p.psnr_background, p.enc_fps, p.dec_fps,
-             p.object_dec_fps, p.fidelity, p.fidelity_objects_only] for p in points]
+             p.object_dec_fps, p.fidelity, p.fidelity_objects_only, p.backdrop_kbps, p.fidelity_backdrop] for p in points]
     lines = ["## SSVC vs x264 / x265 (object PSNR = PSNR over object pixels, RGB)", ""]
     lines += markdown_table(["seq", "codec", "setting", "kbit/s", "object-only kbit/s", "PSNR obj", "PSNR bg",
-                             "enc fps", "dec fps", "obj dec fps", "person fidelity AP", "fidelity, persons-only"], rows)
+                             "enc fps", "dec fps", "obj dec fps", "person fidelity AP", "fidelity, persons-only",
+                             "persons + held background kbit/s", "fidelity, persons + held background"], rows)
     lines += ["", "## Target: ssc object-only bits / x265-ROI bits at equal object PSNR (<= 0.5)", ""]
     lines += markdown_table(["seq", "ssc", "PSNR obj", "object area", "ssc obj kbit/s", "x265-ROI kbit/s", "ratio",
                              "x265 kbit/s", "ratio vs x265"],
@@ -338,6 +356,11 @@ def main(argv: list[str] | None = None) -> None:
                              "ratio"],
                             [[h["seq"], h["setting"], h["fidelity_objects_only"], h["object_kbps"], h["x265_roi_kbps_at_fidelity"],
                               h["fidelity_ratio_vs_x265_roi"]] for h in heads if h["fidelity_objects_only"] is not None])
+    lines += ["", "## The same target for persons over the held background (backdrop decode)", ""]
+    lines += markdown_table(["seq", "ssc", "fidelity", "kbit/s read", "x265-ROI kbit/s at that fidelity", "ratio"],
+                            [[h["seq"], h["setting"], h["fidelity_backdrop"], h["backdrop_kbps"],
+                              h["x265_roi_kbps_at_backdrop_fidelity"], h["backdrop_ratio_vs_x265_roi"]]
+                             for h in heads if h["fidelity_backdrop"] is not None])
     out = write_outputs(ARGS.out, "video", {"meta": run_meta(**{k: v for k, v in vars(ARGS).items()}),
                                             "points": [asdict(p) for p in points], "target": heads}, lines)
     plot(points, out)
