@@ -193,6 +193,8 @@ def test_action_head_on_a_partially_decoded_clip(clip_dir, zoo_env, tmp_path):
                            "--model", "test-small", "--quiet"]])
     clip, tracks, read, size, failed = decode_clip(str(t / "x.ssv"), tracks=[1])
     assert clip.shape == (5, 90, 150, 3) and tracks == [1] and read < size and not failed
+    held, _, held_read, _, _ = decode_clip(str(t / "x.ssv"), tracks=[1], backdrop=True)
+    assert held.shape == clip.shape and read < held_read < size and (held != clip).any()
     head = VideoClassifier("r3d_18", labels=["a", "b", "c"], random_init=True, top_k=2)
     p = head.predict(clip)
     assert len(p.labels) == 2 and abs(p.probs.sum() - 1) < 1e-5 and p.feature.shape == (512,)
@@ -207,3 +209,6 @@ def test_action_head_on_a_partially_decoded_clip(clip_dir, zoo_env, tmp_path):
                  "--label-map", str(tmp_path / "labels.txt"), "-o", str(tmp_path / "r.json")]) == 0
     res = json.loads((tmp_path / "r.json").read_text())
     assert res["tracks"] == [1] and res["top_k"][0]["label"] == p.labels[0]
+    assert main(["analyze-video", str(t / "x.ssv"), "--tracks", "1", "--backdrop", "--action-weights",
+                 str(tmp_path / "w.pth"), "-o", str(tmp_path / "r2.json")]) == 0
+    assert json.loads((tmp_path / "r2.json").read_text())["bytes_read"] > res["bytes_read"]

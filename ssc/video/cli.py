@@ -97,15 +97,15 @@ def cmd_decode_video(args: argparse.Namespace) -> int:
 
 
 def decode_clip(stream: str, tracks=None, labels=None, start: int = 0, stop: int | None = None, device: str = "cpu",
-                codec=None):
+                codec=None, backdrop: bool = False):
     """(T, H, W, 3) uint8 clip of the chosen tracks over [start, stop), the reader's byte count and the
-    stream size (frames outside the chosen tracks are black)."""
+    stream size (frames outside the chosen tracks are black, or the held background with ``backdrop``)."""
     import numpy as np
 
     from . import VideoDecoder, VideoReader
 
     with VideoReader(stream) as rd:
-        dec = VideoDecoder(rd, codec, tracks, labels, device)
+        dec = VideoDecoder(rd, codec, tracks, labels, device, backdrop)
         frames, failed = [], {}
         for fr in dec.frames(start, stop):
             frames.append(fr.image)
@@ -121,7 +121,7 @@ def cmd_analyze_video(args: argparse.Namespace) -> int:
     head = VideoClassifier(args.action_model, args.action_weights, args.label_map, device=args.device)
     t0 = time.perf_counter()
     clip, tracks, read, size, failed = decode_clip(args.stream, args.tracks, args.labels.split(",") if args.labels else None,
-                                                   args.start, args.stop, args.device)
+                                                   args.start, args.stop, args.device, backdrop=args.backdrop)
     t1 = time.perf_counter()
     pred = head.predict(clip)
     t2 = time.perf_counter()
@@ -155,6 +155,9 @@ def add_video_commands(sub, model_args, ids_type) -> None:
         sp.add_argument("--labels", default=None, help="comma-separated track labels")
         sp.add_argument("--start", type=int, default=0, help="first frame (decoding starts where the chosen tracks were last coded intra)")
         sp.add_argument("--stop", type=int, default=None, help="frame after the last")
+        sp.add_argument("--backdrop", action="store_true",
+                        help="show the chosen tracks over the background held from its intra refreshes (reads only "
+                             "the background's I entries) instead of a flat fill")
 
     e = sub.add_parser("encode-video", help="encode a video (file or folder of frames) with per-frame group masks")
     e.add_argument("video")
@@ -181,9 +184,6 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     force_arg(d)
     selection_args(d)
     d.add_argument("--fill", type=int, default=0)
-    d.add_argument("--backdrop", action="store_true",
-                   help="show the chosen tracks over the background held from its intra refreshes (reads only "
-                        "the background's I entries) instead of --fill")
     d.add_argument("--quiet", action="store_true")
     model_args(d)
     d.set_defaults(fn=cmd_decode_video)
