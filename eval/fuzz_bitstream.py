@@ -147,7 +147,8 @@ def fuzz_bodies(models: list[str], seconds: float | None, rng: np.random.Generat
 
 
 def _video_seed(model: str) -> bytes:
-    """A 6-frame SSVC stream of a moving textured square over a panning background (3 tracks, GOP 3)."""
+    """A 6-frame SSVC stream of a moving textured square over a panning background (3 tracks, GOP 3,
+    the background refreshed at frames 0 and 3)."""
     import io
 
     from ssc.masks import GroupMap
@@ -158,7 +159,7 @@ def _video_seed(model: str) -> bytes:
     rng = np.random.default_rng(1)
     bg = rng.integers(0, 256, (80, 140, 3), dtype=np.uint8)
     buf = io.BytesIO()
-    with VideoEncoder(buf, 120, 80, 25, codec, gop=3, rate=RateControl(qp=30)) as enc:
+    with VideoEncoder(buf, 120, 80, 25, codec, gop=3, background_gop=3, rate=RateControl(qp=30)) as enc:
         for t in range(6):
             f = np.ascontiguousarray(bg[:, 2 * t : 2 * t + 120])
             lab = np.zeros((80, 120), np.int32)
@@ -215,8 +216,9 @@ def mutate_video(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 def fuzz_video(model: str, seconds: float | None, max_seconds: float, rng: np.random.Generator, count: int | None = None) -> dict:
-    """Decode every frame of damaged SSVC streams: each outcome must be a refused stream or frames
-    whose damaged tracks are reported, never another exception or a hang."""
+    """Decode every frame of damaged SSVC streams, all tracks and then track 1 over the held background
+    (``backdrop``): each outcome must be a refused stream or frames whose damaged tracks are reported,
+    never another exception or a hang."""
     from ssc.models.zoo import load_codec
     from ssc.video import decode_video
 
@@ -230,6 +232,7 @@ def fuzz_video(model: str, seconds: float | None, max_seconds: float, rng: np.ra
         t0 = time.perf_counter()
         try:
             failed = sum(len(f.failed) for f in decode_video(blob, codec))
+            failed += sum(len(f.failed) for f in decode_video(blob, codec, tracks=[1], backdrop=True))
             res = "tracks failed" if failed else "clean"
         except SSCError:
             res = "refused"

@@ -310,12 +310,13 @@ def test_bad_inputs_get_clear_errors(clip, codec, tmp_path):
         VideoReader(bytes(bad))
 
 
-def test_mutated_streams_never_crash(clip, codec):
+@pytest.mark.parametrize("backdrop", [False, True])
+def test_mutated_streams_never_crash(clip, refreshed, codec, backdrop):
     """Parser + decoder fuzz: random byte flips, cuts and insertions raise SSCError or are reported per
-    track; nothing else escapes."""
-    _, _, data, _, _ = clip
-    rng = np.random.default_rng(7)
-    for _ in range(60):
+    track; nothing else escapes. With ``backdrop``: one track over the background's refreshes."""
+    data = refreshed if backdrop else clip[2]
+    rng = np.random.default_rng(8 if backdrop else 7)
+    for _ in range(40 if backdrop else 60):
         b = bytearray(data)
         for _ in range(int(rng.integers(1, 4))):
             op, pos = rng.integers(0, 3), int(rng.integers(0, len(b)))
@@ -326,7 +327,7 @@ def test_mutated_streams_never_crash(clip, codec):
             else:
                 b[pos:pos] = rng.integers(0, 256, int(rng.integers(1, 20)), dtype=np.uint8).tobytes()
         try:
-            for _f in decode_video(bytes(b), codec):
+            for _f in decode_video(bytes(b), codec, tracks=[1] if backdrop else None, backdrop=backdrop):
                 pass
         except SSCError:
             pass
