@@ -8,7 +8,9 @@ frames, with a throwaway encoder and mask source, and reported beside the steady
 fidelity over the whole clip (untimed): the person detector on every ``--fid-every``-th frame of the
 full decode, of the persons-only decode and of the persons-only decode over the held background
 (``backdrop``: the background's intra refreshes only), scored as in ``eval/video.py`` against its
-detections at score >= 0.5 on the original frames, with the bits each decode reads.
+detections at score >= 0.5 on the original frames, with the bits each decode reads; x265, plain and
+with ``addroi`` on the union of the person boxes, at a CRF ladder over the same clip, and the
+persons-only streams' bits against x265-roi's at equal fidelity (the issue's target).
 Run: ``python -m ssc.eval.surveillance --out out/eval/surveillance``.
 """
 from __future__ import annotations
@@ -48,20 +50,29 @@ def warm_up(video: str, spec: str, codec, gop: int) -> float:
     return time.perf_counter() - t
 
 
-def fidelity(path: Path, codec, video: str, every: int, full: dict) -> dict:
-    """Person fidelity AP of the full and the persons-only decode of the stream at ``path`` over the
-    whole clip (every ``every``-th frame), against the detector on the original frames. ``full``: the
-    full decode's frames number // every for those frames (kept by the timed decode, not decoded again)."""
+def fidelity(path: Path, codec, video: str, every: int, full: dict, crfs: list[int], gop: int) -> dict:
+    """Person fidelity AP of the full and the persons-only decodes of the stream at ``path`` over the
+    whole clip (every ``every``-th frame), against the detector on the original frames, with the
+    bytes each decode reads; and of x265, plain and with ``addroi`` on the union of the person boxes,
+    at ``crfs`` (the anchors, GOP ``gop``). ``full``: the full decode's frames number // every for
+    those frames (kept by the timed decode, not decoded again)."""
+    from types import SimpleNamespace
+
     import numpy as np
 
     from ssc.analyze import FILL
 
-    from .video import PersonFidelity, track_boxes
+    from .video import PersonFidelity, _ffmpeg_code, rate_at_fidelity, track_boxes
 
     with VideoReader(path) as rd:
         n, comp = rd.num_frames, rd.header.complement_track
         objs = sorted(t for t in rd.index.tracks if t != comp)
-    fid = PersonFidelity(np.stack([f for i, f in enumerate(itertools.islice(open_frames(video), n)) if i % every == 0]), 1)
+        boxes = np.array([e.box for i in range(n) for e in rd.frame(i).entries if e.track_id != comp]).reshape(-1, 4)
+        fps = rd.header.fps_num / rd.header.fps_den
+    src = open_frames(video)
+    clip = np.stack(list(itertools.islice(src, n)))
+    secs = n / fps
+    fid = PersonFidelity(clip[::every], 1)
     out = {"every": every, "persons_in_originals": fid.objects, "full_decode": fid.ap(full)}
     for key, backdrop in (("persons_only", False), ("persons_backdrop", True)):
         persons, regions = {}, {}
@@ -69,7 +80,23 @@ def fidelity(path: Path, codec, video: str, every: int, full: dict) -> dict:
             for df in VideoDecoder(rd, codec, tracks=objs, backdrop=backdrop).frames(fill=FILL):
                 if df.number % every == 0:
                     persons[df.number // every], regions[df.number // every] = df.image, track_boxes(df.track_map, df.decoded)
-            out[key], out[f"{key}_bytes"] = fid.ap(persons, regions), rd.bytes_read
+            out[key], out[f"{key}_kbps"] = fid.ap(persons, regions), 8 * rd.bytes_read / 1000 / secs
+    roi = None
+    if len(boxes):
+        x0, y0 = boxes[:, :2].min(0) // 2 * 2
+        x1, y1 = boxes[:, 2:].max(0)
+        roi = (int(x0), int(y0), int(x1 + x1 % 2), int(y1 + y1 % 2))
+    anchors = []
+    for r in ([None, roi] if roi else [None]):
+        for crf in tqdm(crfs, desc="x265-roi" if r else "x265", unit="encode"):
+            nbytes, dec, _ = _ffmpeg_code(clip, fps, "libx265", crf, gop, r, -0.3)
+            anchors.append({"codec": "x265-roi" if r else "x265", "crf": crf, "kbps": 8 * nbytes / 1000 / secs,
+                            "fidelity": fid.ap({k: dec[k * every] for k in range(len(fid.ids))})})
+    out["anchors"], out["roi"] = anchors, roi
+    pts = [SimpleNamespace(**a) for a in anchors if a["codec"] == "x265-roi"]
+    for key in ("persons_only", "persons_backdrop"):
+        at = rate_at_fidelity(pts, out[key]) if out[key] is not None else None
+        out[f"{key}_x265_roi_kbps"], out[f"{key}_ratio"] = at, out[f"{key}_kbps"] / at if at else None
     return out
 
 
@@ -84,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--masks", default="detect:foreground,every=5",
                     help="video mask source: detect:foreground[,every=N] or detect:ssdlite-person[,every=N][,timeout=T]")
     ap.add_argument("--fid-every", type=int, default=10, help="person fidelity: every N-th frame (0: skip)")
+    ap.add_argument("--anchor-crfs", type=lambda v: [int(c) for c in v.split(",") if c], default=[28, 34, 40, 46, 51],
+                    help="person fidelity: x265 (plain and addroi) at these CRFs over the whole clip (empty: none)")
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -132,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
                         "bytes_read": rd.bytes_read, "track_bytes": t.bytes, "stream_bytes": rd.size,
                         "fps": len(frames) / (time.perf_counter() - t0)})
     lengths = sorted(t.last - t.first + 1 for t in tracks)
-    fid = fidelity(path, codec, args.video, args.fid_every, full) if args.fid_every else None
+    fid = fidelity(path, codec, args.video, args.fid_every, full, args.anchor_crfs, args.gop) if args.fid_every else None
     res = {"frames": n, "size": [src.width, src.height], "fps_video": float(src.fps), "target_kbps": args.kbps,
            "achieved_kbps": 8 * summ.bytes / 1000 / secs, "tracks": len(summ.tracks) - 1, "masks": args.masks,
            "track_frames_median": lengths[len(lengths) // 2] if lengths else 0,
@@ -145,11 +174,13 @@ def main(argv: list[str] | None = None) -> None:
                             [[n, res["tracks"], res["tracks_10_frames_or_more"], res["track_frames_median"], args.kbps,
                               res["achieved_kbps"], res["mask_fps"], res["encode_fps"], res["pipeline_fps"], res["decode_fps"], startup]])
     if fid:
-        kb = {k: 8 * fid[f"{k}_bytes"] / 1000 / secs for k in ("persons_only", "persons_backdrop")}
-        lines += ["", f"person fidelity AP over the clip (every {fid['every']}th frame, {fid['persons_in_originals']} persons "
-                  f"in the originals): full decode {fid['full_decode']:.1f} ({res['achieved_kbps']:.1f} kbit/s), "
-                  f"persons-only decode {fid['persons_only']:.1f} ({kb['persons_only']:.1f} kbit/s read), "
-                  f"persons over the held background {fid['persons_backdrop']:.1f} ({kb['persons_backdrop']:.1f} kbit/s read)"]
+        lines += ["", f"## Person fidelity AP over the clip (every {fid['every']}th frame, {fid['persons_in_originals']} "
+                  "persons in the originals)", ""]
+        rows = [["ssc full decode", res["achieved_kbps"], fid["full_decode"], None, None]]
+        rows += [[f"ssc {name}", fid[f"{k}_kbps"], fid[k], fid[f"{k}_x265_roi_kbps"], fid[f"{k}_ratio"]]
+                 for k, name in (("persons_only", "persons-only"), ("persons_backdrop", "persons + held background"))]
+        rows += [[f"{a['codec']} crf {a['crf']}", a["kbps"], a["fidelity"], None, None] for a in fid["anchors"]]
+        lines += markdown_table(["decode", "kbit/s read", "fidelity AP", "x265-roi kbit/s at that fidelity", "ratio"], rows)
     lines += ["", "peak RSS (MB) after N frames: " + ", ".join(f"{k}: {v:.0f}" for k, v in rss), ""]
     lines += markdown_table(["track", "frames", "bytes read", "track bytes", "stream bytes", "share read", "decode fps"],
                             [[o["track"], f"{o['frames'][0]}-{o['frames'][1]}", o["bytes_read"], o["track_bytes"],
