@@ -11,7 +11,11 @@
 * a confident detection matched to no track opens a tentative track, which becomes a group only
   once a second detection confirms it (so a single false detection costs no bits), or at once when its
   score reaches ``confirm`` (so a clearly seen person is coded from its first detection, not ``every``
-  frames later: a persons-only decode would miss it until then); a track missed at a detection frame coasts on its
+  frames later: a persons-only decode would miss it until then); with ``recheck`` (and ``every`` > 1) a
+  tentative track is checked on the next frame by the detector on a crop around it (its box plus
+  ``recheck_margin`` box sides each way, which also enlarges a small person for the detector's fixed
+  input) and confirmed there if the crop holds a detection of score >= ``score`` overlapping it (IoU
+  >= 0.3): one detector call per new, weakly seen person instead of ``every`` frames' wait; a track missed at a detection frame coasts on its
   prediction (its velocity halved at each miss) and survives short occlusions and misses; after
   ``timeout`` frames without a match it ends, a track matched only once (perhaps a false detection)
   after ``every`` frames; ids are never reused;
@@ -76,6 +80,8 @@ class TrackerStats:
     """What the tracker did over a clip (for reports)."""
 
     detections: int = 0  # confident ones
+    rechecks: int = 0  # crop detections of tentative tracks
+    confirmed_by_recheck: int = 0
     tracks_opened: int = 0  # tentative tracks included
     tracks_ended: int = 0
     lengths: dict[int, tuple[int, int]] = field(default_factory=dict)  # id -> (first, last frame of a match)
@@ -87,10 +93,11 @@ class PersonTracks:
 
     def __init__(self, detector, every: int = 5, score: float = 0.5, pad: int = 8, timeout: int = 30,
                  min_iou: float = 0.1, w_app: float = 0.5, max_app: float = 0.6, low: float = 0.25,
-                 confirm: float = 0.8) -> None:
+                 confirm: float = 0.8, recheck: bool = False, recheck_margin: float = 0.5) -> None:
         if every < 1:
             raise ValueError("every must be >= 1")
         self.confirm = max(confirm, score)
+        self.recheck, self.recheck_margin = recheck, recheck_margin
         self.detector, self.every, self.score, self.pad, self.timeout = detector, every, score, pad, timeout
         self.low = min(low, score)
         self.min_iou, self.w_app, self.max_app = min_iou, w_app, max_app
@@ -147,6 +154,26 @@ class PersonTracks:
                 self.stats.tracks_opened += 1
                 self.stats.lengths[t.track_id] = (index, index)
 
+    def _recheck(self, frame: np.ndarray, index: int) -> None:
+        """Confirm the tentative tracks opened at the previous frame that a crop detection sees again."""
+        h, w = frame.shape[:2]
+        for t in self.tracks:
+            if t.hits != 1 or t.last_seen != index - 1:
+                continue
+            x0, y0, x1, y1 = t.box
+            side, cx, cy = max(x1 - x0, y1 - y0) * (1 + 2 * self.recheck_margin), (x0 + x1) / 2, (y0 + y1) / 2
+            a, b = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+            c, d = int(min(w, np.ceil(cx + side / 2))), int(min(h, np.ceil(cy + side / 2)))
+            if c - a < 8 or d - b < 8:
+                continue
+            inst = self.detector.predict(frame[b:d, a:c], masks=False)
+            self.stats.rechecks += 1
+            keep = (inst.scores >= self.score).numpy()
+            boxes = inst.boxes.numpy()[keep].astype(np.float64) + np.array([a, b, a, b], np.float64)
+            if len(boxes) and box_iou(t.box[None], boxes).max() >= 0.3:
+                t.hits = 2
+                self.stats.confirmed_by_recheck += 1
+
     def _advance(self, frames: int) -> None:
         for t in self.tracks:
             t.box = t.box + t.velocity * frames
@@ -167,6 +194,8 @@ class PersonTracks:
             boxes, scores = inst.boxes.numpy()[keep].astype(np.float64), inst.scores.numpy()[keep]
             self.stats.detections += int((scores >= self.score).sum())
             self._associate(frame, index, boxes, scores)
+        elif self.recheck:
+            self._recheck(frame, index)
         self._expire(index)
         return self.group_map(h, w)
 

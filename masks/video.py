@@ -257,7 +257,7 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
     - ``folder:DIR``: one label image per frame (DAVIS annotations);
     - ``propagate:FIRST.png``: the first frame's label map, propagated by motion;
     - ``detect:foreground[,every=N]``: moving objects of a fixed camera (median background);
-    - ``detect:ssdlite-person[,every=N][,score=S][,pad=P][,timeout=T][,confirm=C]``: person tracks from
+    - ``detect:ssdlite-person[,every=N][,score=S][,pad=P][,timeout=T][,confirm=C][,recheck=0|1]``: person tracks from
       the pretrained person detector every N frames (:class:`ssc.masks.track.PersonTracks`: motion
       prediction, IoU + appearance association, tracks surviving misses for T frames, a new track coded
       from its first detection when its score reaches C, else from its second);
@@ -278,7 +278,7 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
     if kind == "detect":
         from .detect import parse_detect_spec
 
-        model, kw = parse_detect_spec(arg, ("every", "score", "pad", "timeout", "confirm"))
+        model, kw = parse_detect_spec(arg, ("every", "score", "pad", "timeout", "confirm", "recheck"))
         every = int(kw.get("every", 5))
         if every < 1:
             raise MaskError(f"every={every} must be at least 1")
@@ -291,6 +291,6 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
 
             return PersonTracks(build_head("ssdlite-person", device=device), every=every, score=kw.get("score", 0.5),
                                 pad=int(kw.get("pad", 8)), timeout=int(kw.get("timeout", 30)),
-                                confirm=kw.get("confirm", 0.8))
+                                confirm=kw.get("confirm", 0.8), recheck=bool(kw.get("recheck", 0)))
         return DetectorMasks(build_head("torchvision", model, device=device), every=every, score=kw.get("score", 0.5))
     raise MaskError(f"unknown video mask source kind {kind!r} (folder, propagate, detect)")

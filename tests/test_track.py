@@ -70,6 +70,21 @@ def test_a_confident_first_detection_is_a_group_at_once():
     assert sorted(second) == [1, 2]
 
 
+@pytest.mark.parametrize("seen_again, recheck", [(True, True), (False, True), (True, False)])
+def test_a_weak_first_detection_is_rechecked_on_a_crop_the_next_frame(seen_again, recheck):
+    # frame 0: a 0.6 detection at (120, 40, 140, 80) opens a tentative track; frame 1: the crop around it
+    # (side 2 x 40 px, so (90, 20)-(170, 100)) holds the person at (30, 20, 50, 60) in crop coordinates
+    script = [[(120, 40, 140, 80, 0.6)], [(30, 20, 50, 60, 0.7)] if seen_again else [(0, 0, 10, 10, 0.9)]]
+    det = ScriptedDetector(script)
+    tr = PersonTracks(det, every=5, pad=0, confirm=0.8, recheck=recheck)
+    frame = frame_with([(120, (30, 30, 200))])
+    groups = [[g.group_id for g in tr(i, frame).groups if g.group_id] for i in range(3)]
+    confirmed = seen_again and recheck
+    assert groups == ([[], [1], [1]] if confirmed else [[], [], []])
+    assert tr.stats.rechecks == (1 if recheck else 0) and tr.stats.confirmed_by_recheck == int(confirmed)
+    assert len(det.script) == (0 if recheck else 1)  # one crop detection, on frame 1 only
+
+
 def test_tracks_end_after_the_timeout():
     script = [[(20, 40, 40, 80, 0.9)], [(20, 40, 40, 80, 0.9)]] + [[]] * 10
     tr = PersonTracks(ScriptedDetector(script), every=1, pad=0, timeout=3)
@@ -100,3 +115,4 @@ def test_video_spec_builds_person_tracks():
     if ssdlite.available():
         src = load_video_masks("detect:ssdlite-person,every=3,score=0.4,pad=4,timeout=12,confirm=0.7")
         assert isinstance(src, PersonTracks) and (src.every, src.score, src.pad, src.timeout, src.confirm) == (3, 0.4, 4, 12, 0.7)
+        assert not src.recheck and load_video_masks("detect:ssdlite-person,recheck=1").recheck
