@@ -62,7 +62,7 @@ def fidelity(path: Path, codec, video: str, every: int, full: dict, crfs: list[i
 
     from ssc.analyze import FILL
 
-    from .video import PersonFidelity, _ffmpeg_code, rate_at_fidelity, track_boxes
+    from .video import PersonFidelity, _ffmpeg_code, boxes_union, rate_at_fidelity, track_boxes
 
     with VideoReader(path) as rd:
         n, comp = rd.num_frames, rd.header.complement_track
@@ -81,11 +81,7 @@ def fidelity(path: Path, codec, video: str, every: int, full: dict, crfs: list[i
                 if df.number % every == 0:
                     persons[df.number // every], regions[df.number // every] = df.image, track_boxes(df.track_map, df.decoded)
             out[key], out[f"{key}_kbps"] = fid.ap(persons, regions), 8 * rd.bytes_read / 1000 / secs
-    roi = None
-    if len(boxes):
-        x0, y0 = boxes[:, :2].min(0) // 2 * 2
-        x1, y1 = boxes[:, 2:].max(0)
-        roi = (int(x0), int(y0), int(x1 + x1 % 2), int(y1 + y1 % 2))
+    roi = boxes_union(boxes)
     anchors = []
     for r in ([None, roi] if roi else [None]):
         for crf in tqdm(crfs, desc="x265-roi" if r else "x265", unit="encode"):

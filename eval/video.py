@@ -249,8 +249,13 @@ def rate_at(points: list[Point], psnr: float) -> float | None:
 
 
 def union_box(maps) -> tuple[int, int, int, int] | None:
-    boxes = [g.box for gm in maps for g in gm.groups if g.group_id != 0]
-    if not boxes:
+    """The even-aligned union of the object groups' boxes over the clip (addroi's fixed region)."""
+    return boxes_union([g.box for gm in maps for g in gm.groups if g.group_id != 0])
+
+
+def boxes_union(boxes) -> tuple[int, int, int, int] | None:
+    """The union of xyxy ``boxes``, its corners on even pixels (outwards, for 4:2:0 anchors); None if empty."""
+    if not len(boxes):
         return None
     b = np.array(boxes)
     x0, y0, x1, y1 = int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max())

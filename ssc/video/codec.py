@@ -399,7 +399,6 @@ class VideoDecoder:
         return None
 
     def _decode_frame(self, fh: vf.FrameHeader, H: int, W: int, fill: int) -> DecodedFrame:
-        image = np.full((H, W, 3), fill, np.uint8)
         tmap = np.full((H, W), -1, np.int32)
         decoded, failed = [], {}
         present = {e.track_id: e for e in fh.entries}
@@ -422,8 +421,7 @@ class VideoDecoder:
             why = self._refresh_backdrop(fh, ce, full, mask_fail, H, W)
             if why:
                 failed[self.comp] = why
-        if self._backdrop is not None:
-            image[:] = self._backdrop
+        image = self._backdrop.copy() if self._backdrop is not None else np.full((H, W, 3), fill, np.uint8)
         for tid in self.tracks:
             e = present.get(tid)
             st = self.states.get(tid)
