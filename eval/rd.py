@@ -7,6 +7,10 @@ bpp), with BD-rate tables (Bjontegaard, :mod:`ssc.eval.bdrate`). Two parts:
 * ``coco``: COCO val images with annotation masks, ssc with one group per instance against ssc with
   one group: the rate cost of group independence with COCO-style masks.
 
+``--refine STEPS`` adds the same ssc curves encoded with the encoder-side latent refinement
+(:mod:`ssc.models.refine`), BD-rate against the plain encoder and the anchors of the same run;
+``--ssc-qualities`` thins the ssc points (the refinement costs about a minute per Kodak image and point).
+
     python -m ssc.eval.rd --part kodak --images ../shared/data/kodak --limit 24
     python -m ssc.eval.rd --part coco --images ../shared/data/coco/val2017 \
         --ann ../shared/data/coco/annotations/instances_val2017_subset158.json --limit 10
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +32,7 @@ from tqdm import tqdm
 from ssc.defaults import DEFAULT_MODEL
 from ssc.api import decode_image, encode_image, read_image
 from ssc.masks import GroupMap, apply_policy, from_coco, kmeans_groups
+from ssc.models.refine import Refinement
 from ssc.models.zoo import LoadedCodec, load_codec
 
 from .anchors import (
@@ -56,6 +62,7 @@ class Point:
     bpp: float
     psnr: float
     ms_ssim_db: float  # -10 log10(1 - MS-SSIM)
+    seconds: float = 0.0  # encode + decode
 
 
 def msssim_db(a: np.ndarray, b: np.ndarray) -> float:
@@ -63,8 +70,8 @@ def msssim_db(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if v >= 1 else -10 * math.log10(1 - v)
 
 
-def ssc_code(codec: LoadedCodec, x: np.ndarray, gm: GroupMap, q: float) -> Coded:
-    enc = encode_image(x, gm, codec, quality=q)
+def ssc_code(codec: LoadedCodec, x: np.ndarray, gm: GroupMap, q: float, refine: Refinement | None = None) -> Coded:
+    enc = encode_image(x, gm, codec, quality=q, refine=refine)
     dec = decode_image(enc.data, codec)
     if dec.failed:
         raise RuntimeError(f"ssc decode failed: {dec.failed}")
@@ -78,13 +85,17 @@ def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, peers: l
                x: np.ndarray) -> dict[str, tuple[list, Coder]]:
     """Every codec of this part of the benchmark with its settings, for one image."""
     one = GroupMap.from_labels(np.zeros(x.shape[:2], np.int32))
-    out: dict[str, tuple[list, Coder]] = {"ssc-1group": (SSC_QUALITIES, lambda im, q: ssc_code(codec, im, one, q))}
+    qs = args.ssc_qualities
+    refine = Refinement(steps=args.refine) if args.refine else None
+    gm = (apply_policy(from_coco(args.ann, image_path), "instance", min_area=args.min_area) if part == "coco"
+          else kmeans_groups(x, k=args.kmeans))
+    out: dict[str, tuple[list, Coder]] = {}
+    for name, groups in (("ssc-1group", one), ("ssc-groups", gm)):
+        out[name] = (qs, lambda im, q, g=groups: ssc_code(codec, im, g, q))
+        if refine and name.removeprefix("ssc-") in args.refine_curves:
+            out[f"{name}-refined"] = (qs, lambda im, q, g=groups: ssc_code(codec, im, g, q, refine))
     if part == "coco":
-        gm = apply_policy(from_coco(args.ann, image_path), "instance", min_area=args.min_area)
-        out["ssc-groups"] = (SSC_QUALITIES, lambda im, q: ssc_code(codec, im, gm, q))
         return out
-    gk = kmeans_groups(x, k=args.kmeans)
-    out["ssc-groups"] = (SSC_QUALITIES, lambda im, q: ssc_code(codec, im, gk, q))
     for a in args.anchors:
         if a in ("jpeg", "webp", "avif") and pillow_available(a):
             out[a] = (ANCHOR_SETTINGS[a], lambda im, q, a=a: pillow_code(a, im, int(q)))
@@ -143,16 +154,20 @@ def run(args: argparse.Namespace) -> dict:
         x = read_image(p)
         for name, (settings, code) in coders_for(args.part, args, codec, peers, p, x).items():
             for s in settings:
+                t0 = time.perf_counter()
                 c = code(x, s)
                 points.append(Point(name, p.name, float(s), bpp(c.nbytes, x.shape[0] * x.shape[1]),
-                                    psnr(x, c.decoded), msssim_db(x, c.decoded)))
+                                    psnr(x, c.decoded), msssim_db(x, c.decoded), time.perf_counter() - t0))
     codecs = sorted({p.codec for p in points})
     curves = {m: {c: average_curve(points, c, m) for c in codecs} for m in ("psnr", "ms_ssim_db")}
-    pairs = [("ssc-groups", "ssc-1group")]
-    pairs += [(t, a) for t in ("ssc-1group", "ssc-groups") for a in codecs if not a.startswith("ssc")]
+    pairs = [("ssc-groups", "ssc-1group"), ("ssc-groups-refined", "ssc-1group-refined"),
+             ("ssc-1group-refined", "ssc-1group"), ("ssc-groups-refined", "ssc-groups")]
+    pairs += [(t, a) for t in ("ssc-1group", "ssc-groups", "ssc-1group-refined", "ssc-groups-refined")
+              for a in codecs if not a.startswith("ssc")]
     bd = {m: bd_table(curves[m], pairs) for m in curves}
-    return {"meta": run_meta(part=args.part, model=args.model, images=[p.name for p in paths]),
-            "curves": curves, "bd_rate_percent": bd, "points": [asdict(p) for p in points]}
+    seconds = {c: float(np.mean([p.seconds for p in points if p.codec == c])) for c in codecs}
+    return {"meta": run_meta(part=args.part, model=args.model, images=[p.name for p in paths], refine_steps=args.refine),
+            "curves": curves, "bd_rate_percent": bd, "seconds_per_point": seconds, "points": [asdict(p) for p in points]}
 
 
 def report_lines(res: dict) -> list[str]:
@@ -163,7 +178,9 @@ def report_lines(res: dict) -> list[str]:
     pairs = sorted({k for m in res["bd_rate_percent"].values() for k in m})
     rows = [[k] + [res["bd_rate_percent"][m].get(k) for m in ("psnr", "ms_ssim_db")] for k in pairs]
     rows = [[r[0]] + [f"{v:+.1f}" if isinstance(v, float) else v for v in r[1:]] for r in rows]
-    return lines + markdown_table(["BD-rate (%, negative = fewer bits)", "PSNR", "MS-SSIM"], rows)
+    lines += markdown_table(["BD-rate (%, negative = fewer bits)", "PSNR", "MS-SSIM"], rows)
+    sec = res.get("seconds_per_point", {})
+    return lines + [""] + markdown_table(["codec", "s per point (encode + decode)"], [[c, f"{v:.2f}"] for c, v in sec.items()])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--anchors", nargs="+", default=["jpeg", "webp", "avif", "x265", "peer"])
     ap.add_argument("--peer-dir", default=PEER_DIR)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ssc-qualities", type=float, nargs="+", default=SSC_QUALITIES, help="ssc quality levels")
+    ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                    help="also code the ssc curves with the encoder-side latent refinement of STEPS steps")
+    ap.add_argument("--refine-curves", nargs="+", choices=["1group", "groups"], default=["1group", "groups"],
+                    help="which ssc curves --refine repeats")
     ap.add_argument("--out", default="out/eval/rd")
     args = ap.parse_args(argv)
     if args.part == "coco" and not args.ann:

@@ -21,6 +21,7 @@ from .bitstream.format import DEFAULT_MAX_PIXELS, QUALITY_SCALE, pack_tiles, unp
 from .errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, SSCError, WeightsError
 from .masks import GroupMap
 from .models.codec import ALIGN
+from .models.refine import Refinement, quality_lambda, refine_latents
 from .models.zoo import UNREGISTERED_ID, LoadedCodec, load_codec
 
 
@@ -124,11 +125,14 @@ def encode_image(
     quality: float = 2.0,
     group_quality: dict[int, float] | None = None,
     tile: int | None = None,
+    refine: Refinement | None = None,
 ) -> EncodeResult:
     """Encode an (H, W, 3) uint8 image; every group of ``group_map`` gets its own segment.
     ``group_quality`` overrides the quality per group id (ROI coding). ``tile`` (a multiple of 64)
     codes every group in tiles of that side, which bounds memory on very large images; None tiles
-    with DEFAULT_TILE above AUTO_TILE_PIXELS pixels, 0 never tiles."""
+    with DEFAULT_TILE above AUTO_TILE_PIXELS pixels, 0 never tiles. ``refine`` searches each group's
+    latents at the encoder (:mod:`ssc.models.refine`): fewer bits for the same quality, slower, same
+    decoder."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise SSCError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
@@ -141,6 +145,13 @@ def encode_image(
     for q in [quality, *group_quality.values()]:
         if not 0 <= q <= nq - 1:
             raise ValueError(f"quality {q} outside [0, {nq - 1}] for model {codec.card.name}")
+    refining = refine is not None and refine.steps > 0
+    if refining:
+        if not getattr(codec.model, "refinable", False):
+            raise ValueError(f"model {codec.card.name} cannot be refined: only pixel codecs (gi-hyper-ckbd) can")
+        if len(codec.card.lambdas) != nq:
+            raise ValueError(f"model {codec.card.name} cannot be refined: its card has {len(codec.card.lambdas)} "
+                             f"training lambdas for {nq} quality levels")
     if tile is None:
         tile = DEFAULT_TILE if h * w > AUTO_TILE_PIXELS else 0
     if tile % ALIGN or tile < 0:
@@ -155,7 +166,12 @@ def encode_image(
         for t in group_tiles(g.box, tile):
             x, mask = tile_input(image, group_map.labels, g.group_id, t, dev)
             if mask.any():
-                coded.append(codec.model.compress_group(x, mask, gq_code / QUALITY_SCALE))
+                q = gq_code / QUALITY_SCALE
+                if refining:
+                    y = refine_latents(codec.model, x, mask, q, quality_lambda(codec.card.lambdas, q), refine)
+                    coded.append(codec.model.compress_latents(x, mask, q, y=y)[0])
+                else:
+                    coded.append(codec.model.compress_group(x, mask, q))
         bodies[g.group_id] = pack_tiles(coded) if tile else coded[0]
         entries.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, gq_code))
     header = StreamHeader(

@@ -61,6 +61,9 @@ class CodecOutput:
 class GroupCodec(CodingTables, nn.Module):
     """See module docstring. ``quality`` is a float in [0, num_qualities - 1]."""
 
+    #: whether the encoder may refine this codec's latents for pixel fidelity (:mod:`ssc.models.refine`)
+    refinable = True
+
     def __init__(
         self,
         N: int = 64,
@@ -134,14 +137,24 @@ class GroupCodec(CodingTables, nn.Module):
         pyr = support_pyramid(mask, LEVELS)
         return self.quantize_rate(self.encode_y(x, pyr, quality), mask, pyr, hard)
 
-    def quantize_rate(self, y: torch.Tensor, mask: torch.Tensor, pyr: list[torch.Tensor], hard: bool = False
+    def quantize_rate(self, y: torch.Tensor, mask: torch.Tensor, pyr: list[torch.Tensor], hard: bool = False,
+                      noise: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """:meth:`latent_forward` from ready latents ``y`` (after the gain): quantisation and rate."""
+        """:meth:`latent_forward` from ready latents ``y`` (after the gain): quantisation and rate.
+        ``noise``: draw the additive-noise proxy from this generator, in or out of training (the
+        encoder's latent refinement, :mod:`ssc.models.refine`)."""
+        relax = not hard and (self.training or noise is not None)
+
+        def uniform(t: torch.Tensor) -> torch.Tensor:
+            if noise is None:
+                return torch.empty_like(t).uniform_(-0.5, 0.5)
+            return torch.rand(t.shape, generator=noise, device=t.device, dtype=t.dtype) - 0.5
+
         z = self.h_a(y, pyr)
         if hard:
             z_q = z + (torch.round(z) - z).detach()
         else:
-            z_q = z + torch.empty_like(z).uniform_(-0.5, 0.5) if self.training else torch.round(z)
+            z_q = z + uniform(z) if relax else torch.round(z)
         z_q = z_q * pyr[6]
         lik_z = self.density_z.likelihood(z_q).clamp(min=LIKELIHOOD_BOUND)
         hyper = self._with_coverage(self.h_s(z_q), mask)
@@ -156,10 +169,7 @@ class GroupCodec(CodingTables, nn.Module):
         mu, s_raw = params[:, : self.M], params[:, self.M :]
         scale = LowerBound.apply(s_raw, self.scale_min)
         y_ste = y + (torch.round(y - mu) + mu - y).detach()
-        if hard or not self.training:
-            y_rate = y_ste
-        else:
-            y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        y_rate = y + uniform(y) if relax else y_ste
         lik_y = gaussian_likelihood(y_rate, mu, scale).clamp(min=LIKELIHOOD_BOUND)
         bits_y = (-torch.log2(lik_y) * pyr[4]).sum((1, 2, 3))
         bits_z = (-torch.log2(lik_z) * pyr[6]).sum((1, 2, 3))
@@ -255,12 +265,14 @@ class GroupCodec(CodingTables, nn.Module):
         return self.compress_latents(x, mask, quality)[0]
 
     @torch.no_grad()
-    def compress_latents(self, x: torch.Tensor, mask: torch.Tensor, quality: float) -> tuple[bytes, torch.Tensor]:
-        """As :meth:`compress_group`, also returning the quantised latents y_hat the decoder will see."""
+    def compress_latents(self, x: torch.Tensor, mask: torch.Tensor, quality: float,
+                         y: torch.Tensor | None = None) -> tuple[bytes, torch.Tensor]:
+        """As :meth:`compress_group`, also returning the quantised latents y_hat the decoder will see.
+        ``y``: latents to code instead of the analysis transform's (an encoder-side refinement's)."""
         self._check_crop(mask)
         gauss = self._tables()[0]
         pyr = support_pyramid(mask, LEVELS)
-        y = self.analysis(x, pyr, quality)
+        y = self.analysis(x, pyr, quality) if y is None else y.double()
         w = SymbolWriter()
         hyper = self.encode_hyper(w, y, pyr)
         y_hat = torch.zeros_like(y)

@@ -28,6 +28,9 @@ class OmniCodec(GroupCodec):
     only by the SSL loss). ``teacher_backend`` / ``teacher`` name the detector the head was distilled
     from; ``head`` is "fpn" (:class:`FeatureHead`) or "ssd" (:class:`SSDFeatureHead`)."""
 
+    #: its latents also feed the feature head, which a pixel-fidelity refinement would not see
+    refinable = False
+
     def __init__(self, teacher: str = "det-ref", feature_channels: int = 128, head_width: int = 192,
                  head_blocks: int = 2, proj_dim: int = 128, head: str = "fpn", teacher_backend: str = "torchvision",
                  info_filter: bool = True, **codec_cfg) -> None:
