@@ -110,6 +110,7 @@ class ImageEncodeJob:
     min_area: int = 0
     tile: int | None = None
     device: str = "cpu"
+    refine: int = 0  # encoder-side latent refinement steps (ssc.models.refine); 0 = off
 
 
 @dataclass(frozen=True)
@@ -154,13 +155,14 @@ def encode_image_job(job: ImageEncodeJob) -> EncodeRecord:
     from .api import encode_image, read_image
     from .defaults import default_quality
     from .masks import apply_policy, load_masks
+    from .models.refine import Refinement
 
     t0 = time.perf_counter()
     image = read_image(job.image)
     gm = apply_policy(load_masks(job.masks, job.image, image.shape[:2], image), job.policy, job.min_area)
     codec = shared_codec(job.model, job.device)
     q = job.quality if job.quality is not None else default_quality(codec.model.num_qualities)
-    res = encode_image(image, gm, codec, quality=q, tile=job.tile)
+    res = encode_image(image, gm, codec, quality=q, tile=job.tile, refine=Refinement(steps=job.refine) if job.refine else None)
     write_bytes(job.output, res.data)
     h, w = image.shape[:2]
     return EncodeRecord(job.image, job.output, "image", w, h, 1, 0, len(res.data), len(gm.groups),

@@ -71,11 +71,11 @@ def cmd_batch_encode(args: argparse.Namespace) -> int:
                     "roi_offset": args.roi_offset, "chunk_frames": args.chunk_frames, "threads": args.threads}
     else:
         jobs = [ImageEncodeJob(str(p), str(o), resolve_spec(args.masks, p), model, args.quality, args.policy, args.min_area,
-                               args.tile, args.device)
+                               args.tile, args.device, args.refine)
                 for p, o in zip(inputs, unique_outputs(inputs, out_dir, ".ssc"))]
         fn = encode_image_job
         settings = {"kind": "image", "masks": args.masks, "model": model, "quality": args.quality, "policy": args.policy,
-                    "min_area": args.min_area, "threads": args.threads}
+                    "min_area": args.min_area, "refine": args.refine, "threads": args.threads}
     out_json = Path(args.json) if args.json else out_dir / "batch_encode.json"
     return _finish(_run(args, "encode", fn, jobs, settings, out_json), out_json)
 
@@ -152,6 +152,8 @@ def add_batch_commands(sub, model_args) -> None:
     e.add_argument("--policy", default="instance", choices=["instance", "class", "objects"])
     e.add_argument("--min-area", type=int, default=0)
     e.add_argument("--tile", type=int, default=None)
+    e.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="images: encoder-side latent refinement steps per group (slower, fewer bits); 0 = off")
     e.add_argument("--qp", type=float, default=32.0, help="videos: quantiser")
     e.add_argument("--gop", type=int, default=16, help="videos: I-frame period of the object tracks")
     e.add_argument("--background-gop", type=int, default=None, help="videos: the background's I-frame period (default 4x --gop)")

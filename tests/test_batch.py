@@ -132,3 +132,13 @@ def test_chunk_reads_seek_and_equal_a_sequential_read(tmp_path, suffix):
     chunks = video_chunks(path, 16, None)
     assert chunks == [(0, 16), (16, 32), (32, None)]
     assert sum(len(list(src.range(a, b))) for a, b in chunks) == 40
+
+
+def test_batch_encode_refine_is_passed_to_each_job(tmp_path, zoo_env):
+    imgs, maps = _images(tmp_path, 1)
+    # test-small's card has no training lambdas: every job fails with the refinement's own message
+    code = main(["batch", "encode", str(imgs), "--masks", f"png:{maps}/{{stem}}.png", "--model", "test-small", "-o",
+                 str(tmp_path / "s"), "--quality", "0.5", "--refine", "2"])
+    doc = json.loads((tmp_path / "s" / "batch_encode.json").read_text())
+    assert code != 0 and "training lambdas" in doc["items"][0]["error"]
+    assert doc["settings"]["refine"] == 2
