@@ -118,7 +118,7 @@ def test_refinement_lowers_the_real_rd_cost_with_the_shipped_weights(quality, bo
         mse = float(np.mean((dec.image.astype(np.float64) - img) ** 2)) / 255**2
         return quality_lambda(codec.card.lambdas, quality) * 255**2 * mse + 8 * len(enc.data) / img[..., 0].size
 
-    # measured at step 41044: 0.90 (q 0) and 0.94 (q 3) of the plain encoder's cost
+    # measured at steps 41044 and 44755: 0.91 (q 0) and 0.94 (q 3) of the plain encoder's cost
     assert cost(Refinement(steps=15)) < bound * cost(None)
 
 
