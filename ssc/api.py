@@ -21,7 +21,7 @@ from .bitstream.format import DEFAULT_MAX_PIXELS, QUALITY_SCALE, pack_tiles, unp
 from .errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, SSCError, WeightsError
 from .masks import GroupMap
 from .models.codec import ALIGN
-from .models.refine import Refinement, quality_lambda, refine_latents
+from .models.refine import Refinement, check_refinable, quality_lambda, refine_latents
 from .models.zoo import UNREGISTERED_ID, LoadedCodec, load_codec
 
 
@@ -147,11 +147,7 @@ def encode_image(
             raise ValueError(f"quality {q} outside [0, {nq - 1}] for model {codec.card.name}")
     refining = refine is not None and refine.steps > 0
     if refining:
-        if not getattr(codec.model, "refinable", False):
-            raise ValueError(f"model {codec.card.name} cannot be refined: only pixel codecs (gi-hyper-ckbd) can")
-        if len(codec.card.lambdas) != nq:
-            raise ValueError(f"model {codec.card.name} cannot be refined: its card has {len(codec.card.lambdas)} "
-                             f"training lambdas for {nq} quality levels")
+        check_refinable(codec.model, codec.card.name, codec.card.lambdas)
     if tile is None:
         tile = DEFAULT_TILE if h * w > AUTO_TILE_PIXELS else 0
     if tile % ALIGN or tile < 0:

@@ -162,7 +162,7 @@ def encode_image_job(job: ImageEncodeJob) -> EncodeRecord:
     gm = apply_policy(load_masks(job.masks, job.image, image.shape[:2], image), job.policy, job.min_area)
     codec = shared_codec(job.model, job.device)
     q = job.quality if job.quality is not None else default_quality(codec.model.num_qualities)
-    res = encode_image(image, gm, codec, quality=q, tile=job.tile, refine=Refinement(steps=job.refine) if job.refine else None)
+    res = encode_image(image, gm, codec, quality=q, tile=job.tile, refine=Refinement(steps=job.refine))
     write_bytes(job.output, res.data)
     h, w = image.shape[:2]
     return EncodeRecord(job.image, job.output, "image", w, h, 1, 0, len(res.data), len(gm.groups),

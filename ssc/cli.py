@@ -41,8 +41,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     codec = _codec(args)
     roi = {gid: args.roi_quality for gid in gm.ids if gid != 0} if args.roi_quality is not None else None
     quality = args.quality if args.quality is not None else default_quality(codec.model.num_qualities)
-    refine = Refinement(steps=args.refine) if args.refine else None
-    res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile, refine=refine)
+    res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile,
+                       refine=Refinement(steps=args.refine))
     write_bytes(args.output, res.data)
     px = image.shape[0] * image.shape[1]
     print(f"{args.output}: {len(res.data)} bytes, {8 * len(res.data) / px:.4f} bpp, {len(gm.groups)} groups, {res.seconds:.2f} s")
@@ -255,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: 1024 above 4 megapixels")
     e.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="search each group's latents at the encoder for STEPS steps (fewer bits at the same "
-                        "quality, any decoder reads the stream; about 100 steps, 1-2 min per 768x512 image on 2 "
+                        "quality, any decoder reads the stream; 50 steps: about a minute per 768x512 image on 2 "
                         "threads); 0 = off")
     model_args(e)
     e.set_defaults(fn=cmd_encode)

@@ -36,14 +36,22 @@ class Refinement:
     steps: int = 50
     lr: float = 0.01
     seed: int = 0
-    #: autocast dtype of the synthesis in the search (None: float32); the coding stays exact
-    dtype: torch.dtype | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ValueError(f"refinement steps must be >= 0, got {self.steps}")
         if not self.lr > 0:
             raise ValueError(f"refinement learning rate must be > 0, got {self.lr}")
+
+
+def check_refinable(model: torch.nn.Module, name: str, lambdas: list[float] | None = None) -> None:
+    """ValueError unless ``model`` (called ``name``) is a pixel codec whose card gives one training
+    lambda per quality level (``lambdas`` None: the model alone is checked)."""
+    if not getattr(model, "refinable", False):
+        raise ValueError(f"model {name} cannot be refined: only pixel codecs (gi-hyper-ckbd) can")
+    if lambdas is not None and len(lambdas) != model.num_qualities:
+        raise ValueError(f"model {name} cannot be refined: its card has {len(lambdas)} training lambdas "
+                         f"for {model.num_qualities} quality levels")
 
 
 def quality_lambda(lambdas: list[float] | tuple[float, ...], quality: float) -> float:
@@ -63,30 +71,28 @@ def refine_latents(model: torch.nn.Module, x: torch.Tensor, mask: torch.Tensor, 
                    cfg: Refinement) -> torch.Tensor:
     """Refined latents (1, M, H/16, W/16), float64, for :meth:`GroupCodec.compress_latents`'s ``y``.
     ``x`` (1, 3, H, W) in [0, 1] is the group's crop and ``mask`` (1, 1, H, W) its mask."""
-    if not getattr(model, "refinable", False):
-        raise ValueError(f"{type(model).__name__} latents cannot be refined: only pixel codecs (gi-hyper-ckbd) can")
+    check_refinable(model, type(model).__name__)
     pyr = support_pyramid(mask, LEVELS)
-    qt = torch.tensor([quality], dtype=torch.float32, device=x.device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        y0 = model.encode_y(x.contiguous(memory_format=torch.channels_last), pyr, qt).float()
+        y0 = model.analysis(x, pyr, quality)
     if cfg.steps == 0:
-        return y0.double()
+        return y0
+    qt = torch.tensor([quality], dtype=torch.float32, device=x.device)
     gen = torch.Generator(device=x.device)
     gen.manual_seed(cfg.seed)
     inv_gain = model._gains(qt, model.log_inv_gain).detach()
     target = x * pyr[0]
     pixels = pyr[0].sum().clamp(min=1)
-    y = y0.clone().requires_grad_(True)
+    y = y0.float().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=cfg.lr)
     try:
         with torch.enable_grad():
             for _ in range(cfg.steps):
                 _, bits_y, bits_z, _ = model.quantize_rate(y, mask, pyr, noise=gen)
                 y_noisy = (y + torch.rand(y.shape, generator=gen, device=y.device) - 0.5) * pyr[4]
-                with torch.autocast(x.device.type, dtype=cfg.dtype, enabled=cfg.dtype is not None):
-                    x_hat = model.g_s(y_noisy * inv_gain, pyr).float() * pyr[0]
+                x_hat = model.g_s(y_noisy * inv_gain, pyr).float() * pyr[0]
                 mse = ((x_hat - target) ** 2).sum() / (3 * pixels)
                 loss = lam * 255**2 * mse + (bits_y + bits_z).sum() / pixels
                 (grad,) = torch.autograd.grad(loss, [y])
