@@ -169,3 +169,58 @@ def test_kernels_independent_of_thread_count() -> None:
         assert all(np.array_equal(x, y) for x, y in zip(results[0], other))
     inner = results[0][0][(ys >= 8) & (ys < 48) & (xs >= 16) & (xs < 80)]  # blocks inside the mask find the shift
     assert len(inner) and (inner == [2, -3]).all()
+
+
+def _coded_bits(values: np.ndarray, table: int) -> int:
+    wr = SymbolWriter()
+    wr.encode_values(values, np.full(values.size, table), laplace_tables())
+    return 8 * len(wr.finish())
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.7, 6.0])
+def test_cheapest_table_is_the_cheapest_in_coded_bytes(scale: float) -> None:
+    """The encoder's table for motion-vector differences codes them in no more words than any other
+    table (rANS words are 32 bits: the estimate may tie with a neighbour, never lose by a word)."""
+    from ssc.video.texture import _NSCALES, _cheapest_table
+
+    rng = np.random.default_rng(1)
+    v = np.round(rng.laplace(0, scale, 600)).astype(np.int64)
+    v[rng.random(600) < 0.02] = 40  # a few outliers, as isolated vectors are
+    sizes = [_coded_bits(v, t) for t in range(_NSCALES)]
+    assert _coded_bits(v, _cheapest_table(v)) <= min(sizes) + 32
+
+
+def test_level_tables_are_a_local_optimum_of_the_coded_size() -> None:
+    """The per-band tables and context offsets the encoder writes cannot be improved by moving any one
+    of them by one table, in the bits of the real coder (up to one rANS word), and the choice beats the
+    mean-magnitude rule of the first encoder by a clear margin on sparse, peaked levels."""
+    from ssc.video.texture import _NSCALES, _contexts, _encode_levels, _fit_level_tables, _histograms
+
+    rng = np.random.default_rng(2)
+    decay = np.exp(-np.arange(64) / 6.0)
+    lv = np.round(rng.laplace(0, 1.0, (400, 64)) * decay * (rng.random((400, 64)) < 0.5)).astype(np.int64)
+    ctx = _contexts(lv)
+
+    def bits(base: np.ndarray, off: np.ndarray) -> int:
+        wr = SymbolWriter()
+        _encode_levels(lv, ctx, base, off, laplace_tables(), wr)
+        return 8 * len(wr.finish())
+
+    base, off = _fit_level_tables(lv, ctx)
+    best = bits(base, off)
+    for b in range(tf.N_BANDS):
+        for d in (-1, 1):
+            nb = base.copy()
+            nb[b] = np.clip(nb[b] + d, 0, _NSCALES - 1)
+            assert best <= bits(nb, off) + 32
+    for c in (1, 2):
+        for d in (-1, 1):
+            no = off.copy()
+            no[c] += d
+            assert best <= bits(base, no) + 32
+    # the first encoder's rule: per band the table whose Laplace scale is nearest the mean magnitude
+    from ssc.video.texture import SCALES
+    mean = np.array([np.abs(lv[:, tf.BAND_OF_SCAN == b]).mean() for b in range(tf.N_BANDS)])
+    old = np.argmin(np.abs(np.log(SCALES)[None] - np.log(np.maximum(mean, 1e-3))[:, None]), 1)
+    assert best < 0.9 * bits(old, np.zeros(3, np.int64))
+    assert _histograms(lv, np.zeros(lv.shape, np.int64), 1).sum() == lv.size

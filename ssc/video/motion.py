@@ -274,10 +274,12 @@ def neighbour_candidates(grid: np.ndarray | None, ys: np.ndarray, xs: np.ndarray
 def motion_search(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, weight: np.ndarray,
                   split_penalty: float, search: MotionSearch | None = None,
                   region: tuple[int, int, int, int] | None = None,
-                  tools: SearchTools = EXHAUSTIVE, grid: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  tools: SearchTools = EXHAUSTIVE, grid: np.ndarray | None = None,
+                  lam: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encoder: per 16x16 block either one quarter-pel vector or four (one per 8x8 quadrant), whichever
     has the lower cost, four costing ``split_penalty`` more (the extra vectors' bits times lambda).
     ``grid``: the track's integer vectors of its previous P entry (predictors for ``tools.predict_r``).
+    ``lam`` prices |mv|_1 per pixel, in luma-SAD units.
     Returns (split flags (N,), vectors (N, 4, 2) in quadrant raster order, integer block vectors (N, 2))."""
     n = len(ys)
     ms = search or MotionSearch(cur, ref_padded, weight, region)
@@ -298,24 +300,24 @@ def motion_search(cur: np.ndarray, ref_padded: np.ndarray, ys: np.ndarray, xs: n
         ya, xa = ys[act], xs[act]
         m = len(ya)
         if tools.predict_r is None:
-            vi = ms.integer(ya, xa)
+            vi = ms.integer(ya, xa, lam=lam)
         else:
-            vi = ms.predicted(ya, xa, neighbour_candidates(grid, ya, xa), tools.predict_r, tools.predict_fallback)
-        v16, c16 = ms.quarter(ya, xa, vi)
+            vi = ms.predicted(ya, xa, neighbour_candidates(grid, ya, xa), tools.predict_r, tools.predict_fallback, lam=lam)
+        v16, c16 = ms.quarter(ya, xa, vi, lam=lam)
         qy = (ya[:, None] + np.array([0, 0, 8, 8])[None]).ravel()
         qx = (xa[:, None] + np.array([0, 8, 0, 8])[None]).ravel()
         if tools.quadrant_r is None:
-            q_int = ms.integer(qy, qx, size=8)
+            q_int = ms.integer(qy, qx, size=8, lam=lam)
             hopeful = np.ones(m, bool)
         else:
-            q_int, q_cost = ms.refine(qy, qx, np.repeat(vi, 4, 0), tools.quadrant_r, size=8)
+            q_int, q_cost = ms.refine(qy, qx, np.repeat(vi, 4, 0), tools.quadrant_r, size=8, lam=lam)
             hopeful = (np.ones(m, bool) if tools.split_margin is None
                        else q_cost.reshape(m, 4).sum(1) + split_penalty < tools.split_margin * c16)
         sp = np.zeros(m, bool)
         v8 = np.zeros((m, 4, 2), np.int64)
         if hopeful.any():
             q = np.repeat(hopeful, 4)
-            v8h, c8h = ms.quarter(qy[q], qx[q], q_int[q], size=8)
+            v8h, c8h = ms.quarter(qy[q], qx[q], q_int[q], size=8, lam=lam)
             v8[hopeful] = v8h.reshape(-1, 4, 2)
             sp[hopeful] = c8h.reshape(-1, 4).sum(1) + split_penalty < c16[hopeful]
         split[act] = sp

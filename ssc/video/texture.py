@@ -56,13 +56,39 @@ def laplace_tables() -> TableSet:
     return TableSet(half, counts)
 
 
-def _scale_indices(mean_abs: np.ndarray) -> np.ndarray:
-    """Per element, the table whose scale is nearest (in log) to a mean magnitude."""
-    return np.argmin(np.abs(np.log(SCALES)[None, :] - np.log(np.maximum(mean_abs, 1e-3)).reshape(-1, 1)), 1).reshape(np.shape(mean_abs))
+#: values beyond +-VMAX share one bin when the encoder prices a table (their escape bits are exact)
+_VMAX = 64
+#: bits of an escaped value beyond the table's symbol for "escape": a sign and 32 bits of magnitude
+_ESCAPE_BITS = 33.0
 
 
-def _scale_index(mean_abs: float) -> int:
-    return int(_scale_indices(np.asarray(mean_abs, np.float64)))
+@functools.lru_cache(maxsize=1)
+def _table_bits() -> np.ndarray:
+    """(tables, 2 * _VMAX + 1) bits of each value -_VMAX.._VMAX under each table of
+    :func:`laplace_tables` (escapes included): what the encoder minimises when it picks tables."""
+    t = laplace_tables()
+    v = np.arange(-_VMAX, _VMAX + 1)
+    out = np.zeros((len(SCALES), v.size))
+    for i, L in enumerate(t.half):
+        c = t.counts[i, : 2 * L + 2].astype(np.float64)
+        bits = -np.log2(np.maximum(c, 1e-12) / c.sum())
+        esc = np.abs(v) > L
+        out[i] = np.where(esc, bits[2 * L + 1] + _ESCAPE_BITS, bits[np.clip(v + L, 0, 2 * L)])
+    return out
+
+
+def _histograms(values: np.ndarray, key: np.ndarray, n_keys: int) -> np.ndarray:
+    """(n_keys, 2 * _VMAX + 1) counts of ``values`` (clipped to +-_VMAX) per class ``key``."""
+    nb = 2 * _VMAX + 1
+    idx = key.ravel() * nb + np.clip(values.ravel(), -_VMAX, _VMAX) + _VMAX
+    return np.bincount(idx, minlength=n_keys * nb).reshape(n_keys, nb).astype(np.float64)
+
+
+def _cheapest_table(values: np.ndarray) -> int:
+    """The table that codes ``values`` in the fewest bits (the lowest index on ties; 0 when empty)."""
+    if not values.size:
+        return 0
+    return int(np.argmin(_table_bits() @ _histograms(values, np.zeros(values.size, np.int64), 1)[0]))
 
 
 def _flag_model(p8: int):
@@ -87,22 +113,31 @@ def _contexts(lv: np.ndarray) -> np.ndarray:
     return _ctx(p1, p2)
 
 
-def _fit_level_tables(lv: np.ndarray, ctx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder: per band the table of context 0, and per context an index offset (median over bands),
-    from the mean magnitude of the levels ``lv`` (m, 64) of each (band, context ``ctx``) class."""
+def _fit_level_tables(lv: np.ndarray, ctx: np.ndarray, rounds: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder: per band the table of context 0, and the index offsets of contexts 1 and 2, chosen to
+    code the levels ``lv`` (m, 64) in the fewest bits. Exact costs per (band, context, table) from the
+    levels' histograms, then coordinate descent: each band's table given the offsets, each offset given
+    the tables (deterministic; ties go to the lower index)."""
     base = np.zeros(tf.N_BANDS, np.int64)
     off = np.zeros(N_CTX, np.int64)
     if not lv.size:
         return base, off
-    key = (tf.BAND_OF_SCAN[None, :] * N_CTX + ctx).ravel()
-    sums = np.bincount(key, weights=np.abs(lv).ravel(), minlength=tf.N_BANDS * N_CTX).reshape(tf.N_BANDS, N_CTX)
-    counts = np.bincount(key, minlength=tf.N_BANDS * N_CTX).reshape(tf.N_BANDS, N_CTX)
-    ideal = np.where(counts > 0, _scale_indices(sums / np.maximum(counts, 1)), -1)
-    band_mean = _scale_indices(sums.sum(1) / np.maximum(counts.sum(1), 1))
-    base[:] = np.where(counts[:, 0] > 0, ideal[:, 0], band_mean)
-    for c in (1, 2):
-        d = (ideal[:, c] - base)[ideal[:, c] >= 0]
-        off[c] = int(np.clip(round(float(np.median(d))) if d.size else 0, -8, 7))
+    key = tf.BAND_OF_SCAN[None, :] * N_CTX + ctx
+    cost = (_histograms(lv, key, tf.N_BANDS * N_CTX) @ _table_bits().T).reshape(tf.N_BANDS, N_CTX, _NSCALES)
+    cand = np.arange(_NSCALES)
+    offsets = np.arange(-8, 8)
+    for _ in range(rounds):
+        # cost of table t for band b: sum over contexts of the cost at t + off[c]
+        idx = np.clip(cand[None, :] + off[:, None], 0, _NSCALES - 1)  # (ctx, t)
+        per_base = sum(cost[:, c, idx[c]] for c in range(N_CTX))  # (bands, t)
+        new_base = np.argmin(per_base, 1)
+        new_off = off.copy()
+        for c in (1, 2):
+            j = np.clip(new_base[:, None] + offsets[None, :], 0, _NSCALES - 1)  # (bands, offsets)
+            new_off[c] = offsets[int(np.argmin(np.take_along_axis(cost[:, c, :], j, 1).sum(0)))]
+        if np.array_equal(new_base, base) and np.array_equal(new_off, off):
+            break
+        base, off = new_base, new_off
     return base, off
 
 
@@ -203,6 +238,18 @@ def _lambda(qp: int) -> float:
     return float(np.sqrt(0.85 * 2.0 ** ((qp - 12) / 3.0)))
 
 
+#: the motion search's bits per pixel of |mv|_1 (chosen on the surveillance clip: 2 saves the
+#: background's vectors at no cost to the people's PSNR at equal bits; 4 and 8 cost the people 0.1-0.4 dB)
+MV_BITS_PER_PIXEL = 2.0
+
+
+def motion_lambda(qp: int) -> float:
+    """The motion search's price of one pixel of |mv|_1, in luma SAD: MV_BITS_PER_PIXEL bits at lambda(qp).
+    (A fixed 4, as the first encoder had, let fixed-camera backgrounds chase sensor noise with vectors
+    that cost more to code than they saved: docs/results.md, the SSVC coding-efficiency table.)"""
+    return MV_BITS_PER_PIXEL * _lambda(qp)
+
+
 def split_penalty(qp: int) -> float:
     """Lambda times ~30 bits for the three extra vectors of a split block."""
     return 30.0 * _lambda(qp)
@@ -274,7 +321,9 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     if ref_padded is not None:
         ys, xs = lay.mb_origins()
         ms = MotionSearch(cur, ref_padded, mask, lay.region)
-        split, mv, v_int = motion_search(cur, ref_padded, ys, xs, mask, split_penalty(qp), search=ms, tools=tools, grid=grid)
+        lam = motion_lambda(qp)
+        split, mv, v_int = motion_search(cur, ref_padded, ys, xs, mask, split_penalty(qp), search=ms, tools=tools, grid=grid,
+                                         lam=lam)
         if vectors is not None:  # the encoder keeps them as the next entry's predictors
             vectors[:] = 0
             vectors[ys // MB, xs // MB] = v_int
@@ -282,20 +331,21 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         p_split = _p8(split)
         wr.write(split.astype(np.int32), _flag_model(p_split))
         d = _mv_diffs(_coded_vectors(split, mv))
-        mv_idx = _scale_index(float(np.abs(d).mean()) if d.size else 0.0)
+        mv_idx = _cheapest_table(d)
         wr.encode_values(d, np.full(d.size, mv_idx), tables)
         p_bi = mv2_idx = 0
         if ref2_padded is not None and len(ys):
             ms2 = ms.against(ref2_padded)
-            v2_int = ms2.integer(ys, xs) if tools.second_r is None else ms2.refine(ys, xs, 2 * v_int, tools.second_r)[0]
-            v2, _ = ms2.quarter(ys, xs, v2_int)
+            v2_int = (ms2.integer(ys, xs, lam=lam) if tools.second_r is None
+                      else ms2.refine(ys, xs, 2 * v_int, tools.second_r, lam=lam)[0])
+            v2, _ = ms2.quarter(ys, xs, v2_int, lam=lam)
             predb = (pred + _predict_region(lay, ref2_padded, np.repeat(v2[:, None], 4, 1)) + 1) >> 1
             c = cur_reg
             bi = _block_sad(predb, c, lay) + BI_BITS * _lambda(qp) < _block_sad(pred, c, lay)
             p_bi = _p8(bi)
             wr.write(bi.astype(np.int32), _flag_model(p_bi))
             d2 = _mv_diffs(v2[bi])
-            mv2_idx = _scale_index(float(np.abs(d2).mean()) if d2.size else 0.0)
+            mv2_idx = _cheapest_table(d2)
             wr.encode_values(d2, np.full(d2.size, mv2_idx), tables)
             pred = np.where(_bi_mask(lay, bi), predb, pred)
         kind = KIND_P
