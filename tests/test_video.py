@@ -102,6 +102,11 @@ def test_texture_layer_roundtrip_and_golden():
         with pytest.raises(BitstreamError):  # a P layer offered as a refinement
             decode_layer(gbody, m, box, base=frames[0])
     assert gold["frame2_bi_blocks"] == 1  # the frame-2 golden exercises bi-prediction
+    for t, (r1, r2) in refs.items():  # container version 1's bodies still decode, to the same pixels
+        m, box = maps[t].labels == 1, maps[t].group(1).box
+        old = (GOLD / f"video_texture_v1_f{t}.bin").read_bytes()
+        dec, _ = decode_layer(old, m, box, ref_padded=r1, ref2_padded=r2, version=1)
+        assert hashlib.sha256(dec.tobytes()).hexdigest() == gold["v1"][f"frame{t}_sha256"]
     with pytest.raises(BitstreamError, match="second reference"):
         decode_layer((GOLD / "video_texture_f2.bin").read_bytes(), maps[2].labels == 1, maps[2].group(1).box, ref_padded=refs[2][0])
 
@@ -463,3 +468,19 @@ def test_stream_without_frames_decodes_to_nothing(clip, codec):
     assert list(decode_video(cut, codec)) == []
     with pytest.raises(FrameRangeError):
         list(decode_video(cut, codec, start=1))
+
+
+def test_container_versions(clip):
+    """Writers write version 2; a reader takes versions 1 and 2 (the texture layer is told which) and
+    refuses others with a clear error."""
+    data = clip[2]
+    assert data[3] == vf.VERSION == 2
+    with VideoReader(data) as rd:
+        assert rd.header.version == 2
+    old = bytearray(data)
+    old[3] = 1
+    with VideoReader(bytes(old)) as rd:
+        assert rd.header.version == 1
+    old[3] = 3
+    with pytest.raises(BitstreamError, match="unsupported ssc video version 3"):
+        VideoReader(bytes(old))

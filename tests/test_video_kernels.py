@@ -224,3 +224,45 @@ def test_level_tables_are_a_local_optimum_of_the_coded_size() -> None:
     old = np.argmin(np.abs(np.log(SCALES)[None] - np.log(np.maximum(mean, 1e-3))[:, None]), 1)
     assert best < 0.9 * bits(old, np.zeros(3, np.int64))
     assert _histograms(lv, np.zeros(lv.shape, np.int64), 1).sum() == lv.size
+
+
+def _grid_layout(rng: np.random.Generator, gh: int, gw: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random set of coded blocks on a gh x gw grid, as texture._mv_grid returns it."""
+    cells = np.flatnonzero(rng.random(gh * gw) < 0.6)
+    at = np.full((gh, gw), -1, np.int64)
+    gy, gx = cells // gw, cells % gw
+    at[gy, gx] = np.arange(len(cells))
+    return at, gy.astype(np.int64), gx.astype(np.int64)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mv_walk_decodes_what_it_encodes(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    at, gy, gx = _grid_layout(rng, 7, 9)
+    n = len(gy)
+    split = rng.random(n) < 0.3
+    mv = rng.integers(-12, 13, (n, 4, 2)).astype(np.int64)
+    mv[~split] = mv[~split, :1]  # an unsplit block has one vector
+    mv[rng.random(n) < 0.4] = 3  # runs of equal vectors (a moving object)
+    k = n + 3 * int(split.sum())
+    same, diff = np.zeros(k, bool), np.zeros((k, 2), np.int64)
+    assert kernels.mv_walk(at, gy, gx, split, mv.copy(), same, diff, False) == k
+    assert same.any() and not same.all()
+    assert (diff[same] == 0).all() and (diff[~same] != 0).any(1).all()
+    out = np.zeros_like(mv)
+    kernels.mv_walk(at, gy, gx, split, out, same, diff, True)
+    assert (out == mv).all()
+
+
+def test_mv_walk_predicts_a_still_or_uniformly_moving_field_entirely() -> None:
+    """A fixed camera's zero vectors and an object's one shared vector cost only their flags, after the
+    first block of the object (the median of coded neighbours, H.264's rule)."""
+    rng = np.random.default_rng(5)
+    at, gy, gx = _grid_layout(rng, 6, 8)
+    n = len(gy)
+    split = np.zeros(n, bool)
+    for v, first_same in ((0, True), (5, False)):
+        mv = np.full((n, 4, 2), v, np.int64)
+        same, diff = np.zeros(n, bool), np.zeros((n, 2), np.int64)
+        kernels.mv_walk(at, gy, gx, split, mv, same, diff, False)
+        assert same[0] == first_same and same[1:].all()

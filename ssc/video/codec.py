@@ -365,11 +365,11 @@ class VideoDecoder:
         if e.intra:
             qcode, base_body, layer = _split_intra(body)
             base = _decode_base(self.codec, base_body, mask, e.box, qcode)
-            return decode_layer(layer, mask, e.box, base=base)
+            return decode_layer(layer, mask, e.box, base=base, version=self.rd.header.version)
         if st is None or not st.live:
             raise CorruptSegmentError(e.track_id, "inter entry without a decoded reference (earlier failure)")
         r1, r2 = st.references()
-        return decode_layer(body, mask, e.box, ref_padded=r1, ref2_padded=r2)
+        return decode_layer(body, mask, e.box, ref_padded=r1, ref2_padded=r2, version=self.rd.header.version)
 
     def _refresh_backdrop(self, fh: vf.FrameHeader, e: vf.Entry, full: dict[int, np.ndarray], mask_fail: dict[int, str],
                           H: int, W: int) -> str | None:

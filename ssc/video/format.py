@@ -1,5 +1,7 @@
-"""The SSVC container (``.ssv``), version 1: semantically structured video. This module is its single
-specification; docs/video.md is the prose version and tests/golden/video_v1.ssv pins the bytes.
+"""The SSVC container (``.ssv``), version 2: semantically structured video. This module is its single
+specification (the texture layer's syntax is :mod:`ssc.video.texture`'s); docs/video.md is the prose
+version and tests/golden/video_texture*.bin pin the texture layer's bytes. Version 2 changed only the
+P layers' motion-vector syntax (median prediction, :mod:`ssc.video.texture`); readers take 1 and 2.
 
 A video is a sequence of frames; every frame holds one entry per *track* (a group that persists over
 time with a stable id: an object, a person, the background). Each entry has its own CRC-checked mask
@@ -15,7 +17,7 @@ Integers are little-endian, ``varint``/``str8`` as in :mod:`ssc.bitstream.format
 
 Stream::
 
-    preamble     magic b"SSV" | version u8 (1) | header_len u32 | header_crc u32 (CRC-32 of the body)
+    preamble     magic b"SSV" | version u8 (2; 1 is read too) | header_len u32 | header_crc u32 (CRC-32 of the body)
     header body  width varint | height varint | fps_num varint | fps_den varint
                  | model_id str8 | weights_id 8 bytes (the intra image codec, as in image streams)
                  | gop varint (intended I-frame period, informative) | complement_track varint
@@ -64,7 +66,9 @@ from ..bitstream.format import Cursor, _str8, crc32, varint
 from ..errors import BitstreamError
 
 MAGIC = b"SSV"
-VERSION = 1
+VERSION = 2
+#: versions this reader decodes (the texture layer is told which)
+READABLE = (1, 2)
 PREAMBLE = struct.Struct("<3sBII")
 FRAME_SYNC = b"SSVF"
 TRAILER = struct.Struct("<4sQI")
@@ -83,6 +87,7 @@ class VideoHeader:
     weights_id: bytes
     gop: int
     complement_track: int | None  # track id, or None
+    version: int = VERSION  # of the container that holds it (writers write VERSION)
 
     @property
     def fps(self) -> float:
@@ -220,15 +225,15 @@ def parse_preamble(data: bytes) -> int:
     magic, ver, n, _ = PREAMBLE.unpack_from(data)
     if magic != MAGIC:
         raise BitstreamError("not an ssc video stream (bad magic)")
-    if ver != VERSION:
-        raise BitstreamError(f"unsupported ssc video version {ver} (this reader: {VERSION})")
+    if ver not in READABLE:
+        raise BitstreamError(f"unsupported ssc video version {ver} (this reader: {', '.join(map(str, READABLE))})")
     if n > MAX_HEADER:
         raise BitstreamError(f"video header length {n} exceeds the limit")
     return n
 
 
 def parse_header(pre: bytes, body: bytes) -> VideoHeader:
-    _, _, n, crc = PREAMBLE.unpack_from(pre)
+    _, ver, n, crc = PREAMBLE.unpack_from(pre)
     if len(body) != n:
         raise BitstreamError("video header truncated")
     if crc32(body) != crc:
@@ -242,7 +247,7 @@ def parse_header(pre: bytes, body: bytes) -> VideoHeader:
         raise BitstreamError(f"frame size {w}x{h} out of range")
     if fn == 0 or fd == 0:
         raise BitstreamError("frame rate must be positive")
-    return VideoHeader(w, h, fn, fd, model, wid, gop, None if comp == 0 else comp - 1)
+    return VideoHeader(w, h, fn, fd, model, wid, gop, None if comp == 0 else comp - 1, ver)
 
 
 def parse_frame_header(data: bytes, offset: int, header: VideoHeader) -> FrameHeader:

@@ -377,3 +377,64 @@ def masked_write(canvas: np.ndarray, seen: np.ndarray, src: np.ndarray, mask: np
                 for c in range(3):
                     canvas[y0 + y, x0 + x, c] = src[y, x, c]
                 seen[y0 + y, x0 + x] = True
+
+
+@njit(cache=_CACHE, inline="always")
+def _med3(a: int, b: int, c: int) -> int:
+    return max(min(a, b), min(max(a, b), c))
+
+
+@njit(cache=_CACHE)
+def mv_walk(at: np.ndarray, gy: np.ndarray, gx: np.ndarray, split: np.ndarray, mv: np.ndarray, same: np.ndarray,
+            diff: np.ndarray, decode: bool) -> int:
+    """The motion vectors of a version-2 P layer in coding order (blocks in raster order, four vectors
+    for a split block), each against its predictor. A block's first vector is predicted by the median
+    of its coded neighbours' nearest vectors: left (its top-right quadrant), top (bottom-left) and
+    top-right (bottom-left), or top-left (bottom-right) where there is no top-right block; one coded
+    neighbour is its own predictor and a missing one counts as zero in the median (H.264's rule,
+    8.4.1.3). A block without coded neighbours (the first, or a part of a mask apart from the rest) is
+    predicted by the vector coded before it (zero for the first). The other three vectors of a split
+    block are predicted by the one before.
+    ``at`` (grid h, grid w) holds each grid cell's block index or -1; (``gy``, ``gx``) are the blocks'
+    cells. Encoding (``decode`` False) reads ``mv`` (N, 4, 2) and writes ``same`` (K,) = vector equals
+    its predictor and ``diff`` (K, 2) = vector - predictor; decoding reads them and writes ``mv``.
+    Sequential (each prediction needs the vectors before it), so every machine gives the same vectors.
+    Returns K, the number of coded vectors."""
+    k = 0
+    gh, gw = at.shape
+    last = np.zeros(2, np.int64)  # the vector coded before
+    for i in range(len(gy)):
+        y, x = gy[i], gx[i]
+        a = at[y, x - 1] if x > 0 else -1
+        b = at[y - 1, x] if y > 0 else -1
+        c = at[y - 1, x + 1] if (y > 0 and x + 1 < gw) else -1
+        cq = 2
+        if c < 0:
+            c = at[y - 1, x - 1] if (y > 0 and x > 0) else -1
+            cq = 3
+        n = (a >= 0) + (b >= 0) + (c >= 0)
+        p = last.copy()
+        for j in range(2):
+            va = mv[a, 1, j] if a >= 0 else 0
+            vb = mv[b, 2, j] if b >= 0 else 0
+            vc = mv[c, cq, j] if c >= 0 else 0
+            if n == 1:
+                p[j] = va + vb + vc  # the one coded neighbour (the others count zero)
+            elif n > 1:
+                p[j] = _med3(va, vb, vc)
+        for q in range(4 if split[i] else 1):
+            if q > 0:
+                p[0], p[1] = mv[i, q - 1, 0], mv[i, q - 1, 1]
+            if decode:
+                for j in range(2):
+                    mv[i, q, j] = p[j] if same[k] else p[j] + diff[k, j]
+            else:
+                same[k] = mv[i, q, 0] == p[0] and mv[i, q, 1] == p[1]
+                for j in range(2):
+                    diff[k, j] = mv[i, q, j] - p[j]
+            last[0], last[1] = mv[i, q, 0], mv[i, q, 1]
+            k += 1
+        if not split[i]:
+            for q in range(1, 4):
+                mv[i, q, 0], mv[i, q, 1] = mv[i, 0, 0], mv[i, 0, 1]
+    return k

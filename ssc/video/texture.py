@@ -1,19 +1,26 @@
 """One track's inter / refinement layer in one frame (SSVC): motion vectors and the quantised residual,
 entropy-coded with rANS over fixed integer Laplace tables.
 
-Body layout (all integers little-endian)::
+Body layout (all integers little-endian; container version 2)::
 
     u8 qp | u8 kind (0 = refinement of an intra base, 1 = motion-compensated P) | u8 mv_table (kind 1)
     | u8 p_split (probability/256 that a 16x16 motion block is split into four 8x8 ones; kind 1)
     | u8 p_bi (0: no block uses the second reference; else probability/256 of a bi-predicted block)
-    | u8 mv2_table
-    u8 p_coded_luma | u8 p_coded_chroma | 12 bytes: per class (luma, chroma) a 4-bit level-table index
+    | u8 mv2_table | u8 p_coded_luma | u8 p_coded_chroma
+    | u8 p_same (probability/256 that a vector equals its predictor; kind 1)
+    12 bytes: per class (luma, chroma) a 4-bit level-table index
     per band (10) and the signed 4-bit table offsets of level contexts 1 and 2
-    rANS words: [split flags | mv differences, quarter pixels, one vector per unsplit block and four
-    per split one, each against the previous vector | (p_bi > 0) bi flags | one vector into the
-    track's second-newest reference per bi block, predictions averaged (a + b + 1) >> 1] | coded-block flags | levels of coded blocks, scan
-    position by position (zig-zag), each level's table chosen by its band and its context (the sum of
-    the two previous levels' magnitudes: 0, 1..2, >= 3)
+    rANS words: [split flags | one flag per vector (one per unsplit block, four per split one, in
+    coding order): equal to its predictor | the other vectors' differences from their predictors,
+    quarter pixels (:func:`ssc.video.kernels.mv_walk`: the median of the left, top and top-right
+    blocks' vectors; a split block's later vectors from the one before) | (p_bi > 0) bi flags | one
+    vector into the track's second-newest reference per bi block, as its difference from twice the
+    block's first vector; predictions averaged (a + b + 1) >> 1] | coded-block flags | levels of coded
+    blocks, scan position by position (zig-zag), each level's table chosen by its band and its context
+    (the sum of the two previous levels' magnitudes: 0, 1..2, >= 3)
+
+Container version 1 had no p_same byte and coded every vector as its difference from the previous
+vector in coding order (bi vectors likewise among themselves); :func:`decode_layer` reads both.
 
 The reconstruction is deblocked in the loop (:mod:`ssc.video.deblock`). Which blocks exist follows from the track's mask, which the decoder already has: a 16x16 motion block
 is coded when it touches the mask, an 8x8 transform block likewise, and the residual outside the mask is
@@ -38,7 +45,12 @@ from .motion import EXHAUSTIVE, MB, QPEL, SEARCH, MotionSearch, SearchTools, blo
 KIND_REFINE, KIND_P = 0, 1
 #: approximate bits of a bi-predicted block's flag and extra vector (encoder decision only)
 BI_BITS = 12
-_HEAD = struct.Struct("<BBBBBBBB")
+_HEAD_V1 = struct.Struct("<BBBBBBBB")
+#: version 2 adds p_same (probability/256 that a vector equals its predictor) at the end
+_HEAD = struct.Struct("<BBBBBBBBB")
+#: the container version whose P layers predict vectors from their neighbours (version 1: from the
+#: previous vector in coding order, every difference coded)
+MEDIAN_MV_VERSION = 2
 _NSCALES = 16
 SCALES = np.exp(np.linspace(np.log(0.04), np.log(60.0), _NSCALES))
 
@@ -273,11 +285,6 @@ def _bi_mask(lay: Layout, bi: np.ndarray) -> np.ndarray:
     return np.repeat(np.repeat(grid.reshape(h // MB, w // MB), MB, 0), MB, 1)[..., None]
 
 
-def _coded_vectors(split: np.ndarray, mv: np.ndarray) -> np.ndarray:
-    """The vectors in coding order: one per unsplit block, four per split one."""
-    return np.concatenate([mv[i] if s else mv[i, :1] for i, s in enumerate(split)]) if len(split) else np.zeros((0, 2), np.int64)
-
-
 def _p8(flags: np.ndarray) -> int:
     """Probability of a set flag in 1/256, kept in 1..255 (as the body stores it)."""
     return int(np.clip(round(256 * flags.mean()) if flags.size else 1, 1, 255))
@@ -299,9 +306,20 @@ def _reconstruct(pred: np.ndarray, levels: np.ndarray, lay: Layout, qp: int) -> 
     return out
 
 
-def _mv_diffs(mv: np.ndarray) -> np.ndarray:
-    prev = np.vstack([np.zeros((1, 2), np.int64), mv[:-1]])
-    return (mv - prev).ravel()
+def _mv_grid(lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell -> block index or -1 (grid h, grid w), block rows, block columns) of a layout's coded
+    16x16 blocks on its region's block grid."""
+    x0, y0, x1, y1 = lay.region
+    gh, gw = (y1 - y0) // MB, (x1 - x0) // MB
+    at = np.full((gh, gw), -1, np.int64)
+    gy, gx = lay.mbs // gw, lay.mbs % gw
+    at[gy, gx] = np.arange(len(lay.mbs))
+    return at, np.ascontiguousarray(gy, np.int64), np.ascontiguousarray(gx, np.int64)
+
+
+def _bi_predictors(first: np.ndarray) -> np.ndarray:
+    """Version 2: a bi block's vector into the older reference is predicted by twice its first vector."""
+    return np.clip(2 * first, -SEARCH * QPEL, SEARCH * QPEL)
 
 
 def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], qp: int,
@@ -330,7 +348,12 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         pred = _predict_region(lay, ref_padded, mv)
         p_split = _p8(split)
         wr.write(split.astype(np.int32), _flag_model(p_split))
-        d = _mv_diffs(_coded_vectors(split, mv))
+        k = len(ys) + 3 * int(split.sum())
+        same, diff = np.zeros(k, bool), np.zeros((k, 2), np.int64)
+        kernels.mv_walk(*_mv_grid(lay), split, np.ascontiguousarray(mv, np.int64), same, diff, False)
+        p_same = _p8(same)
+        wr.write(same.astype(np.int32), _flag_model(p_same))
+        d = diff[~same].ravel()
         mv_idx = _cheapest_table(d)
         wr.encode_values(d, np.full(d.size, mv_idx), tables)
         p_bi = mv2_idx = 0
@@ -344,14 +367,14 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
             bi = _block_sad(predb, c, lay) + BI_BITS * _lambda(qp) < _block_sad(pred, c, lay)
             p_bi = _p8(bi)
             wr.write(bi.astype(np.int32), _flag_model(p_bi))
-            d2 = _mv_diffs(v2[bi])
+            d2 = (v2[bi] - _bi_predictors(mv[bi, 0])).ravel()
             mv2_idx = _cheapest_table(d2)
             wr.encode_values(d2, np.full(d2.size, mv2_idx), tables)
             pred = np.where(_bi_mask(lay, bi), predb, pred)
         kind = KIND_P
     else:
         assert base is not None
-        pred, mv_idx, kind, p_split = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE, 1
+        pred, mv_idx, kind, p_split, p_same = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE, 1, 1
         p_bi = mv2_idx = 0
     levels = np.zeros((3, len(lay.blocks), 64), np.int64)
     kernels.residual_levels(cur_reg, np.ascontiguousarray(pred, np.int64),
@@ -369,42 +392,67 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         params.append(_fit_level_tables(lv, ctx))
         _encode_levels(lv, ctx, *params[-1], tables, wr)
     recon = _reconstruct(pred, levels, lay, qp)
-    body = _HEAD.pack(qp, kind, mv_idx, p_split, p_bi, mv2_idx, p8[0], p8[1]) + _pack_params(params) + wr.finish()
+    body = _HEAD.pack(qp, kind, mv_idx, p_split, p_bi, mv2_idx, p8[0], p8[1], p_same) + _pack_params(params) + wr.finish()
     return body, recon, lay
+
+
+def _read_vectors(rd: SymbolReader, lay: Layout, split: np.ndarray, k: int, mv_idx: int, p_same: int,
+                  tables: TableSet) -> np.ndarray:
+    """Version 2: the ``k`` vectors' predictor flags, the differences of the others, then the walk."""
+    same = rd.read(_flag_model(p_same), k).astype(bool)
+    m = k - int(same.sum())
+    diff = np.zeros((k, 2), np.int64)
+    diff[~same] = rd.decode_values(np.full(2 * m, mv_idx), tables).reshape(m, 2)
+    mv = np.zeros((len(split), 4, 2), np.int64)
+    kernels.mv_walk(*_mv_grid(lay), np.ascontiguousarray(split), mv, same, diff, True)
+    if k and np.abs(mv).max() > SEARCH * QPEL:
+        raise BitstreamError("motion vector outside the search range")
+    return mv
+
+
+def _read_vectors_v1(rd: SymbolReader, split: np.ndarray, k: int, mv_idx: int, tables: TableSet) -> np.ndarray:
+    """Version 1: every vector's difference from the one before it in coding order."""
+    n = len(split)
+    vec = np.cumsum(rd.decode_values(np.full(2 * k, mv_idx), tables).reshape(k, 2), 0)
+    if k and np.abs(vec).max() > SEARCH * QPEL:
+        raise BitstreamError("motion vector outside the search range")
+    starts = np.concatenate([[0], np.cumsum(np.where(split, 4, 1))[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
+    return np.stack([vec[starts + np.where(split, q, 0)] for q in range(4)], 1) if n else np.zeros((0, 4, 2), np.int64)
 
 
 def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
                  ref_padded: np.ndarray | None = None, base: np.ndarray | None = None,
-                 ref2_padded: np.ndarray | None = None) -> tuple[np.ndarray, Layout]:
-    """Inverse of :func:`encode_layer` (exact integer reconstruction). BitstreamError on malformed bodies."""
-    if len(body) < _HEAD.size + _PARAM_BYTES:
+                 ref2_padded: np.ndarray | None = None, version: int = MEDIAN_MV_VERSION) -> tuple[np.ndarray, Layout]:
+    """Inverse of :func:`encode_layer` (exact integer reconstruction) for a stream of container
+    ``version`` (1: the first syntax; 2: the current one). BitstreamError on malformed bodies."""
+    median = version >= MEDIAN_MV_VERSION
+    head = _HEAD if median else _HEAD_V1
+    if len(body) < head.size + _PARAM_BYTES:
         raise BitstreamError(f"texture layer truncated ({len(body)} bytes)")
-    qp, kind, mv_idx, p_split, p_bi, mv2_idx, pY, pC = _HEAD.unpack_from(body, 0)
+    qp, kind, mv_idx, p_split, p_bi, mv2_idx, pY, pC, *rest = head.unpack_from(body, 0)
+    p_same = rest[0] if median else 1
     if (qp > tf.MAX_QP or kind not in (KIND_REFINE, KIND_P) or max(mv_idx, mv2_idx) >= _NSCALES
-            or not all(0 < p < 256 for p in (p_split, pY, pC))):
+            or not all(0 < p < 256 for p in (p_split, pY, pC, p_same))):
         raise BitstreamError("texture layer header is invalid")
     if (kind == KIND_P) != (ref_padded is not None):
         raise BitstreamError(f"texture layer kind {kind} does not match the entry's frame type")
-    params = _unpack_params(body[_HEAD.size : _HEAD.size + _PARAM_BYTES])
+    params = _unpack_params(body[head.size : head.size + _PARAM_BYTES])
     lay = Layout.of(mask, box)
     tables = laplace_tables()
-    rd = SymbolReader(body[_HEAD.size + _PARAM_BYTES :])
+    rd = SymbolReader(body[head.size + _PARAM_BYTES :])
     if kind == KIND_P:
         n = len(lay.mbs)
         split = rd.read(_flag_model(p_split), n).astype(bool)
         k = n + 3 * int(split.sum())
-        vec = np.cumsum(rd.decode_values(np.full(2 * k, mv_idx), tables).reshape(k, 2), 0)
-        if k and np.abs(vec).max() > SEARCH * QPEL:
-            raise BitstreamError("motion vector outside the search range")
-        starts = np.concatenate([[0], np.cumsum(np.where(split, 4, 1))[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
-        mv = np.stack([vec[starts + np.where(split, q, 0)] for q in range(4)], 1) if n else np.zeros((0, 4, 2), np.int64)
+        mv = _read_vectors(rd, lay, split, k, mv_idx, p_same, tables) if median else _read_vectors_v1(rd, split, k, mv_idx, tables)
         pred = _predict_region(lay, ref_padded, mv)
         if p_bi:
             if ref2_padded is None:
                 raise BitstreamError("texture layer uses a second reference the track does not have")
             bi = rd.read(_flag_model(p_bi), n).astype(bool)
             m2 = int(bi.sum())
-            v2 = np.cumsum(rd.decode_values(np.full(2 * m2, mv2_idx), tables).reshape(m2, 2), 0)
+            d2 = rd.decode_values(np.full(2 * m2, mv2_idx), tables).reshape(m2, 2)
+            v2 = d2 + _bi_predictors(mv[bi, 0]) if median else np.cumsum(d2, 0)
             if m2 and np.abs(v2).max() > SEARCH * QPEL:
                 raise BitstreamError("motion vector outside the search range")
             full = np.zeros((n, 2), np.int64)

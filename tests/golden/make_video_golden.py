@@ -1,5 +1,7 @@
-"""Regenerates tests/golden/video_texture_f*.bin and video_texture.json. Run from the repository root,
-only when the texture-layer syntax changes on purpose: ``python tests/golden/make_video_golden.py``."""
+"""Regenerates tests/golden/video_texture_f*.bin and video_texture.json (the current syntax). Run from
+the repository root, only when the texture-layer syntax changes on purpose:
+``python tests/golden/make_video_golden.py``. The bodies of earlier container versions
+(video_texture_v1_f*.bin) are kept as they are, with their hashes: readers must go on decoding them."""
 from __future__ import annotations
 
 import hashlib
@@ -17,6 +19,7 @@ GOLD = Path(__file__).parent
 
 def main() -> None:
     frames, maps = moving_scene()
+    old = json.loads((GOLD / "video_texture.json").read_text())
     out = {"what": "texture layers of track 1 in tests/test_video.py moving_scene(), qp 24: frame 1 (one reference) "
                    "and frame 2 (two references); decoding must give these sha256 on every machine"}
     for t, (r1, r2) in golden_references(frames, maps).items():
@@ -26,6 +29,7 @@ def main() -> None:
         (GOLD / f"video_texture_f{t}.bin").write_bytes(body)
         out[f"frame{t}_sha256"] = hashlib.sha256(dec.tobytes()).hexdigest()
         out[f"frame{t}_bi_blocks"] = int(body[4] > 0)
+    out["v1"] = old["v1"]  # container version 1 (video_texture_v1_f*.bin): the same scene, never regenerated
     (GOLD / "video_texture.json").write_text(json.dumps(out, indent=1))
 
 
