@@ -484,3 +484,27 @@ def test_container_versions(clip):
     old[3] = 3
     with pytest.raises(BitstreamError, match="unsupported ssc video version 3"):
         VideoReader(bytes(old))
+
+
+@pytest.mark.parametrize("qp", [22, 28])
+def test_rd_levels_lower_the_rate_distortion_cost(qp):
+    """The encoder's level choice (rdoq) codes the same P layer in fewer bytes at a lower cost
+    SSE + lambda * bits (lambda in RGB: 3 squared luma steps times RD_LAMBDA per bit), and decodes."""
+    from ssc.video.texture import RD_LAMBDA
+
+    frames, maps = moving_scene()
+    r1, r2 = golden_references(frames, maps)[2]
+    m, box = maps[2].labels == 1, maps[2].group(1).box
+    noise = np.random.default_rng(0).normal(0, 6, frames[2].shape)  # a noisy sensor: many small coefficients
+    frames = frames.copy()
+    frames[2] = np.clip(frames[2] + noise, 0, 255).astype(np.uint8)
+    lam = 3 * (tf.qstep16(qp) / 16) ** 2 * RD_LAMBDA
+    cost = {}
+    for rdoq in (False, True):
+        body, recon, lay = encode_layer(frames[2], m, box, qp, ref_padded=r1, ref2_padded=r2, rdoq=rdoq)
+        x0, y0, x1, y1 = lay.region
+        err = (recon.astype(float) - frames[2][y0:y1, x0:x1])[lay.mask]
+        cost[rdoq] = ((err ** 2).sum() + lam * 8 * len(body), len(body))
+        again, _ = decode_layer(body, m, box, ref_padded=r1, ref2_padded=r2)
+        assert (again == recon).all()
+    assert cost[True][1] < cost[False][1] and cost[True][0] < cost[False][0]

@@ -124,10 +124,12 @@ def test_residual_levels_match_numpy(seed: int) -> None:
     res = tf.rgb_to_ycocg((cur.astype(np.int64) - pred) * lay.mask[..., None])
     want = np.stack([tf.quantise(tf.to_blocks(res[..., c])[lay.blocks], steps[c]) for c in range(3)])
     got = np.zeros_like(want)
+    scaled = np.zeros(want.shape)
     kernels.residual_levels(cur, pred, lay.mask, lay.blocks.astype(np.int64), w // 8, np.array(steps, np.int64), tf.DCT,
-                            tf.ZIGZAG, tf.ROUNDING, got)
+                            tf.ZIGZAG, tf.ROUNDING, got, scaled)
     # the float DCT's summation order may differ from BLAS's: a level can only move at a rounding tie
     assert np.mean(got != want) < 1e-3 and np.abs(got - want).max(initial=0) <= 1
+    assert (np.sign(got) * np.floor(np.abs(scaled) + tf.ROUNDING) == got).all()  # the levels of the scaled values
 
 
 def test_encode_columns_is_the_per_column_stream() -> None:

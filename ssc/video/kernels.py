@@ -297,10 +297,12 @@ def masked_block_sads(a: np.ndarray, b: np.ndarray, mask: np.ndarray, ys: np.nda
 
 @njit(cache=_CACHE, parallel=True, nogil=True)
 def residual_levels(cur: np.ndarray, pred: np.ndarray, mask: np.ndarray, blocks: np.ndarray, wb: int,
-                    steps: np.ndarray, dct: np.ndarray, zigzag: np.ndarray, rounding: float, out: np.ndarray) -> None:
+                    steps: np.ndarray, dct: np.ndarray, zigzag: np.ndarray, rounding: float, out: np.ndarray,
+                    scaled: np.ndarray) -> None:
     """Encoder: levels (3, nb, 64, zig-zag) of the masked residual cur - pred of each coded 8x8 block
     (``blocks``: raster indices, ``wb`` per row): YCoCg-R, float DCT-II ``D B D^T``, dead-zone
-    quantiser ``sign(c) floor(|c| 16 / step16 + rounding)``."""
+    quantiser ``sign(c) floor(|c| 16 / step16 + rounding)``; ``scaled`` (same shape, float) gets
+    ``c 16 / step16``, the coefficients in quantiser steps (for the encoder's rate-distortion choices)."""
     for k in prange(len(blocks)):
         res = np.zeros((3, 8, 8))
         tmp = np.zeros((8, 8))
@@ -329,6 +331,7 @@ def residual_levels(cur: np.ndarray, pred: np.ndarray, mask: np.ndarray, blocks:
                 s = 0.0
                 for m in range(8):
                     s += dct[u, m] * tmp[m, v]
+                scaled[c, k, n] = s * 16.0 / steps[c]
                 q = np.floor(abs(s) * 16.0 / steps[c] + rounding)
                 out[c, k, n] = np.int64(q) if s >= 0 else -np.int64(q)
 

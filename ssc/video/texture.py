@@ -322,15 +322,56 @@ def _bi_predictors(first: np.ndarray) -> np.ndarray:
     return np.clip(2 * first, -SEARCH * QPEL, SEARCH * QPEL)
 
 
+#: the encoder's price of one bit in squared luma quantiser steps: HEVC's lambda 0.57 * 2^((qp - 12) / 3)
+#: over its squared step (0.625 * 2^(qp / 6))^2, the same at every qp
+RD_LAMBDA = 0.57 / 16 / 0.625**2
+#: per channel (Y, Co, Cg), the lambda in that channel's squared steps: YCoCg-R's errors weigh 3, 1/2
+#: and 3/4 in RGB, and the chroma steps are CHROMA_STEP_NUM / 16 times the luma step
+_RD_CHANNEL = np.array([1.0, 3.0 / (0.5 * (tf.CHROMA_STEP_NUM / 16) ** 2), 3.0 / (0.75 * (tf.CHROMA_STEP_NUM / 16) ** 2)])
+
+
+def _rd_levels(levels: np.ndarray, mag: np.ndarray) -> None:
+    """Encoder, in place: rate-distortion choice of the levels (3, nb, 64) given the coefficients'
+    magnitudes in quantiser steps ``mag`` (a simplified RDOQ, Karczewicz et al., VCEG-AH21, 2008).
+    With the tables each class would get from the dead-zone levels, each nonzero level may drop by one
+    where (error)^2 + lambda * bits falls, then each block may drop to nothing where its error plus
+    lambda times its bits (levels and coded flag) exceed its energy. Contexts are taken from the
+    dead-zone levels (an approximation; the tables are fitted again to the result)."""
+    bits = _table_bits()
+    for chans in ([0], [1, 2]):
+        sub, mg = levels[chans], mag[chans]  # (c, nb, 64) copies
+        coded = sub.any(-1)
+        if not coded.any():
+            continue
+        lv, x = sub[coded], mg[coded]  # (m, 64)
+        lam = (RD_LAMBDA * _RD_CHANNEL[chans])[np.nonzero(coded)[0]][:, None]  # per row
+        ctx = _contexts(lv)
+        ti = _level_tables(*_fit_level_tables(lv, ctx), ctx, slice(None))
+        a = np.abs(lv)
+        col = lambda v: bits[ti, np.clip(v, -_VMAX, _VMAX) + _VMAX]  # noqa: E731
+        keep = (x - a) ** 2 + lam * col(a)
+        down = (x - (a - 1)) ** 2 + lam * col(a - 1)
+        a = np.where((a > 0) & (down < keep), a - 1, a)
+        p = coded.mean()
+        flag = lam[:, 0] * (np.log2(1 / p) - np.log2(1 / max(1 - p, 1 / 256)))  # bits of "coded" over "not coded"
+        block = ((x - a) ** 2 + lam * col(a)).sum(1) + flag
+        zero = (x ** 2).sum(1)
+        a[zero <= block] = 0
+        sub[coded] = np.sign(lv) * a
+        levels[chans] = sub
+
+
 def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int], qp: int,
                  ref_padded: np.ndarray | None = None, base: np.ndarray | None = None,
                  ref2_padded: np.ndarray | None = None, tools: SearchTools = EXHAUSTIVE,
-                 grid: np.ndarray | None = None, vectors: np.ndarray | None = None) -> tuple[bytes, np.ndarray, Layout]:
+                 grid: np.ndarray | None = None, vectors: np.ndarray | None = None,
+                 rdoq: bool = True) -> tuple[bytes, np.ndarray, Layout]:
     """Code ``cur`` (H, W, 3 uint8) inside ``mask`` either as motion-compensated prediction from
     ``ref_padded`` (P; blocks may average it with a prediction from the older reference
     ``ref2_padded``) or as a refinement of ``base`` (H, W, 3, the intra layer's reconstruction).
     ``tools``, ``grid`` and ``vectors`` steer the encoder's motion search only (the previous entry's
     integer vectors on the frame's block grid as predictors; this entry's are written to ``vectors``).
+    ``rdoq``: lower levels, and drop blocks, where the bits saved outweigh the error (:func:`_rd_levels`).
     Returns the body, the reconstruction on the layout's region (h, w, 3 uint8) and the layout."""
     lay = Layout.of(mask, box)
     tables = laplace_tables()
@@ -377,9 +418,13 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
         pred, mv_idx, kind, p_split, p_same = _region(base, lay.region).astype(np.int64), 0, KIND_REFINE, 1, 1
         p_bi = mv2_idx = 0
     levels = np.zeros((3, len(lay.blocks), 64), np.int64)
+    scaled = np.zeros(levels.shape)
     kernels.residual_levels(cur_reg, np.ascontiguousarray(pred, np.int64),
                             np.ascontiguousarray(lay.mask, bool), np.ascontiguousarray(lay.blocks, np.int64),
-                            lay.mask.shape[1] // tf.BLOCK, np.array(_steps(qp), np.int64), tf.DCT, tf.ZIGZAG, tf.ROUNDING, levels)
+                            lay.mask.shape[1] // tf.BLOCK, np.array(_steps(qp), np.int64), tf.DCT, tf.ZIGZAG, tf.ROUNDING, levels,
+                            scaled)
+    if rdoq:
+        _rd_levels(levels, np.abs(scaled))
     coded = levels.any(-1)  # (3, n)
     p8, params = [], []
     for cls, chans in ((0, [0]), (1, [1, 2])):
