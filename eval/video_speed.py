@@ -1,6 +1,6 @@
-"""SSVC encoder speed, step by step (surveillance issue): the same clips and qps encoded by the encoder
-of an earlier revision (``--baseline-rev``, run from a git worktree in a subprocess: the anchor of the
-ratios) and by this revision step by step: the motion search's tools (:class:`ssc.video.motion.SearchTools`)
+"""SSVC encoder speed, step by step (surveillance issue): the same clips and qps encoded by the encoders
+of earlier revisions (``--baseline-rev``, each run from a git worktree in a subprocess, decoded by this
+revision; the first is the anchor of the ratios) and by this revision step by step: the motion search's tools (:class:`ssc.video.motion.SearchTools`)
 from the exhaustive search to the default, then the background's intra period (every GOP, then the
 default of every ``BACKGROUND_GOP_FACTOR`` GOPs); each row's encode frames/s, whole-stream and
 object-only bits, object and background PSNR and object-only decode frames/s, in one run. Every encoder is warmed up on two
@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="timed encodes per row (the fastest counts: a shared machine is noisy)")
-    ap.add_argument("--baseline-rev", default=None, help="also encode with this git revision's encoder (the ratios' anchor)")
+    ap.add_argument("--baseline-rev", nargs="+", default=[],
+                    help="also encode with these git revisions' encoders, in this order (the first is the ratios' anchor)")
     ap.add_argument("--steps", type=int, nargs="+", default=None,
                     help="which of this revision's steps to run (0-based; default all): " + "; ".join(s[0] for s in STEPS))
     ap.add_argument("--out", default="out/eval/video_speed")
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = [STEPS[i] for i in args.steps] if args.steps is not None else STEPS
     torch.set_num_threads(args.threads)
     codec = load_codec(args.model)
-    base_enc = Baseline(args.baseline_rev, args.model, args.threads, args.repeats) if args.baseline_rev else None
+    bases = [Baseline(rev, args.model, args.threads, args.repeats) for rev in args.baseline_rev]
     rows = []
     try:
         for spec in args.clips.split(","):
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             h, w = frames[0].shape[:2]
             encode(frames[:2], maps[:2], fps, codec, args.qp[0], args.gop, SearchTools())  # warm-up (compiled loops)
             for qp in args.qp:
-                runs = [(f"encoder of {args.baseline_rev}", lambda: base_enc.encode(frames, maps, fps, qp, args.gop))] if base_enc else []
+                runs = [(f"encoder of {b.rev}", lambda b=b: b.encode(frames, maps, fps, qp, args.gop)) for b in bases]
                 runs += [(label, lambda t=tools, b=bg: encode(frames, maps, fps, codec, qp, args.gop, t, args.repeats, b))
                          for label, tools, bg in steps]
                 anchor = None
@@ -191,12 +192,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name} qp {qp} {label}: {row['enc_fps']:.2f} frames/s, object {row['object_kbps']:.1f} kbit/s, "
                           f"{row['object_psnr']:.2f} dB, {row['kbps']:.1f} kbit/s in all, background {psnr_b:.2f} dB", flush=True)
     finally:
-        if base_enc:
-            base_enc.close()
+        for b in bases:
+            b.close()
     table = [[r["clip"], r["size"], r["qp"], r["step"], r["enc_fps"], r["speedup"], r["kbps"], r["object_kbps"],
               f"{100 * r['object_bits_vs_anchor']:+.1f}%", r["object_psnr"], f"{r['object_psnr_vs_anchor']:+.3f}", r["background_psnr"],
               r["object_decode_fps"]] for r in rows]
-    anchor_name = f"the encoder of {args.baseline_rev}" if args.baseline_rev else "the first step"
+    anchor_name = f"the encoder of {args.baseline_rev[0]}" if args.baseline_rev else "the first step"
     lines = markdown_table(["clip", "size", "qp", "step", "encode frames/s", "speed-up", "kbit/s", "object kbit/s",
                             "object bits vs anchor", "object PSNR", "dB vs anchor",
                             "background PSNR", "object-only decode frames/s"], table)
