@@ -331,8 +331,9 @@ def residual_levels(cur: np.ndarray, pred: np.ndarray, mask: np.ndarray, blocks:
                 s = 0.0
                 for m in range(8):
                     s += dct[u, m] * tmp[m, v]
-                scaled[c, k, n] = s * 16.0 / steps[c]
-                q = np.floor(abs(s) * 16.0 / steps[c] + rounding)
+                x = s * 16.0 / steps[c]
+                scaled[c, k, n] = x
+                q = np.floor(abs(x) + rounding)
                 out[c, k, n] = np.int64(q) if s >= 0 else -np.int64(q)
 
 
@@ -404,7 +405,7 @@ def mv_walk(at: np.ndarray, gy: np.ndarray, gx: np.ndarray, split: np.ndarray, m
     Sequential (each prediction needs the vectors before it), so every machine gives the same vectors.
     Returns K, the number of coded vectors."""
     k = 0
-    gh, gw = at.shape
+    gw = at.shape[1]
     last = np.zeros(2, np.int64)  # the vector coded before
     for i in range(len(gy)):
         y, x = gy[i], gx[i]

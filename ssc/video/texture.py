@@ -441,6 +441,13 @@ def encode_layer(cur: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, in
     return body, recon, lay
 
 
+def _in_search_range(v: np.ndarray) -> np.ndarray:
+    """``v`` (decoded quarter-pel vectors), or BitstreamError if one lies outside the search range."""
+    if v.size and np.abs(v).max() > SEARCH * QPEL:
+        raise BitstreamError("motion vector outside the search range")
+    return v
+
+
 def _read_vectors(rd: SymbolReader, lay: Layout, split: np.ndarray, k: int, mv_idx: int, p_same: int,
                   tables: TableSet) -> np.ndarray:
     """Version 2: the ``k`` vectors' predictor flags, the differences of the others, then the walk."""
@@ -450,17 +457,13 @@ def _read_vectors(rd: SymbolReader, lay: Layout, split: np.ndarray, k: int, mv_i
     diff[~same] = rd.decode_values(np.full(2 * m, mv_idx), tables).reshape(m, 2)
     mv = np.zeros((len(split), 4, 2), np.int64)
     kernels.mv_walk(*_mv_grid(lay), np.ascontiguousarray(split), mv, same, diff, True)
-    if k and np.abs(mv).max() > SEARCH * QPEL:
-        raise BitstreamError("motion vector outside the search range")
-    return mv
+    return _in_search_range(mv)
 
 
 def _read_vectors_v1(rd: SymbolReader, split: np.ndarray, k: int, mv_idx: int, tables: TableSet) -> np.ndarray:
     """Version 1: every vector's difference from the one before it in coding order."""
     n = len(split)
-    vec = np.cumsum(rd.decode_values(np.full(2 * k, mv_idx), tables).reshape(k, 2), 0)
-    if k and np.abs(vec).max() > SEARCH * QPEL:
-        raise BitstreamError("motion vector outside the search range")
+    vec = _in_search_range(np.cumsum(rd.decode_values(np.full(2 * k, mv_idx), tables).reshape(k, 2), 0))
     starts = np.concatenate([[0], np.cumsum(np.where(split, 4, 1))[:-1]]).astype(np.int64) if n else np.zeros(0, np.int64)
     return np.stack([vec[starts + np.where(split, q, 0)] for q in range(4)], 1) if n else np.zeros((0, 4, 2), np.int64)
 
@@ -498,8 +501,7 @@ def decode_layer(body: bytes, mask: np.ndarray, box: tuple[int, int, int, int],
             m2 = int(bi.sum())
             d2 = rd.decode_values(np.full(2 * m2, mv2_idx), tables).reshape(m2, 2)
             v2 = d2 + _bi_predictors(mv[bi, 0]) if median else np.cumsum(d2, 0)
-            if m2 and np.abs(v2).max() > SEARCH * QPEL:
-                raise BitstreamError("motion vector outside the search range")
+            _in_search_range(v2)
             full = np.zeros((n, 2), np.int64)
             full[bi] = v2
             predb = (pred + _predict_region(lay, ref2_padded, np.repeat(full[:, None], 4, 1)) + 1) >> 1
