@@ -17,6 +17,10 @@ from .convert import NAME
 PERSON = Category(1, "person")
 
 
+#: the backbone outputs a feature head may write, by block index: their channels
+CUT_CHANNELS = {"5": 32, "12": 96}
+
+
 class SSDLitePersonHead(TaskHead):
     """``predict`` returns every detection above ``score_thresh`` (default: all the graph returns, up
     to 100, so COCO AP sees the whole ranking), boxes in pixels of the input image."""
@@ -38,19 +42,25 @@ class SSDLitePersonHead(TaskHead):
     def predict(self, image: np.ndarray, masks: bool = True) -> Instances:  # noqa: ARG002 (no mask branch)
         return self._instances(self.detector.detect(image), tuple(image.shape[:2]))
 
-    def backbone_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        """What the Omni-ICM feature head writes, of images ``x`` (B, 3, H, W) in [0, 1] resized to the
-        graph's 300x300: {"12": block 12's output (B, 96, 19, 19)}."""
-        return OrderedDict([("12", self.detector.block12(x))])
+    def backbone_features(self, x: torch.Tensor, block: int = 12) -> "OrderedDict[str, torch.Tensor]":
+        """What an Omni-ICM feature head writes, of images ``x`` (B, 3, H, W) in [0, 1] resized to the
+        graph's 300x300: {str(block): that MobileNetV2 block's output}, by default block 12's (96 x 19 x
+        19); block 5's is 32 x 38 x 38."""
+        return OrderedDict([(str(block), self.detector.block_output(x, block))])
 
     def feature_maps(self, features: "dict[str, torch.Tensor]") -> "OrderedDict[str, torch.Tensor]":
-        """The two maps the box predictors read, from :meth:`backbone_features`-like features: "0"
-        block 13's expansion (576 x 19 x 19), "1" Conv_1 (1280 x 10 x 10)."""
-        b12 = features.get("12")
-        if b12 is None or b12.dim() != 4 or b12.shape[1] != 96:
-            raise ValueError("the ssdlite-person head reads block 12's output, '12' (96 channels); got "
+        """The two maps the box predictors read, from :meth:`backbone_features`-like features (one
+        block's output, named by its index: "12" or "5"): "0" block 13's expansion (576 x 19 x 19),
+        "1" Conv_1 (1280 x 10 x 10)."""
+        blocks = {k: v for k, v in features.items() if k in CUT_CHANNELS}
+        if len(blocks) != 1:
+            raise ValueError("the ssdlite-person head reads one block's output ("
+                             + " or ".join(f"'{k}': {c} channels" for k, c in CUT_CHANNELS.items()) + "); got "
                              + ", ".join(f"{k}: {tuple(v.shape)}" for k, v in features.items()))
-        m0, m1 = self.detector.tail_maps(b12.float())
+        (key, f), = blocks.items()
+        if f.dim() != 4 or f.shape[1] != CUT_CHANNELS[key]:
+            raise ValueError(f"block {key}'s output has {CUT_CHANNELS[key]} channels; got {tuple(f.shape)}")
+        m0, m1 = self.detector.tail_maps(f.float(), int(key))
         return OrderedDict([("0", m0), ("1", m1)])
 
     @torch.no_grad()

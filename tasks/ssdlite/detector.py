@@ -90,22 +90,26 @@ class SSDLitePerson:
             return self._postprocess(feats, self.image_hw(x))
 
     def block12(self, x: torch.Tensor) -> torch.Tensor:
-        """Block 12's output (B, 96, 19, 19) of images ``x`` (B, 3, H, W) in [0, 1], resized to the
-        graph's input (bilinear without antialiasing, OpenCV's INTER_LINEAR up to its uint8
-        rounding): what the Omni-ICM feature head writes. Differentiable; the caller chooses
+        """Block 12's output (B, 96, 19, 19) of images ``x`` (B, 3, H, W) in [0, 1]: :meth:`block_output`."""
+        return self.block_output(x, 12)
+
+    def block_output(self, x: torch.Tensor, block: int) -> torch.Tensor:
+        """The output of MobileNetV2 block ``block`` (0 to 12) of images ``x`` (B, 3, H, W) in [0, 1],
+        resized to the graph's input (bilinear without antialiasing, OpenCV's INTER_LINEAR up to its
+        uint8 rounding): what an Omni-ICM feature head writes. Differentiable; the caller chooses
         ``no_grad``."""
         if self.input_size:
             x = torch.nn.functional.interpolate(x, (self.input_size, self.input_size), mode="bilinear",
                                                 align_corners=False, antialias=False)
         x = (x * 2.0 - 1.0).to(self.device).contiguous(memory_format=torch.channels_last)
         with self._fp32():
-            return self.net.trunk(x)
+            return self.net.trunk(x, block + 1)
 
-    def tail_maps(self, b12: torch.Tensor) -> list[torch.Tensor]:
-        """The two backbone maps the box predictors read, from block 12's output (blocks 13 to 16
-        and Conv_1: the last quarter of the backbone's multiply-adds at 300x300)."""
+    def tail_maps(self, features: torch.Tensor, block: int = 12) -> list[torch.Tensor]:
+        """The two backbone maps the box predictors read, from block ``block``'s output (from block 12's:
+        blocks 13 to 16 and Conv_1, the last quarter of the backbone's multiply-adds at 300x300)."""
         with self._fp32():
-            return self.net.tail_maps(b12.to(self.device))
+            return self.net.tail_maps(features.to(self.device), block + 1)
 
     @torch.no_grad()
     def detect_maps_normalized(self, maps: list[torch.Tensor]) -> Detections:

@@ -106,20 +106,25 @@ class SSDLiteMobileNetV2(nn.Module):
         self.cls_heads = nn.ModuleList(
             SeparablePredictor(c, a * (num_classes + 1)) for c, a in zip(FEATURE_CHANNELS, anchors_per_location))
 
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """MobileNetV2 up to block 12: its output (96 channels, stride 16), the input of the block
-        whose expansion the first box predictor reads."""
+    def trunk(self, x: torch.Tensor, stop: int = TAIL_START) -> torch.Tensor:
+        """MobileNetV2 up to block ``stop - 1``: its output, the input of block ``stop``. The default is
+        block 12's output (96 channels, stride 16), the input of the block whose expansion the first
+        box predictor reads; ``stop=6`` gives block 5's (32 channels, stride 8)."""
+        if not 0 < stop <= TAIL_START:
+            raise ValueError(f"the trunk stops after one of blocks 0 to {TAIL_START - 1}, got stop={stop}")
         x = self.stem(x)
-        for blk in self.blocks[:TAIL_START]:
+        for blk in self.blocks[:stop]:
             x = blk(x)[0]
         return x
 
-    def tail_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Blocks 13 to 16 and Conv_1 on block 12's output: the two maps the box predictors read from
-        the backbone, block 13's expansion (stride 16, 576 channels) and Conv_1 (stride 32, 1280
-        channels), both after ReLU6."""
+    def tail_maps(self, x: torch.Tensor, start: int = TAIL_START) -> list[torch.Tensor]:
+        """Blocks ``start`` to 16 and Conv_1 on the input of block ``start`` (by default block 12's
+        output): the two maps the box predictors read from the backbone, block 13's expansion (stride
+        16, 576 channels) and Conv_1 (stride 32, 1280 channels), both after ReLU6."""
+        if not 0 < start <= TAIL_START:
+            raise ValueError(f"the tail starts at one of blocks 1 to {TAIL_START}, got start={start}")
         feats = []
-        for i, blk in enumerate(self.blocks[TAIL_START:], TAIL_START):
+        for i, blk in enumerate(self.blocks[start:], start):
             x, e = blk(x)
             if i == TAIL_START:
                 feats.append(e)
