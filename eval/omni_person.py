@@ -7,9 +7,10 @@ Operating points (``kind``):
 * ``original``: the detector on the uncompressed images;
 * ``jpeg`` / ``webp`` / ``avif`` (Pillow): whole-image anchors;
 * ``pixels`` / ``features``: one stream per image and quality (one group), decoded to pixels then
-  the detector, or decoded by the feature head to the output of the detector's MobileNetV2 block 12,
-  then only the backbone's last four blocks, the extra layers, box predictors and NMS (no synthesis,
-  no pixel-level backbone). A feature model
+  the detector, or decoded by the feature head (the codec's first synthesis stage, then a trunk on the
+  detector's grid) to the output of the detector's MobileNetV2 block 5, then only the backbone's
+  blocks 6 to 16, the extra layers, box predictors and NMS (no pixel synthesis, none of the backbone's
+  full-resolution blocks). A feature model
   without an information filter codes the pixel codec's own latents, so both paths read the same
   stream;
 * ``pixels-persons`` / ``features-persons``: groups made by the same detector on the encoder side
@@ -19,7 +20,7 @@ Operating points (``kind``):
 Per point: bpp (bytes read / all pixels), AP, AP50, *feature error* (squared error of the two
 backbone maps the box predictors read, relative to their energy on the original image, mean of the
 two; pixel paths: the detector's backbone on the decoded image; feature path: the backbone's last
-blocks on the decoded block-12 output), and decode + detector milliseconds per image (median, 2
+blocks on the decoded block-5 output), and decode + detector milliseconds per image (median, 2
 threads, after one warm-up image).
 
     python -m ssc.eval.omni --omni-model gi-omni-person --images ../shared/data/coco/val2017 \\

@@ -16,36 +16,50 @@ from ssc.errors import SSCError, WeightsError
 from ssc.masks import GroupMap
 from ssc.models import create_model
 from ssc.omni.decode import decode_features
-from ssc.omni.ssd_head import SSDFeatureHead, cell_centres
+from ssc.omni.synth_head import SynthSSDHead
 from ssc.tasks import ssdlite
 
 from .conftest import SMALL, require, synthetic_scene, COCO_VAL
 
 needs_package = pytest.mark.skipif(not ssdlite.available(), reason=ssdlite.INSTALL_HINT)
-SSD = dict(SMALL, head="ssd", info_filter=False, teacher="ssdlite-person", teacher_backend="ssdlite-person",
+SSD = dict(SMALL, head="ssd-synth", info_filter=False, teacher="ssdlite-person", teacher_backend="ssdlite-person",
            head_width=16, head_blocks=1, proj_dim=16)
 
 
-def test_cell_centres_follow_the_detector_grid():
-    # a 160-pixel side (10 latent cells) seen as 5 detector cells: centres at 16, 48, ... 144 px
-    u = (cell_centres(5, 10.0, 10, torch.device("cpu")) + 1) / 2 * 9
-    assert torch.allclose(u, torch.tensor([0.5, 2.5, 4.5, 6.5, 8.5]))
-    # never past the image's last cell, whatever padding the canvas holds
-    assert (cell_centres(19, 6.0, 8, torch.device("cpu")) + 1).max() / 2 * 7 <= 5 + 1e-6
-
-
-def test_ssd_head_maps_and_composed_decode_agree():
+def test_synth_head_maps_and_composed_decode_agree():
     torch.manual_seed(0)
-    head = SSDFeatureHead(48, width=16, blocks=1).eval()
+    head = SynthSSDHead(48, 24, width=16, blocks=1).eval()
     y = torch.randn(1, 48, 6, 9)  # a 96x144 image
-    sup = torch.ones(1, 1, 6, 9)
+    sup = torch.ones(1, 1, 12, 18)
     with torch.no_grad():
         train = head(y, sup)
-        dec = head.compose(96, 144, [(head.level0(y), sup, 0, 0)])  # canvas padded to 128x192
-    assert list(train) == ["12"] and tuple(train["12"].shape) == (1, 96, 19, 19)
-    assert torch.allclose(train["12"], dec["12"], atol=1e-5)
+        dec = head.compose(96, 144, [(head.level0(y, sup), sup, 0, 0)])  # canvas padded to 128x192
+        # two groups side by side compose to the whole image
+        left, right = sup.clone(), sup.clone()
+        left[..., 9:], right[..., :9] = 0, 0
+        two = head.compose(96, 144, [(head.level0(y, left), left, 0, 0), (head.level0(y, right), right, 0, 0)])
+        one = head.compose(96, 144, [(head.level0(y, left), left, 0, 0)])
+    assert list(train) == ["5"] and tuple(train["5"].shape) == (1, 32, 38, 38)
+    assert torch.allclose(train["5"], dec["5"], atol=1e-5)
+    # the stage is not group-local at the split (its deconvolution reaches across), so only close
+    assert (two["5"] - dec["5"]).abs().mean() < (one["5"] - dec["5"]).abs().mean()
     with pytest.raises(ValueError, match="no decoded group"):
         head.compose(96, 144, [])
+
+
+def test_synth_head_starts_as_the_codecs_first_synthesis_stage(codec):
+    torch.manual_seed(1)
+    omni = create_model("gi-omni", **SSD).eval()
+    omni.load_state_dict(codec.model.state_dict(), strict=False)
+    omni.feature_head.seed_from(omni.g_s)
+    y = torch.randn(1, omni.M, 4, 5)
+    sup = torch.ones(1, 1, 8, 10)
+    with torch.no_grad():
+        f = omni.feature_head.level0(y, sup)
+        ref = omni.g_s.igdns[0](omni.g_s.deconvs[0](y))
+        for blk in omni.g_s.swin["3"]:  # the test codec has GI Swin blocks at 1/8
+            ref = blk(ref, sup[:, 0].long(), sup)
+    assert torch.allclose(f[:, :-1], ref, atol=1e-6) and torch.equal(f[:, -1:], sup)
 
 
 def test_feature_codec_without_filter_codes_the_pixel_codecs_latents(codec):
@@ -83,8 +97,13 @@ def test_detector_reads_its_own_maps_as_it_reads_pixels():
     assert torch.allclose(out.boxes[:k], ref.boxes[:k], atol=0.05)
     maps = head.feature_maps(head.backbone_features(x))
     assert tuple(maps["0"].shape) == (1, 576, 19, 19) and tuple(maps["1"].shape) == (1, 1280, 10, 10)
-    with pytest.raises(ValueError, match="block 12"):
+    with torch.no_grad():  # the detector cut after block 5 gives the same maps
+        maps5 = head.feature_maps(head.backbone_features(x, 5))
+    assert all(torch.allclose(maps5[k], maps[k], atol=1e-4) for k in maps)
+    with pytest.raises(ValueError, match="one block's output"):
         head.predict_features({"0": torch.zeros(1, 128, 8, 8)}, (300, 300))
+    with pytest.raises(ValueError, match="32 channels"):
+        head.predict_features({"5": torch.zeros(1, 96, 38, 38)}, (300, 300))
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +138,7 @@ def test_trainer_caches_resumes_and_exports(trained):
     run = tmp / "runs" / "omni-ssd-tiny"
     steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
-    assert (run / "distill_set.pt").is_file()  # built once, reused by the resumed run
+    assert (run / "distill_set_b5.pt").is_file()  # built once, reused by the resumed run
     loaded = load_codec(w)
     assert loaded.model.filter is None and loaded.model.teacher_backend == "ssdlite-person"
 
@@ -157,7 +176,7 @@ def test_feature_domain_with_the_person_detector(trained, monkeypatch):
     img, lab = synthetic_scene()
     data = encode_image(img, GroupMap.from_labels(lab, {1: (1, "person"), 2: (3, "car")}), oc, quality=1.0).data
     fd = decode_features(data, oc, groups=[1])
-    assert tuple(fd.features["12"].shape) == (1, 96, 19, 19) and fd.decoded == [1]
+    assert tuple(fd.features["5"].shape) == (1, 32, 38, 38) and fd.decoded == [1]
     assert feature_detector(data, oc, None)[1:] == ("ssdlite-person", "ssdlite-person")
     with pytest.raises(WeightsError, match="distilled from"):
         feature_detector(data, oc, None, backend="torchvision")

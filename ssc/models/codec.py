@@ -80,7 +80,7 @@ class GroupCodec(CodingTables, nn.Module):
         coverage: bool = False,
     ) -> None:
         super().__init__()
-        self.M, self.Nz = M, Nz
+        self.N, self.M, self.Nz = N, M, Nz
         self.num_qualities = num_qualities
         self.g_a = AnalysisTransform(N, M, depth, heads, window)
         self.g_s = SynthesisTransform(N, M, depth, heads, window)

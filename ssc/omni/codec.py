@@ -16,17 +16,18 @@ from ..models.codec import GroupCodec
 from ..models.registry import register_model
 from .feature_head import FeatureHead
 from .filter import InformationFilter
-from .ssd_head import SSDFeatureHead
+from .synth_head import SynthSSDHead
 
 #: feature heads by the detector family they feed: an FPN pyramid at the image's own scale
-#: (torchvision's Faster/Mask R-CNN) or a late backbone map of a fixed-input SSD (SSDLite)
-HEADS = ("fpn", "ssd")
+#: (torchvision's Faster/Mask R-CNN), or an early backbone map of a fixed-input SSD (SSDLite) written
+#: from the codec's own first synthesis stage
+HEADS = ("fpn", "ssd-synth")
 
 
 class OmniCodec(GroupCodec):
     """GroupCodec + InformationFilter (optional: ``info_filter``) + a feature head (+ a projector used
     only by the SSL loss). ``teacher_backend`` / ``teacher`` name the detector the head was distilled
-    from; ``head`` is "fpn" (:class:`FeatureHead`) or "ssd" (:class:`SSDFeatureHead`)."""
+    from; ``head`` is "fpn" (:class:`FeatureHead`) or "ssd-synth" (:class:`SynthSSDHead`)."""
 
     #: its latents also feed the feature head, which a pixel-fidelity refinement would not see
     refinable = False
@@ -41,8 +42,8 @@ class OmniCodec(GroupCodec):
         self.teacher_backend = teacher_backend
         # without the filter the coded latents are the pixel codec's own: its streams, bit for bit
         self.filter = InformationFilter(self.M) if info_filter else None
-        if head == "ssd":
-            self.feature_head: nn.Module = SSDFeatureHead(self.M, head_width, head_blocks)
+        if head == "ssd-synth":
+            self.feature_head: nn.Module = SynthSSDHead(self.M, self.N, head_width, head_blocks, swin=self.g_s.swin["3"])
             embed_in = head_width
         else:
             self.feature_head = FeatureHead(self.M, feature_channels, head_width, head_blocks)
@@ -66,7 +67,7 @@ class OmniCodec(GroupCodec):
                          ) -> tuple["OrderedDict[str, torch.Tensor]", torch.Tensor, torch.Tensor]:
         """Training pass: (feature pyramid, bits (B,), pixels (B,))."""
         y_ste, bits_y, bits_z, pyr = self.latent_forward(x, mask, quality, hard)
-        feats = self.feature_head(self.dequantize(y_ste, quality), pyr[4])
+        feats = self.feature_head(self.dequantize(y_ste, quality), pyr[getattr(self.feature_head, "level", 4)])
         return feats, bits_y + bits_z, mask.sum((1, 2, 3))
 
     def embed(self, feats: "OrderedDict[str, torch.Tensor]", support: torch.Tensor) -> torch.Tensor:

@@ -49,22 +49,25 @@ def decode_features(source: bytes | str | Path, codec: LoadedCodec | None = None
         codec = codec_for_stream(hdr, codec, device)
         require_feature_codec(codec)
         model = codec.model
+        head = model.feature_head
+        level = getattr(head, "level", 4)  # the support-pyramid level of the head's per-group grid
         parts: list[tuple[torch.Tensor, torch.Tensor, int, int]] = []
 
         def collect(e, sel, tiles) -> None:
             q = torch.tensor([e.quality / QUALITY_SCALE])
             mine = []
             for (tx, ty, _, _), m, y_hat in tiles:
-                f0 = model.feature_head.level0(model.dequantize(y_hat, q))
+                support = support_pyramid(m, 4)[level]
+                f0 = head.level0(model.dequantize(y_hat, q), support)
                 if not torch.isfinite(f0).all():  # only forged latents (valid CRC, absurd values) get here
                     raise BitstreamError("segment decodes to non-finite features (corrupt or forged)")
-                mine.append((f0, support_pyramid(m, 4)[4], tx, ty))
+                mine.append((f0, support, tx, ty))
             parts.extend(mine)  # a group contributes only when all its tiles decode
 
         decoded, failed, labels = decode_groups(rd, codec, chosen, collect)
         if not parts:
             raise BitstreamError("no selected group could be decoded: " + ("; ".join(failed.values()) or "none selected"))
-        feats = model.feature_head.compose(hdr.height, hdr.width, parts)
+        feats = head.compose(hdr.height, hdr.width, parts)
         res = FeatureDecodeResult(feats, labels, hdr, decoded, failed, rd.bytes_read)
     res.seconds = time.perf_counter() - t0
     return res

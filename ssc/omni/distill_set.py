@@ -6,9 +6,9 @@ training images (not crops: the detector sees the whole image squashed to 300x30
   blob;
 * two views of each (the image and a flipped, colour-jittered copy: Omni-ICM's SSL pairs);
 * the frozen codec's quantised latents of each view at every quality level, dequantised (what the
-  feature head reads after decoding), and the teacher's block-12 output and the two backbone maps
-  its box predictors read, of the view with every pixel off the mask mid-grey (what a partial decode
-  shows).
+  feature head reads after decoding), their support at 1/16 and 1/8, and the teacher's output of the
+  block the head writes (``block``, 5) and the two backbone maps its box predictors read, of the
+  view with every pixel off the mask mid-grey (what a partial decode shows).
 
 With the codec frozen (the CPU budget), both are computed once and cached in the run folder, so a
 training step costs only the head. Training photos and the COCO train subset only, never COCO val.
@@ -40,9 +40,10 @@ class Bucket:
 
     y: torch.Tensor  # (N, Q, M, H/16, W/16) float16, dequantised latents per quality level
     support: torch.Tensor  # (N, 1, H/16, W/16) bool, the mask's latent cells
+    support8: torch.Tensor  # (N, 1, H/8, W/8) bool, the mask's support at 1/8 (the synthesis stage's grid)
     map0: torch.Tensor  # (N, 576, 19, 19) float16
     map1: torch.Tensor  # (N, 1280, 10, 10) float16
-    b12: torch.Tensor  # (N, 96, 19, 19) float16
+    cut: torch.Tensor  # (N, C, n, n) float16, the output of the block the head writes (block 5: 32 x 38 x 38)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -51,8 +52,9 @@ class Bucket:
         """Both views of pairs ``idx`` at ``quality`` (one level per pair): first views, then second
         views (float32)."""
         rows, q = torch.cat([2 * idx, 2 * idx + 1]), quality.repeat(2)
-        return {"y": self.y[rows, q].float(), "support": self.support[rows].float(), "map0": self.map0[rows].float(),
-                "map1": self.map1[rows].float(), "b12": self.b12[rows].float()}
+        return {"y": self.y[rows, q].float(), "support": self.support[rows].float(),
+                "support8": self.support8[rows].float(), "map0": self.map0[rows].float(),
+                "map1": self.map1[rows].float(), "cut": self.cut[rows].float()}
 
 
 def fit(img: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
@@ -99,8 +101,10 @@ def training_images(data: dict, limit_photos: int, seed: int) -> list[Path]:
 
 
 @torch.no_grad()
-def build(paths: list[Path], model, teacher, seed: int, quiet: bool = False) -> dict[tuple[int, int], Bucket]:
-    """Samples of every image: ``model.g_a`` latents and ``teacher`` maps, per (mask, view)."""
+def build(paths: list[Path], model, teacher, seed: int, block: int = 5, quiet: bool = False
+          ) -> dict[tuple[int, int], Bucket]:
+    """Samples of every image: ``model.g_a`` latents and ``teacher`` maps (block ``block``'s output and
+    the two maps the box predictors read), per (mask, view)."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     rows: dict[tuple[int, int], list[tuple]] = {s: [] for s in SHAPES}
@@ -115,14 +119,14 @@ def build(paths: list[Path], model, teacher, seed: int, quiet: bool = False) -> 
         for m in (full, pm):
             x2, m2 = second_view(x, m.float(), gen)
             for xv, mv in ((x, m.float()), (x2, m2)):
-                b12 = teacher.detector.block12(xv * mv + FILL * (1 - mv))
-                t0, t1 = teacher.detector.tail_maps(b12)
+                cut = teacher.detector.block_output(xv * mv + FILL * (1 - mv), block)
+                t0, t1 = teacher.detector.tail_maps(cut, block)
                 y, pyr = latents(model, xv, mv)
-                rows[shape].append((y.half(), pyr[4].bool(), t0.half(), t1.half(), b12.half()))
+                rows[shape].append((y.half(), pyr[4].bool(), pyr[3].bool(), t0.half(), t1.half(), cut.half()))
     out = {}
     for s, r in rows.items():
         if r:
-            out[s] = Bucket(*(torch.cat([row[i] for row in r]) for i in range(5)))
+            out[s] = Bucket(*(torch.cat([row[i] for row in r]) for i in range(6)))
     return out
 
 

@@ -39,7 +39,7 @@ class FeatureHead(nn.Module):
         self.down2 = nn.Sequential(nn.Conv2d(out_channels, out_channels, 3, stride=2, padding=1), nn.GELU(),
                                    nn.Conv2d(out_channels, out_channels, 3, padding=1))
 
-    def level0(self, y: torch.Tensor) -> torch.Tensor:
+    def level0(self, y: torch.Tensor, support: torch.Tensor | None = None) -> torch.Tensor:  # noqa: ARG002
         """The 1/16 level of one crop's latents."""
         return self.out0(self.blocks(F.gelu(self.inp(y))))
 
@@ -67,17 +67,18 @@ class FeatureHead(nn.Module):
 
 
 def paste_parts(empty: torch.Tensor | None, height: int, width: int,
-                parts: list[tuple[torch.Tensor, torch.Tensor, int, int]]) -> torch.Tensor:
-    """The image's 1/16 canvas (1, C, h, w), over the image padded to whole 64-pixel cells (so every
-    coarser level has an integer stride, as the detector's padding): each part's
-    (features, support, crop x0, crop y0) pasted on the supported cells (later parts win on shared
-    boundary cells), ``empty`` (1, C, 1, 1) everywhere else."""
+                parts: list[tuple[torch.Tensor, torch.Tensor, int, int]], stride: int = STRIDE) -> torch.Tensor:
+    """The image's canvas (1, C, h, w) on its ``stride``-pixel grid (the latents' 1/16 by default), over
+    the image padded to whole 64-pixel cells (so every coarser level has an integer stride, as the
+    detector's padding): each part's (features, support, crop x0, crop y0) pasted on the supported
+    cells (later parts win on shared boundary cells), ``empty`` (1, C, 1, 1) everywhere else."""
     if not parts or empty is None:
         raise ValueError("no decoded group to build features from")
-    gh, gw = 4 * -(-height // 64), 4 * -(-width // 64)
+    per = 64 // stride
+    gh, gw = per * -(-height // 64), per * -(-width // 64)
     canvas = empty.expand(1, -1, gh, gw).clone()
     for f, sup, x0, y0 in parts:
-        cx, cy = int(round(x0 / STRIDE)), int(round(y0 / STRIDE))
+        cx, cy = int(round(x0 / stride)), int(round(y0 / stride))
         h, w = min(f.shape[2], gh - cy), min(f.shape[3], gw - cx)
         if h <= 0 or w <= 0:
             continue

@@ -32,6 +32,9 @@ def init_from_codec(model: torch.nn.Module, name: str) -> None:
     bad = [k for k in missing if not k.startswith(NEW_MODULES)] + list(unexpected)
     if bad:
         raise WeightsError(f"{name} does not fit {type(model).__name__}: {bad[:5]}")
+    head = getattr(model, "feature_head", None)
+    if hasattr(head, "seed_from"):  # a head built from the codec's synthesis transform
+        head.seed_from(model.g_s)
 
 
 def load_teacher_head(model: torch.nn.Module, device: str = "cpu"):

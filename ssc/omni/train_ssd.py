@@ -1,6 +1,7 @@
 """Training of the Omni-ICM feature codec for the SSDLite person detector (``kind: omni-ssd``; Feng et
-al., ECCV 2022): feature distillation on the detector's block-12 output and, through its frozen last
-blocks, on the two backbone maps its box predictors read + output distillation through its frozen
+al., ECCV 2022): feature distillation on the output of the detector block the head writes (block 5,
+:mod:`.synth_head`) and, through its frozen later blocks, on the two
+backbone maps its box predictors read + output distillation through its frozen
 extra layers and box predictors + an InfoNCE term between two views, on whole images
 (:mod:`.distill_set`), at every quality level of the codec.
 
@@ -21,7 +22,6 @@ import torch.nn.functional as F
 from ..train import (RunLog, StopRequest, TrainConfig, _ckpt_path, backprop, export, finish_run, finish_step,
                      resume_from, set_lr, start_run, warm_start)
 from . import distill_set
-from .feature_head import STRIDE
 from .ssl import info_nce
 from .train import distill_loss, init_from_codec, load_teacher_head
 
@@ -59,15 +59,23 @@ def sample(buckets: dict, step: int, batch: int, seed: int) -> dict[str, torch.T
 
 
 def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> dict:
-    """The run's cached distillation set, built on first use (``extra.photos``: how many training
-    photos join the COCO train subset)."""
-    path = out / "distill_set.pt"
+    """The run's cached distillation set for the block its head writes, built on first use
+    (``extra.photos``: how many training photos join the COCO train subset)."""
+    block = model.feature_head.block
+    path = out / f"distill_set_b{block}.pt"
     if path.is_file():
         return distill_set.load(path)
     paths = distill_set.training_images(cfg.data, int(cfg.extra.get("photos", 240)), cfg.seed)
-    buckets = distill_set.build(paths, model, teacher, cfg.seed)
+    buckets = distill_set.build(paths, model, teacher, cfg.seed, block)
     distill_set.save(buckets, path)
     return buckets
+
+
+def student_maps(model, b: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(the head's block output, the trunk features the SSL term embeds, their support) of a batch."""
+    head = model.feature_head
+    feat, sup = head.features(head.level0(b["y"], b["support8"]), *(16 * n for n in b["y"].shape[-2:]))
+    return head.out(feat), feat, (sup > 0.5).float()
 
 
 def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -> Path:
@@ -83,7 +91,9 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
     for name in TRAINED:
         mod = getattr(model, name)
         mod.requires_grad_(True).train()
-        params += list(mod.parameters())
+        for sub in getattr(mod, "frozen", ()):  # parts copied from the codec stay as trained
+            getattr(mod, sub).requires_grad_(False).eval()
+        params += [p for p in mod.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
     step, before = resume_from(cfg, model, opt, resume, ctx)
     if warm:
@@ -91,7 +101,11 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
     teacher = load_teacher_head(model)
     buckets = distill_set_for(cfg, out, model, teacher)
     net = teacher.detector.net
+    block = model.feature_head.block
     ssl_w, tau, kd_w = float(ex.get("ssl_weight", 0.1)), float(ex.get("temperature", 0.2)), float(ex.get("kd_weight", 1.0))
+    # extra weight on the head's own map: through the detector's later blocks alone, the head finds maps
+    # that score well downstream without resembling the block's output (and detect badly)
+    cut_w = float(ex.get("cut_weight", 0.0))
     t0 = time.time() - before
     deadline = None if minutes is None else time.time() + 60 * minutes
     log = RunLog.open(cfg, ctx, step)
@@ -99,19 +113,20 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
         for step in log.bar:
             lr = set_lr(cfg, opt, step)
             b = sample(buckets, step, cfg.batch, cfg.seed)
-            hid = model.feature_head.hidden(b["y"], b["support"])
-            b12 = model.feature_head.maps(hid, *(STRIDE * n for n in b["y"].shape[-2:]))["12"]
-            feats = dict(zip("01", net.tail_maps(b12)))
+            cut, hid, sup = student_maps(model, b)
+            feats = dict(zip("01", net.tail_maps(cut, block + 1)))
             target = {"0": b["map0"], "1": b["map1"]}
-            dist = distill_loss({"12": b12, **feats}, {"12": b["b12"], **target})
+            dist = distill_loss({"cut": cut, **feats}, {"cut": b["cut"], **target})
             kd = output_distill(net, feats, target)
-            emb = model.embed_map(hid, b["support"])
+            emb = model.embed_map(hid, sup)
             ssl = info_nce(emb[: cfg.batch], emb[cfg.batch :], tau)
-            loss = (dist + kd_w * kd).mean() + ssl_w * ssl
+            cut_err = distill_loss({"cut": cut}, {"cut": b["cut"]})
+            loss = (dist + cut_w * cut_err + kd_w * kd).mean() + ssl_w * ssl
             backprop(opt, loss, params, cfg.grad_clip)
             last = stop.requested or (deadline is not None and time.time() > deadline)
             finish_step(cfg, step, model, opt, t0, log, lambda: {
-                "loss": loss.item(), "distill": dist.mean().item(), "kd": kd.mean().item(), "ssl": ssl.item(),
+                "loss": loss.item(), "distill": dist.mean().item(), "cut": cut_err.mean().item(), "kd": kd.mean().item(),
+                "ssl": ssl.item(),
                 "lr": lr}, last=last)
             if last:
                 break

@@ -66,9 +66,9 @@ class SSDLitePersonHead(TaskHead):
     @torch.no_grad()
     def predict_features(self, features: "dict[str, torch.Tensor]", image_size: tuple[int, int],
                          masks: bool = True) -> Instances:  # noqa: ARG002 (no mask branch)
-        """The backbone's last four blocks, the extra layers, box predictors, anchors and NMS on
-        block 12's output (the Omni-ICM feature path: no pixels, no pixel-level backbone); boxes in
-        pixels of ``image_size`` (H, W)."""
+        """The backbone's later blocks, the extra layers, box predictors, anchors and NMS on one
+        block's output (the Omni-ICM feature path: no pixels, none of the full-resolution blocks);
+        boxes in pixels of ``image_size`` (H, W)."""
         maps = self.feature_maps(features)
         d = self.detector.detect_maps_normalized([maps["0"], maps["1"]])
         return self._instances(self.detector.to_pixels(d, image_size), image_size)

@@ -89,10 +89,6 @@ class SSDLitePerson:
             feats = self.net.features(x)
             return self._postprocess(feats, self.image_hw(x))
 
-    def block12(self, x: torch.Tensor) -> torch.Tensor:
-        """Block 12's output (B, 96, 19, 19) of images ``x`` (B, 3, H, W) in [0, 1]: :meth:`block_output`."""
-        return self.block_output(x, 12)
-
     def block_output(self, x: torch.Tensor, block: int) -> torch.Tensor:
         """The output of MobileNetV2 block ``block`` (0 to 12) of images ``x`` (B, 3, H, W) in [0, 1],
         resized to the graph's input (bilinear without antialiasing, OpenCV's INTER_LINEAR up to its
