@@ -166,6 +166,22 @@ def test_a_fresh_machine_continues_from_the_exported_weights(trained):
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("g_a."))  # the codec stays frozen
 
 
+def test_a_finished_plan_exports_without_training(trained):
+    """A fresh machine whose committed weights already ran the whole plan: no distillation set is
+    built, no step is taken, and the export keeps the committed step count."""
+    from ssc.models.zoo import load_codec
+    from ssc.omni.train_ssd import train_omni_ssd
+    from ssc.train import TrainConfig
+
+    tmp, w = trained
+    cfg = yaml.safe_load((tmp / "c.yaml").read_text())
+    cfg.update(steps=3, out_dir=str(tmp / "done"), init_from=str(w))
+    (tmp / "done.yaml").write_text(yaml.safe_dump(cfg))
+    w2 = train_omni_ssd(TrainConfig.load(tmp / "done.yaml"))
+    assert not list((tmp / "done" / "omni-ssd-tiny").glob("distill_set*"))
+    assert load_codec(w2).card.training["steps"] == 3
+
+
 def test_feature_domain_with_the_person_detector(trained, monkeypatch):
     from ssc.batch import AnalyzeJob, analyze_job
     from ssc.models.zoo import load_codec

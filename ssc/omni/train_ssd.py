@@ -99,7 +99,9 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
     if warm:
         step, before = warm_start(cfg, model, ctx)
     teacher = load_teacher_head(model)
-    buckets = distill_set_for(cfg, out, model, teacher)
+    # a plan already done (a fresh machine at the committed step count) needs no distillation set
+    buckets = distill_set_for(cfg, out, model, teacher) if step < cfg.steps else {}
+    done = step
     net = teacher.detector.net
     block = model.feature_head.block
     ssl_w, tau, kd_w = float(ex.get("ssl_weight", 0.1)), float(ex.get("temperature", 0.2)), float(ex.get("kd_weight", 1.0))
@@ -123,6 +125,7 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
             cut_err = distill_loss({"cut": cut}, {"cut": b["cut"]})
             loss = (dist + cut_w * cut_err + kd_w * kd).mean() + ssl_w * ssl
             backprop(opt, loss, params, cfg.grad_clip)
+            done = step + 1
             last = stop.requested or (deadline is not None and time.time() > deadline)
             finish_step(cfg, step, model, opt, t0, log, lambda: {
                 "loss": loss.item(), "distill": dist.mean().item(), "cut": cut_err.mean().item(), "kd": kd.mean().item(),
@@ -131,5 +134,4 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
             if last:
                 break
     log.close()
-    done = step + 1
     return finish_run(cfg, ctx, lambda: export(cfg, model, ctx, time.time() - t0, done))
