@@ -67,7 +67,7 @@ class OmniCodec(GroupCodec):
                          ) -> tuple["OrderedDict[str, torch.Tensor]", torch.Tensor, torch.Tensor]:
         """Training pass: (feature pyramid, bits (B,), pixels (B,))."""
         y_ste, bits_y, bits_z, pyr = self.latent_forward(x, mask, quality, hard)
-        feats = self.feature_head(self.dequantize(y_ste, quality), pyr[getattr(self.feature_head, "level", 4)])
+        feats = self.feature_head(self.dequantize(y_ste, quality), pyr[self.feature_head.level])
         return feats, bits_y + bits_z, mask.sum((1, 2, 3))
 
     def embed(self, feats: "OrderedDict[str, torch.Tensor]", support: torch.Tensor) -> torch.Tensor:

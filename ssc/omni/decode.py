@@ -50,7 +50,7 @@ def decode_features(source: bytes | str | Path, codec: LoadedCodec | None = None
         require_feature_codec(codec)
         model = codec.model
         head = model.feature_head
-        level = getattr(head, "level", 4)  # the support-pyramid level of the head's per-group grid
+        level = head.level  # the support-pyramid level of the head's per-group grid
         parts: list[tuple[torch.Tensor, torch.Tensor, int, int]] = []
 
         def collect(e, sel, tiles) -> None:

@@ -29,6 +29,9 @@ class _Block(nn.Module):
 class FeatureHead(nn.Module):
     """Latents (B, M, h, w) -> OrderedDict of detector features with ``out_channels`` channels."""
 
+    #: the support-pyramid level of :meth:`level0`'s grid (the latents' own, 1/16)
+    level = 4
+
     def __init__(self, latent_channels: int, out_channels: int = 128, width: int = 192, blocks: int = 2) -> None:
         super().__init__()
         self.inp = nn.Conv2d(latent_channels, width, 3, padding=1)
@@ -40,7 +43,7 @@ class FeatureHead(nn.Module):
                                    nn.Conv2d(out_channels, out_channels, 3, padding=1))
 
     def level0(self, y: torch.Tensor, support: torch.Tensor | None = None) -> torch.Tensor:  # noqa: ARG002
-        """The 1/16 level of one crop's latents."""
+        """The 1/16 level of one crop's latents (``support`` is not needed at the latents' own grid)."""
         return self.out0(self.blocks(F.gelu(self.inp(y))))
 
     def empty(self, like: torch.Tensor) -> torch.Tensor:
