@@ -6,7 +6,7 @@ training images (not crops: the detector sees the whole image squashed to 300x30
   blob;
 * two views of each (the image and a flipped, colour-jittered copy: Omni-ICM's SSL pairs);
 * the frozen codec's quantised latents of each view at every quality level, dequantised (what the
-  feature head reads after decoding), their support at 1/16 and 1/8, and the teacher's output of the
+  feature head reads after decoding), their support at 1/8, and the teacher's output of the
   block the head writes (``block``, 5) and the two backbone maps its box predictors read, of the
   view with every pixel off the mask mid-grey (what a partial decode shows).
 
@@ -39,7 +39,6 @@ class Bucket:
     """The cached samples of one shape; views come in pairs (rows 2k and 2k + 1)."""
 
     y: torch.Tensor  # (N, Q, M, H/16, W/16) float16, dequantised latents per quality level
-    support: torch.Tensor  # (N, 1, H/16, W/16) bool, the mask's latent cells
     support8: torch.Tensor  # (N, 1, H/8, W/8) bool, the mask's support at 1/8 (the synthesis stage's grid)
     map0: torch.Tensor  # (N, 576, 19, 19) float16
     map1: torch.Tensor  # (N, 1280, 10, 10) float16
@@ -52,9 +51,8 @@ class Bucket:
         """Both views of pairs ``idx`` at ``quality`` (one level per pair): first views, then second
         views (float32)."""
         rows, q = torch.cat([2 * idx, 2 * idx + 1]), quality.repeat(2)
-        return {"y": self.y[rows, q].float(), "support": self.support[rows].float(),
-                "support8": self.support8[rows].float(), "map0": self.map0[rows].float(),
-                "map1": self.map1[rows].float(), "cut": self.cut[rows].float()}
+        return {"y": self.y[rows, q].float(), "support8": self.support8[rows].float(),
+                "map0": self.map0[rows].float(), "map1": self.map1[rows].float(), "cut": self.cut[rows].float()}
 
 
 def fit(img: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
@@ -122,11 +120,11 @@ def build(paths: list[Path], model, teacher, seed: int, block: int = 5, quiet: b
                 cut = teacher.detector.block_output(xv * mv + FILL * (1 - mv), block)
                 t0, t1 = teacher.detector.tail_maps(cut, block)
                 y, pyr = latents(model, xv, mv)
-                rows[shape].append((y.half(), pyr[4].bool(), pyr[3].bool(), t0.half(), t1.half(), cut.half()))
+                rows[shape].append((y.half(), pyr[3].bool(), t0.half(), t1.half(), cut.half()))
     out = {}
     for s, r in rows.items():
         if r:
-            out[s] = Bucket(*(torch.cat([row[i] for row in r]) for i in range(6)))
+            out[s] = Bucket(*(torch.cat([row[i] for row in r]) for i in range(5)))
     return out
 
 

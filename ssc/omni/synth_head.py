@@ -48,19 +48,19 @@ class SynthSSDHead(nn.Module):
     #: submodules copied from the codec's synthesis transform and kept fixed in training
     frozen = ("stage", "igdn", "swin")
     level, stride = LEVEL, STRIDE
+    #: the detector block written and its grid (fixed together: the detector's later blocks read it)
+    block, grid = BLOCK, GRID
 
     def __init__(self, latent_channels: int, synth_channels: int, width: int = 128, blocks: int = 2,
-                 grid: int = GRID, channels: int = OUT_CHANNELS, swin: nn.ModuleList | None = None) -> None:
+                 swin: nn.ModuleList | None = None) -> None:
         super().__init__()
-        self.grid = grid
-        self.block = BLOCK
         self.stage = deconv(latent_channels, synth_channels)
         self.igdn = GDN(synth_channels, inverse=True)
         # the codec's GI Swin blocks at 1/8 (a copy of the synthesis transform's; none at depth 0)
         self.swin = copy.deepcopy(swin) if swin is not None else nn.ModuleList()
         self.inp = nn.Conv2d(4 * (synth_channels + 1), width, 3, padding=1)
         self.trunk = nn.Sequential(*[_Block(width) for _ in range(blocks)])
-        self.out = nn.Conv2d(width, channels, 1)
+        self.out = nn.Conv2d(width, OUT_CHANNELS, 1)
 
     def seed_from(self, g_s: nn.Module) -> None:
         """Copy the codec's first synthesis stage (``g_s.deconvs[0]``, ``g_s.igdns[0]``, ``g_s.swin["3"]``)."""
