@@ -182,6 +182,39 @@ def test_a_finished_plan_exports_without_training(trained):
     assert load_codec(w2).card.training["steps"] == 3
 
 
+def test_a_head_grows_by_blocks_from_trained_weights(trained):
+    """``extra.init_head``: a head with more trunk blocks starts as the trained head's function (the
+    new residual blocks start as identities); ``extra.tune`` trains the synthesis-stage copy too, and
+    the codec's own synthesis transform stays as it was."""
+    from safetensors.torch import load_file
+
+    from ssc.models.zoo import load_codec
+    from ssc.omni.train_ssd import grow_from, train_omni_ssd
+    from ssc.train import TrainConfig
+
+    tmp, w = trained
+    small = load_codec(w).model
+    big = create_model("gi-omni", **dict(SSD, head_blocks=3)).eval()
+    big.load_state_dict(small.state_dict(), strict=False)
+    new = grow_from(big, str(w))
+    assert new and all(k.startswith(("feature_head.trunk.1.", "feature_head.trunk.2.")) for k in new)
+    torch.manual_seed(4)
+    y, sup = torch.randn(1, big.M, 4, 5), torch.ones(1, 1, 8, 10)
+    with torch.no_grad():
+        assert torch.allclose(big.feature_head(y, sup)["5"], small.feature_head(y, sup)["5"], atol=1e-5)
+    with pytest.raises(WeightsError, match="does not fit this head"):
+        grow_from(create_model("gi-omni", **dict(SSD, head_width=24)), str(w))
+
+    cfg = yaml.safe_load((tmp / "c.yaml").read_text())
+    cfg["model"]["head_blocks"] = 2
+    cfg.update(name="omni-ssd-grown", steps=1, out_dir=str(tmp / "grown"))
+    cfg["extra"].update(init_head=str(w), tune=["stage", "igdn"])
+    (tmp / "grown.yaml").write_text(yaml.safe_dump(cfg))
+    before, after = load_file(str(w)), load_file(str(train_omni_ssd(TrainConfig.load(tmp / "grown.yaml"))))
+    assert not torch.equal(before["feature_head.stage.weight"], after["feature_head.stage.weight"])
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("g_s."))
+
+
 def test_feature_domain_with_the_person_detector(trained, monkeypatch):
     from ssc.batch import AnalyzeJob, analyze_job
     from ssc.models.zoo import load_codec

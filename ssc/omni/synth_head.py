@@ -60,6 +60,9 @@ class SynthSSDHead(nn.Module):
         self.swin = copy.deepcopy(swin) if swin is not None else nn.ModuleList()
         self.inp = nn.Conv2d(4 * (synth_channels + 1), width, 3, padding=1)
         self.trunk = nn.Sequential(*[_Block(width) for _ in range(blocks)])
+        for blk in self.trunk:  # residual blocks start as identities, so a head can grow by blocks (train_ssd)
+            nn.init.zeros_(blk.body[-1].weight)
+            nn.init.zeros_(blk.body[-1].bias)
         self.out = nn.Conv2d(width, OUT_CHANNELS, 1)
 
     def seed_from(self, g_s: nn.Module) -> None:

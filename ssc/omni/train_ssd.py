@@ -28,6 +28,28 @@ from .train import distill_loss, init_from_codec, load_teacher_head
 TRAINED = ("feature_head", "projector")
 
 
+def grow_from(model: torch.nn.Module, name: str) -> list[str]:
+    """Start the trained modules from a trained feature codec whose head has fewer trunk blocks
+    (``extra.init_head``): every tensor it has is copied (same name and shape, or a
+    :class:`WeightsError`); the blocks it lacks keep their zero-initialised residual, so the grown head
+    starts as the trained one's function. Returns the names of the tensors it did not have."""
+    from ..errors import WeightsError
+    from ..models.zoo import load_verified
+
+    _, state, _, wpath = load_verified(name)
+    prefixes = tuple(f"{m}." for m in TRAINED)
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
+    theirs = {k: v for k, v in state.items() if k.startswith(prefixes)}
+    bad = [k for k, v in theirs.items() if k not in own or v.shape != own[k].shape]
+    new = [k for k in own if k not in theirs]
+    bad += [k for k in new if not k.startswith("feature_head.trunk.")]
+    if bad:
+        raise WeightsError(f"{wpath} does not fit this head (only trunk blocks can be added): {bad[:5]}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in theirs.items()}, strict=False)
+    print(f"feature head from {wpath}; new tensors: {len(new)}")
+    return new
+
+
 def output_distill(net, student: dict, teacher: dict) -> torch.Tensor:
     """Per-sample distillation of the detector's outputs: KL between the teacher's and the student's
     per-anchor person probabilities, plus the box encodings' smooth-L1 weighted by the teacher's
@@ -86,12 +108,15 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
     warm = fresh and resume and bool(cfg.init_from)  # a new machine: continue from committed weights
     if fresh and not warm:
         init_from_codec(model, ex["init_from"])
+        if ex.get("init_head"):
+            grow_from(model, ex["init_head"])
     model.requires_grad_(False).eval()
     params = []
     for name in TRAINED:
         mod = getattr(model, name)
         mod.requires_grad_(True).train()
-        for sub in getattr(mod, "frozen", ()):  # parts copied from the codec stay as trained
+        # parts copied from the codec stay as trained, unless listed in extra.tune
+        for sub in set(getattr(mod, "frozen", ())) - set(ex.get("tune", [])):
             getattr(mod, sub).requires_grad_(False).eval()
         params += [p for p in mod.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
