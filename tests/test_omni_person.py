@@ -215,6 +215,26 @@ def test_a_head_grows_by_blocks_from_trained_weights(trained):
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("g_s."))
 
 
+def test_distillation_targets_of_the_whole_image_differ_only_off_the_mask(trained):
+    """``target="image"``: the teacher sees the whole view, so the whole-image mask's samples are the
+    same as with ``"decoded"`` (grey off the mask) and only the partial mask's targets change."""
+    from ssc.models.zoo import load_codec
+    from ssc.omni import distill_set
+    from ssc.omni.train import load_teacher_head
+
+    tmp, w = trained
+    model = load_codec(w).model
+    teacher = load_teacher_head(model)
+    paths = sorted((tmp / "photos").glob("*.png"))[:1]
+    dec, img = (distill_set.build(paths, model, teacher, 0, quiet=True, target=t)[distill_set.SHAPES[0]]
+                for t in ("decoded", "image"))
+    assert len(dec) == len(img) == 4  # (whole image, partial mask) x two views
+    assert torch.equal(dec.y, img.y) and torch.equal(dec.cut[:2], img.cut[:2])
+    assert not torch.equal(dec.cut[2:], img.cut[2:])
+    with pytest.raises(ValueError, match="unknown distillation target"):
+        distill_set.build(paths, model, teacher, 0, quiet=True, target="pixels")
+
+
 def test_feature_domain_with_the_person_detector(trained, monkeypatch):
     from ssc.batch import AnalyzeJob, analyze_job
     from ssc.models.zoo import load_codec

@@ -7,8 +7,11 @@ training images (not crops: the detector sees the whole image squashed to 300x30
 * two views of each (the image and a flipped, colour-jittered copy: Omni-ICM's SSL pairs);
 * the frozen codec's quantised latents of each view at every quality level, dequantised (what the
   feature head reads after decoding), their support at 1/8, and the teacher's output of the
-  block the head writes (``block``, 5) and the two backbone maps its box predictors read, of the
-  view with every pixel off the mask mid-grey (what a partial decode shows).
+  block the head writes (``block``, 5) and the two backbone maps its box predictors read, either of
+  the view with every pixel off the mask mid-grey (``target="decoded"``: what a partial decode
+  shows) or of the whole view (``target="image"``: the maps the detector computes on the image the
+  groups come from, so a persons-only decode is taught to give the detector its persons' context;
+  the two differ only for the partial mask).
 
 With the codec frozen (the CPU budget), both are computed once and cached in the run folder, so a
 training step costs only the head. Training photos and the COCO train subset only, never COCO val.
@@ -32,6 +35,8 @@ from .ssl import second_view
 SHAPES = ((448, 640), (640, 448))
 FILL = 0.5  # mid-grey off the mask (the value undecoded pixels get)
 PERSON_SCORE, PERSON_PAD = 0.2, 16
+#: what the teacher sees of a partial mask's view: the decoded pixels on grey, or the whole image
+TARGETS = ("decoded", "image")
 
 
 @dataclass
@@ -99,10 +104,12 @@ def training_images(data: dict, limit_photos: int, seed: int) -> list[Path]:
 
 
 @torch.no_grad()
-def build(paths: list[Path], model, teacher, seed: int, block: int = 5, quiet: bool = False
-          ) -> dict[tuple[int, int], Bucket]:
+def build(paths: list[Path], model, teacher, seed: int, block: int = 5, quiet: bool = False,
+          target: str = "decoded") -> dict[tuple[int, int], Bucket]:
     """Samples of every image: ``model.g_a`` latents and ``teacher`` maps (block ``block``'s output and
-    the two maps the box predictors read), per (mask, view)."""
+    the two maps the box predictors read), per (mask, view); ``target`` in :data:`TARGETS`."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown distillation target {target!r}: {' or '.join(TARGETS)}")
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     rows: dict[tuple[int, int], list[tuple]] = {s: [] for s in SHAPES}
@@ -117,7 +124,8 @@ def build(paths: list[Path], model, teacher, seed: int, block: int = 5, quiet: b
         for m in (full, pm):
             x2, m2 = second_view(x, m.float(), gen)
             for xv, mv in ((x, m.float()), (x2, m2)):
-                cut = teacher.detector.block_output(xv * mv + FILL * (1 - mv), block)
+                seen = xv if target == "image" else xv * mv + FILL * (1 - mv)
+                cut = teacher.detector.block_output(seen, block)
                 t0, t1 = teacher.detector.tail_maps(cut, block)
                 y, pyr = latents(model, xv, mv)
                 rows[shape].append((y.half(), pyr[3].bool(), t0.half(), t1.half(), cut.half()))

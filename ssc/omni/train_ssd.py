@@ -82,13 +82,15 @@ def sample(buckets: dict, step: int, batch: int, seed: int) -> dict[str, torch.T
 
 def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> dict:
     """The run's cached distillation set for the block its head writes, built on first use
-    (``extra.photos``: how many training photos join the COCO train subset)."""
+    (``extra.photos``: how many training photos join the COCO train subset; ``extra.distill_target``:
+    :data:`.distill_set.TARGETS`, what the teacher sees of a partial mask's view)."""
     block = model.feature_head.block
-    path = out / f"distill_set_b{block}.pt"
+    target = str(cfg.extra.get("distill_target", "decoded"))
+    path = out / (f"distill_set_b{block}.pt" if target == "decoded" else f"distill_set_b{block}_{target}.pt")
     if path.is_file():
         return distill_set.load(path)
     paths = distill_set.training_images(cfg.data, int(cfg.extra.get("photos", 240)), cfg.seed)
-    buckets = distill_set.build(paths, model, teacher, cfg.seed, block)
+    buckets = distill_set.build(paths, model, teacher, cfg.seed, block, target=target)
     distill_set.save(buckets, path)
     return buckets
 
