@@ -213,6 +213,11 @@ def test_a_head_grows_by_blocks_from_trained_weights(trained):
     before, after = load_file(str(w)), load_file(str(train_omni_ssd(TrainConfig.load(tmp / "grown.yaml"))))
     assert not torch.equal(before["feature_head.stage.weight"], after["feature_head.stage.weight"])
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("g_s."))
+    cfg["extra"]["tune"] = ["stages"]
+    cfg["out_dir"] = str(tmp / "typo")
+    (tmp / "typo.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="not frozen parts of the head"):
+        train_omni_ssd(TrainConfig.load(tmp / "typo.yaml"))
 
 
 def test_distillation_targets_of_the_whole_image_differ_only_off_the_mask(trained):

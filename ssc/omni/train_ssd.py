@@ -118,7 +118,11 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
         mod = getattr(model, name)
         mod.requires_grad_(True).train()
         # parts copied from the codec stay as trained, unless listed in extra.tune
-        for sub in set(getattr(mod, "frozen", ())) - set(ex.get("tune", [])):
+        frozen, tune = set(getattr(mod, "frozen", ())), set(ex.get("tune", []))
+        if name == "feature_head" and tune - frozen:
+            raise ValueError(f"extra.tune: {sorted(tune - frozen)} are not frozen parts of the head "
+                             f"({', '.join(sorted(frozen)) or 'it has none'})")
+        for sub in frozen - tune:
             getattr(mod, sub).requires_grad_(False).eval()
         params += [p for p in mod.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
