@@ -112,17 +112,17 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
         init_from_codec(model, ex["init_from"])
         if ex.get("init_head"):
             grow_from(model, ex["init_head"])
+    # parts copied from the codec stay as trained, unless listed in extra.tune
+    frozen, tune = set(getattr(model.feature_head, "frozen", ())), set(ex.get("tune", []))
+    if tune - frozen:
+        raise ValueError(f"extra.tune: {sorted(tune - frozen)} are not frozen parts of the head "
+                         f"({', '.join(sorted(frozen)) or 'it has none'})")
     model.requires_grad_(False).eval()
     params = []
     for name in TRAINED:
         mod = getattr(model, name)
         mod.requires_grad_(True).train()
-        # parts copied from the codec stay as trained, unless listed in extra.tune
-        frozen, tune = set(getattr(mod, "frozen", ())), set(ex.get("tune", []))
-        if name == "feature_head" and tune - frozen:
-            raise ValueError(f"extra.tune: {sorted(tune - frozen)} are not frozen parts of the head "
-                             f"({', '.join(sorted(frozen)) or 'it has none'})")
-        for sub in frozen - tune:
+        for sub in set(getattr(mod, "frozen", ())) - tune:
             getattr(mod, sub).requires_grad_(False).eval()
         params += [p for p in mod.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
