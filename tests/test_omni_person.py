@@ -240,6 +240,45 @@ def test_distillation_targets_of_the_whole_image_differ_only_off_the_mask(traine
         distill_set.build(paths, model, teacher, 0, quiet=True, target="pixels")
 
 
+def test_more_photos_add_a_shard_to_the_distillation_set(trained):
+    """Raising ``extra.photos`` builds only the images the cache lacks, into a new shard with its own
+    manifest; a cache holding images the run no longer lists, or a shard without a manifest, is
+    refused with a message that says how to rebuild."""
+    from ssc.models.zoo import load_codec
+    from ssc.omni import distill_set
+    from ssc.omni.train import load_teacher_head
+    from ssc.omni.train_ssd import distill_set_for
+    from ssc.train import TrainConfig
+
+    tmp, w = trained
+    model = load_codec(w).model
+    teacher = load_teacher_head(model)
+    out = tmp / "shards"
+    out.mkdir()
+
+    def cfg_with(photos: int) -> TrainConfig:
+        cfg = yaml.safe_load((tmp / "c.yaml").read_text())
+        cfg["extra"]["photos"] = photos
+        (tmp / "shards.yaml").write_text(yaml.safe_dump(cfg))
+        return TrainConfig.load(tmp / "shards.yaml")
+
+    one = distill_set_for(cfg_with(1), out, model, teacher)
+    assert sum(len(b) for b in one) == 4  # one image: (whole, partial) x two views
+    both = distill_set_for(cfg_with(2), out, model, teacher)
+    shards = distill_set.Shards(out, "distill_set_b5")
+    assert [f.name for f in shards.files()] == ["distill_set_b5.pt", "distill_set_b5.2.pt"]
+    assert sum(len(b) for b in both) == 8 and torch.equal(both[0].y, one[0].y)  # the first shard is kept
+    held = [shards.manifest(f) for f in shards.files()]
+    assert len(held[0]) == len(held[1]) == 1 and held[0] != held[1]
+    again = distill_set_for(cfg_with(2), out, model, teacher)  # nothing missing: nothing built
+    assert len(shards.files()) == 2 and sum(len(b) for b in again) == 8
+    with pytest.raises(ValueError, match="no longer lists"):
+        distill_set_for(cfg_with(1), out, model, teacher)
+    shards.files()[1].with_suffix(".json").unlink()
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        distill_set_for(cfg_with(2), out, model, teacher)
+
+
 def test_feature_domain_with_the_person_detector(trained, monkeypatch):
     from ssc.batch import AnalyzeJob, analyze_job
     from ssc.models.zoo import load_codec

@@ -14,10 +14,13 @@ training images (not crops: the detector sees the whole image squashed to 300x30
   the two differ only for the partial mask).
 
 With the codec frozen (the CPU budget), both are computed once and cached in the run folder, so a
-training step costs only the head. Training photos and the COCO train subset only, never COCO val.
+training step costs only the head. The cache is a list of shards, each with a manifest of the images
+it holds (:class:`Shards`): a run that lists more images builds only the missing ones into a new
+shard. Training photos and the COCO train subset only, never COCO val.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,3 +146,54 @@ def save(buckets: dict[tuple[int, int], Bucket], path: Path) -> None:
 def load(path: Path) -> dict[tuple[int, int], Bucket]:
     raw = torch.load(path, weights_only=True)
     return {tuple(int(v) for v in k.split("x")): Bucket(**d) for k, d in raw.items()}  # type: ignore[misc]
+
+
+def _key(p: "Path | str") -> str:
+    return str(Path(p).resolve())
+
+
+@dataclass(frozen=True)
+class Shards:
+    """A distillation cache in shards: ``<stem>.pt``, ``<stem>.2.pt``, ... each beside a manifest
+    ``<shard>.json`` that lists the images it was built from, so a longer image list adds a shard
+    instead of rebuilding everything (the images' samples do not depend on one another)."""
+
+    folder: Path
+    stem: str
+
+    def files(self) -> list[Path]:
+        one = self.folder / f"{self.stem}.pt"
+        more = sorted(self.folder.glob(f"{self.stem}.*.pt"), key=lambda p: int(p.suffixes[-2][1:]))
+        return ([one] if one.is_file() else []) + more
+
+    @staticmethod
+    def manifest(shard: Path) -> list[str]:
+        m = shard.with_suffix(".json")
+        if not m.is_file():
+            raise FileNotFoundError(f"{shard} has no manifest {m.name} (it does not say which images it holds): "
+                                    f"delete it to rebuild the distillation set")
+        return json.loads(m.read_text())["images"]
+
+    def missing(self, paths: list[Path]) -> list[Path]:
+        """The images of ``paths`` no shard holds; a shard holding an image not in ``paths`` is refused
+        (the run's image list changed under it)."""
+        want, have = {_key(p) for p in paths}, set()
+        for f in self.files():
+            held = {_key(p) for p in self.manifest(f)}
+            if held - want:
+                raise ValueError(f"{f} holds {len(held - want)} images the run no longer lists (e.g. "
+                                 f"{sorted(held - want)[0]}): delete {self.stem}* to rebuild")
+            have |= held
+        return [p for p in paths if _key(p) not in have]
+
+    def add(self, buckets: dict[tuple[int, int], Bucket], paths: list[Path]) -> Path:
+        """Write a new shard built from ``paths``, its manifest last (a shard without one is refused)."""
+        n = len(self.files())
+        f = self.folder / (f"{self.stem}.pt" if n == 0 else f"{self.stem}.{n + 1}.pt")
+        save(buckets, f)
+        f.with_suffix(".json").write_text(json.dumps({"images": [str(p) for p in paths]}, indent=0))
+        return f
+
+    def load(self) -> list[Bucket]:
+        """Every shard's buckets, in shard order then shape order."""
+        return [b for f in self.files() for b in load(f).values()]

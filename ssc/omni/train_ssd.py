@@ -70,29 +70,31 @@ def output_distill(net, student: dict, teacher: dict) -> torch.Tensor:
     return kl * 100 + box
 
 
-def sample(buckets: dict, step: int, batch: int, seed: int) -> dict[str, torch.Tensor]:
-    """``batch`` pairs of one shape (chosen in proportion to the pairs it has), seeded by the step."""
+def sample(buckets: "list[distill_set.Bucket]", step: int, batch: int, seed: int) -> dict[str, torch.Tensor]:
+    """``batch`` pairs of one bucket (one shape of one shard, chosen in proportion to the pairs it
+    has), seeded by the step."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    sizes = torch.tensor([len(b) // 2 for b in buckets.values()], dtype=torch.float)
-    b = list(buckets.values())[int(torch.multinomial(sizes, 1, generator=g))]
+    sizes = torch.tensor([len(b) // 2 for b in buckets], dtype=torch.float)
+    b = buckets[int(torch.multinomial(sizes, 1, generator=g))]
     idx = torch.randint(0, len(b) // 2, (batch,), generator=g)
     q = torch.randint(0, b.y.shape[1], (batch,), generator=g)
     return {**b.pairs(idx, q), "quality": q}
 
 
-def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> dict:
-    """The run's cached distillation set for the block its head writes, built on first use
-    (``extra.photos``: how many training photos join the COCO train subset; ``extra.distill_target``:
-    :data:`.distill_set.TARGETS`, what the teacher sees of a partial mask's view)."""
+def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> "list[distill_set.Bucket]":
+    """The run's cached distillation set for the block its head writes (``extra.photos``: how many
+    training photos join the COCO train subset; ``extra.distill_target``:
+    :data:`.distill_set.TARGETS`, what the teacher sees of a partial mask's view). Images the cache
+    does not hold yet (a first run, or more photos) are built into a new shard first."""
     block = model.feature_head.block
     target = str(cfg.extra.get("distill_target", "decoded"))
-    path = out / (f"distill_set_b{block}.pt" if target == "decoded" else f"distill_set_b{block}_{target}.pt")
-    if path.is_file():
-        return distill_set.load(path)
+    shards = distill_set.Shards(out, f"distill_set_b{block}" if target == "decoded" else f"distill_set_b{block}_{target}")
     paths = distill_set.training_images(cfg.data, int(cfg.extra.get("photos", 240)), cfg.seed)
-    buckets = distill_set.build(paths, model, teacher, cfg.seed, block, target=target)
-    distill_set.save(buckets, path)
-    return buckets
+    missing = shards.missing(paths)
+    if missing:
+        n = len(shards.files())  # a new shard draws its own crops and views
+        shards.add(distill_set.build(missing, model, teacher, cfg.seed + n, block, target=target), missing)
+    return shards.load()
 
 
 def student_maps(model, b: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -131,7 +133,7 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
         step, before = warm_start(cfg, model, ctx)
     teacher = load_teacher_head(model)
     # a plan already done (a fresh machine at the committed step count) needs no distillation set
-    buckets = distill_set_for(cfg, out, model, teacher) if step < cfg.steps else {}
+    buckets = distill_set_for(cfg, out, model, teacher) if step < cfg.steps else []
     done = step
     net = teacher.detector.net
     block = model.feature_head.block
