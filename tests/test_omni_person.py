@@ -240,12 +240,12 @@ def test_distillation_targets_of_the_whole_image_differ_only_off_the_mask(traine
         distill_set.build(paths, model, teacher, 0, quiet=True, target="pixels")
 
 
-def test_more_photos_add_a_shard_to_the_distillation_set(trained):
+def test_more_photos_add_a_shard_to_the_distillation_set(trained, monkeypatch):
     """Raising ``extra.photos`` builds only the images the cache lacks, into a new shard with its own
     manifest; a cache holding images the run no longer lists, or a shard without a manifest, is
     refused with a message that says how to rebuild."""
     from ssc.models.zoo import load_codec
-    from ssc.omni import distill_set
+    from ssc.omni import distill_set, train_ssd
     from ssc.omni.train import load_teacher_head
     from ssc.omni.train_ssd import distill_set_for
     from ssc.train import TrainConfig
@@ -255,6 +255,7 @@ def test_more_photos_add_a_shard_to_the_distillation_set(trained):
     teacher = load_teacher_head(model)
     out = tmp / "shards"
     out.mkdir()
+    (tmp / "split").mkdir()
 
     def cfg_with(photos: int) -> TrainConfig:
         cfg = yaml.safe_load((tmp / "c.yaml").read_text())
@@ -270,6 +271,9 @@ def test_more_photos_add_a_shard_to_the_distillation_set(trained):
     assert sum(len(b) for b in both) == 8 and torch.equal(both[0].y, one[0].y)  # the first shard is kept
     held = [shards.manifest(f) for f in shards.files()]
     assert len(held[0]) == len(held[1]) == 1 and held[0] != held[1]
+    monkeypatch.setattr(train_ssd, "SHARD_IMAGES", 1)
+    split = distill_set_for(cfg_with(2), tmp / "split", model, teacher)  # a first build, one image per shard
+    assert len(distill_set.Shards(tmp / "split", "distill_set_b5").files()) == 2 and sum(len(b) for b in split) == 8
     again = distill_set_for(cfg_with(2), out, model, teacher)  # nothing missing: nothing built
     assert len(shards.files()) == 2 and sum(len(b) for b in again) == 8
     with pytest.raises(ValueError, match="no longer lists"):

@@ -26,6 +26,8 @@ from .ssl import info_nce
 from .train import distill_loss, init_from_codec, load_teacher_head
 
 TRAINED = ("feature_head", "projector")
+#: images per shard of a new distillation set (about 2.8 GB at 448x640; building one holds it twice)
+SHARD_IMAGES = 320
 
 
 def grow_from(model: torch.nn.Module, name: str) -> list[str]:
@@ -85,15 +87,16 @@ def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> "list[distil
     """The run's cached distillation set for the block its head writes (``extra.photos``: how many
     training photos join the COCO train subset; ``extra.distill_target``:
     :data:`.distill_set.TARGETS`, what the teacher sees of a partial mask's view). Images the cache
-    does not hold yet (a first run, or more photos) are built into a new shard first."""
+    does not hold yet (a first run, or more photos) are built first, into shards of at most
+    :data:`SHARD_IMAGES`."""
     block = model.feature_head.block
     target = str(cfg.extra.get("distill_target", "decoded"))
     shards = distill_set.Shards(out, f"distill_set_b{block}" if target == "decoded" else f"distill_set_b{block}_{target}")
     paths = distill_set.training_images(cfg.data, int(cfg.extra.get("photos", 240)), cfg.seed)
     missing = shards.missing(paths)
-    if missing:
-        n = len(shards.files())  # a new shard draws its own crops and views
-        shards.add(distill_set.build(missing, model, teacher, cfg.seed + n, block, target=target), missing)
+    for i in range(0, len(missing), SHARD_IMAGES):  # shard by shard: building holds one shard twice
+        part, n = missing[i : i + SHARD_IMAGES], len(shards.files())  # each shard draws its own crops and views
+        shards.add(distill_set.build(part, model, teacher, cfg.seed + n, block, target=target), part)
     return shards.load()
 
 
