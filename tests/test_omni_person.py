@@ -278,6 +278,11 @@ def test_more_photos_add_a_shard_to_the_distillation_set(trained, monkeypatch):
     assert len(shards.files()) == 2 and sum(len(b) for b in again) == 8
     with pytest.raises(ValueError, match="no longer lists"):
         distill_set_for(cfg_with(1), out, model, teacher)
+    for f in (shards.files()[0], shards.files()[0].with_suffix(".json")):  # the first shard deleted:
+        f.unlink()
+    distill_set_for(cfg_with(2), out, model, teacher)  # its image goes to a third shard, the second stays
+    assert [f.name for f in shards.files()] == ["distill_set_b5.2.pt", "distill_set_b5.3.pt"]
+    assert shards.manifest(shards.files()[1]) == held[0]
     shards.files()[1].with_suffix(".json").unlink()
     with pytest.raises(FileNotFoundError, match="no manifest"):
         distill_set_for(cfg_with(2), out, model, teacher)

@@ -161,10 +161,16 @@ class Shards:
     folder: Path
     stem: str
 
+    def _numbered(self) -> dict[int, Path]:
+        """Shard number -> file: ``<stem>.pt`` is 1, ``<stem>.<n>.pt`` is n."""
+        out = {1: self.folder / f"{self.stem}.pt"} if (self.folder / f"{self.stem}.pt").is_file() else {}
+        for f in self.folder.glob(f"{self.stem}.*.pt"):
+            if f.name[len(self.stem) + 1 : -3].isdigit():
+                out[int(f.name[len(self.stem) + 1 : -3])] = f
+        return out
+
     def files(self) -> list[Path]:
-        one = self.folder / f"{self.stem}.pt"
-        more = sorted(self.folder.glob(f"{self.stem}.*.pt"), key=lambda p: int(p.suffixes[-2][1:]))
-        return ([one] if one.is_file() else []) + more
+        return [f for _, f in sorted(self._numbered().items())]
 
     @staticmethod
     def manifest(shard: Path) -> list[str]:
@@ -182,14 +188,15 @@ class Shards:
             held = {_key(p) for p in self.manifest(f)}
             if held - want:
                 raise ValueError(f"{f} holds {len(held - want)} images the run no longer lists (e.g. "
-                                 f"{sorted(held - want)[0]}): delete {self.stem}* to rebuild")
+                                 f"{sorted(held - want)[0]}): delete {self.stem}.pt, {self.stem}.<n>.pt and their "
+                                 f".json manifests to rebuild")
             have |= held
         return [p for p in paths if _key(p) not in have]
 
     def add(self, buckets: dict[tuple[int, int], Bucket], paths: list[Path]) -> Path:
         """Write a new shard built from ``paths``, its manifest last (a shard without one is refused)."""
-        n = len(self.files())
-        f = self.folder / (f"{self.stem}.pt" if n == 0 else f"{self.stem}.{n + 1}.pt")
+        n = max(self._numbered(), default=0) + 1  # never a number in use, even after a shard was deleted
+        f = self.folder / (f"{self.stem}.pt" if n == 1 else f"{self.stem}.{n}.pt")
         save(buckets, f)
         f.with_suffix(".json").write_text(json.dumps({"images": [str(p) for p in paths]}, indent=0))
         return f
