@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ..data import list_images, load_rgb, random_blob
 from ..models.codec import LEVELS
 from ..models.layers import support_pyramid
+from ..outputs import atomic_output, write_text
 from .ssl import second_view
 
 #: training shapes (H, W), multiples of 64: COCO's 4:3 photos, landscape and portrait
@@ -140,7 +141,8 @@ def build(paths: list[Path], model, teacher, seed: int, block: int = 5, quiet: b
 
 
 def save(buckets: dict[tuple[int, int], Bucket], path: Path) -> None:
-    torch.save({f"{h}x{w}": b.__dict__ for (h, w), b in buckets.items()}, path)
+    with atomic_output(path) as tmp:  # an interrupted save leaves no partial file under ``path``
+        torch.save({f"{h}x{w}": b.__dict__ for (h, w), b in buckets.items()}, tmp)
 
 
 def load(path: Path) -> dict[tuple[int, int], Bucket]:
@@ -165,9 +167,14 @@ class Shards:
         """Shard number -> file: ``<stem>.pt`` is 1, ``<stem>.<n>.pt`` is n."""
         out = {1: self.folder / f"{self.stem}.pt"} if (self.folder / f"{self.stem}.pt").is_file() else {}
         for f in self.folder.glob(f"{self.stem}.*.pt"):
-            if f.name[len(self.stem) + 1 : -3].isdigit():
-                out[int(f.name[len(self.stem) + 1 : -3])] = f
+            number = f.name[len(self.stem) + 1 : -3]
+            if number.isdigit():
+                out[int(number)] = f
         return out
+
+    def next_number(self) -> int:
+        """The number the next shard gets: never one in use, even after a shard was deleted."""
+        return max(self._numbered(), default=0) + 1
 
     def files(self) -> list[Path]:
         return [f for _, f in sorted(self._numbered().items())]
@@ -195,10 +202,10 @@ class Shards:
 
     def add(self, buckets: dict[tuple[int, int], Bucket], paths: list[Path]) -> Path:
         """Write a new shard built from ``paths``, its manifest last (a shard without one is refused)."""
-        n = max(self._numbered(), default=0) + 1  # never a number in use, even after a shard was deleted
+        n = self.next_number()
         f = self.folder / (f"{self.stem}.pt" if n == 1 else f"{self.stem}.{n}.pt")
         save(buckets, f)
-        f.with_suffix(".json").write_text(json.dumps({"images": [str(p) for p in paths]}, indent=0))
+        write_text(f.with_suffix(".json"), json.dumps({"images": [str(p) for p in paths]}, indent=0))
         return f
 
     def load(self) -> list[Bucket]:

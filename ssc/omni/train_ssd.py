@@ -95,8 +95,9 @@ def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> "list[distil
     paths = distill_set.training_images(cfg.data, int(cfg.extra.get("photos", 240)), cfg.seed)
     missing = shards.missing(paths)
     for i in range(0, len(missing), SHARD_IMAGES):  # shard by shard: building holds one shard twice
-        part, n = missing[i : i + SHARD_IMAGES], len(shards.files())  # each shard draws its own crops and views
-        shards.add(distill_set.build(part, model, teacher, cfg.seed + n, block, target=target), part)
+        part = missing[i : i + SHARD_IMAGES]
+        seed = cfg.seed + shards.next_number() - 1  # each shard draws its own crops and views
+        shards.add(distill_set.build(part, model, teacher, seed, block, target=target), part)
     return shards.load()
 
 
