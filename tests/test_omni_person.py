@@ -106,6 +106,44 @@ def test_detector_reads_its_own_maps_as_it_reads_pixels():
         head.predict_features({"5": torch.zeros(1, 96, 38, 38)}, (300, 300))
 
 
+def test_distillation_near_the_decoded_support_weighs_the_rest_by_the_floor():
+    """``extra.near_floor``: cells beyond ``near_reach`` of the support count at the floor, in the error
+    and in the teacher energy that normalises it; a weight of ones is the unweighted loss."""
+    from ssc.omni.train import distill_loss
+    from ssc.omni.train_ssd import near_weight
+
+    sup = torch.zeros(2, 1, 38, 38)
+    sup[0, :, 10:14, 10:14] = 1
+    sup[1] = 1
+    w = near_weight(sup, 0.2, 3)
+    assert w[0, 0, 7, 7] == 1 and w[0, 0, 16, 16] == 1 and w[0, 0, 6, 10] == pytest.approx(0.2)
+    assert w[0, 0, 17, 12] == pytest.approx(0.2) and bool((w[1] == 1).all())
+    torch.manual_seed(0)
+    t = {"cut": torch.randn(2, 4, 38, 38), "0": torch.randn(2, 3, 19, 19)}
+    s = {k: v.clone() for k, v in t.items()}
+    s["cut"][:, :, 30:, 30:] += 1  # wrong only far from the first sample's support
+    s["0"][:, :, 15:, 15:] += 1
+    plain = distill_loss(s, t)
+    assert torch.allclose(distill_loss(s, t, torch.ones(2, 1, 38, 38)), plain)
+    assert torch.allclose(distill_loss(s, t, near_weight(sup, 1.0, 3)), plain)
+    assert distill_loss(s, t, near_weight(sup, 0.0, 3))[0] == 0  # nothing counts off the support's reach
+    weighted = distill_loss(s, t, w)
+    assert 0 < weighted[0] < plain[0] and weighted[1] == plain[1]
+
+
+def test_out_of_range_near_weights_are_refused_before_any_work(tmp_path):
+    from ssc.omni.train_ssd import train_omni_ssd
+    from ssc.train import TrainConfig
+
+    for bad in ({"near_floor": 1.5}, {"near_floor": 0.5, "near_reach": -1}):
+        cfg = {"name": "bad", "kind": "omni-ssd", "model": {"arch": "gi-omni", **SSD}, "lambdas": [0.1, 0.5],
+               "data": {"photos": [str(tmp_path)]}, "steps": 1, "out_dir": str(tmp_path / "runs"), "extra": bad}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+        with pytest.raises(ValueError, match="near_floor must lie in"):
+            train_omni_ssd(TrainConfig.load(tmp_path / "c.yaml"))
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, weights_dir):
     """A tiny feature codec trained for 3 steps (2, then resumed to 3) from the test zoo's codec."""
@@ -208,7 +246,7 @@ def test_a_head_grows_by_blocks_from_trained_weights(trained):
     cfg = yaml.safe_load((tmp / "c.yaml").read_text())
     cfg["model"]["head_blocks"] = 2
     cfg.update(name="omni-ssd-grown", steps=1, out_dir=str(tmp / "grown"))
-    cfg["extra"].update(init_head=str(w), tune=["stage", "igdn"])
+    cfg["extra"].update(init_head=str(w), tune=["stage", "igdn"], near_floor=0.2)  # and a weighted loss
     (tmp / "grown.yaml").write_text(yaml.safe_dump(cfg))
     before, after = load_file(str(w)), load_file(str(train_omni_ssd(TrainConfig.load(tmp / "grown.yaml"))))
     assert not torch.equal(before["feature_head.stage.weight"], after["feature_head.stage.weight"])

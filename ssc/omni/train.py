@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import WeightsError
 from ..models.layers import support_pyramid
@@ -49,10 +50,16 @@ def load_teacher_head(model: torch.nn.Module, device: str = "cpu"):
     return head
 
 
-def distill_loss(student: dict, teacher: dict) -> torch.Tensor:
-    """Per-sample MSE of each pyramid level, normalised by the teacher's energy, averaged over levels."""
-    per = [((student[k] - teacher[k]) ** 2).mean((1, 2, 3)) / (teacher[k] ** 2).mean((1, 2, 3)).clamp(min=1e-6)
-           for k in teacher]
+def distill_loss(student: dict, teacher: dict, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample MSE of each pyramid level, normalised by the teacher's energy, averaged over levels.
+    ``weight`` (B, 1, h, w), optional: a spatial weight of both, max-pooled to each level's grid."""
+    per = []
+    for k in teacher:
+        err, energy = (student[k] - teacher[k]) ** 2, teacher[k] ** 2
+        if weight is not None:
+            w = weight if weight.shape[-2:] == err.shape[-2:] else F.adaptive_max_pool2d(weight, err.shape[-2:])
+            err, energy = err * w, energy * w
+        per.append(err.mean((1, 2, 3)) / energy.mean((1, 2, 3)).clamp(min=1e-6))
     return torch.stack(per).mean(0)
 
 

@@ -101,6 +101,15 @@ def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> "list[distil
     return shards.load()
 
 
+def near_weight(support: torch.Tensor, floor: float, reach: int) -> torch.Tensor:
+    """(B, 1, n, n) spatial weight of the distillation terms: 1 within ``reach`` cells of the decoded
+    support, ``floor`` elsewhere. A persons-only view's whole-image targets far from the persons ask
+    for what was not decoded; at full weight they are noise the head cannot fit (``extra.near_floor``,
+    ``extra.near_reach``; a floor of 1 weighs every cell alike)."""
+    near = F.max_pool2d(support, 2 * reach + 1, stride=1, padding=reach)
+    return floor + (1 - floor) * near
+
+
 def student_maps(model, b: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(the head's block output, the trunk features the SSL term embeds, their support) of a batch."""
     head = model.feature_head
@@ -111,6 +120,9 @@ def student_maps(model, b: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -> Path:
     """Run (or resume) the feature codec's training; returns the exported weights path."""
     ex = cfg.extra
+    floor, reach = float(ex.get("near_floor", 1.0)), int(ex.get("near_reach", 3))
+    if not 0.0 <= floor <= 1.0 or reach < 0:
+        raise ValueError(f"extra.near_floor must lie in [0, 1] and extra.near_reach be >= 0 (got {floor}, {reach})")
     out, ctx, model = start_run(cfg)
     fresh = not (resume and _ckpt_path(cfg).is_file())
     warm = fresh and resume and bool(cfg.init_from)  # a new machine: continue from committed weights
@@ -155,11 +167,12 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
             cut, hid, sup = student_maps(model, b)
             feats = dict(zip("01", net.tail_maps(cut, block + 1)))
             target = {"0": b["map0"], "1": b["map1"]}
-            dist = distill_loss({"cut": cut, **feats}, {"cut": b["cut"], **target})
+            w = None if floor == 1.0 else near_weight(sup, floor, reach)
+            dist = distill_loss({"cut": cut, **feats}, {"cut": b["cut"], **target}, w)
             kd = output_distill(net, feats, target)
             emb = model.embed_map(hid, sup)
             ssl = info_nce(emb[: cfg.batch], emb[cfg.batch :], tau)
-            cut_err = distill_loss({"cut": cut}, {"cut": b["cut"]})
+            cut_err = distill_loss({"cut": cut}, {"cut": b["cut"]}, w)
             loss = (dist + cut_w * cut_err + kd_w * kd).mean() + ssl_w * ssl
             backprop(opt, loss, params, cfg.grad_clip)
             done = step + 1
