@@ -135,7 +135,7 @@ def test_out_of_range_near_weights_are_refused_before_any_work(tmp_path):
     from ssc.omni.train_ssd import train_omni_ssd
     from ssc.train import TrainConfig
 
-    for bad in ({"near_floor": 1.5}, {"near_floor": 0.5, "near_reach": -1}):
+    for bad in ({"near_floor": 1.5}, {"near_floor": 0.5, "near_reach": -1}, {"near_reach": 2.5}, {"near_floor": "0.2"}):
         cfg = {"name": "bad", "kind": "omni-ssd", "model": {"arch": "gi-omni", **SSD}, "lambdas": [0.1, 0.5],
                "data": {"photos": [str(tmp_path)]}, "steps": 1, "out_dir": str(tmp_path / "runs"), "extra": bad}
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))

@@ -120,9 +120,11 @@ def student_maps(model, b: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -> Path:
     """Run (or resume) the feature codec's training; returns the exported weights path."""
     ex = cfg.extra
-    floor, reach = float(ex.get("near_floor", 1.0)), int(ex.get("near_reach", 3))
-    if not 0.0 <= floor <= 1.0 or reach < 0:
-        raise ValueError(f"extra.near_floor must lie in [0, 1] and extra.near_reach be >= 0 (got {floor}, {reach})")
+    floor, reach = ex.get("near_floor", 1.0), ex.get("near_reach", 3)
+    if not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0 or not isinstance(reach, int) or reach < 0:
+        raise ValueError(f"extra.near_floor must lie in [0, 1] and extra.near_reach be a whole number of cells "
+                         f">= 0 (got {floor!r}, {reach!r})")
+    floor = float(floor)
     out, ctx, model = start_run(cfg)
     fresh = not (resume and _ckpt_path(cfg).is_file())
     warm = fresh and resume and bool(cfg.init_from)  # a new machine: continue from committed weights
