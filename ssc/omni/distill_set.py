@@ -163,9 +163,13 @@ class Shards:
     folder: Path
     stem: str
 
+    def path(self, number: int) -> Path:
+        """Shard ``number``'s file: ``<stem>.pt`` for 1, ``<stem>.<n>.pt`` for n > 1."""
+        return self.folder / (f"{self.stem}.pt" if number == 1 else f"{self.stem}.{number}.pt")
+
     def _numbered(self) -> dict[int, Path]:
-        """Shard number -> file: ``<stem>.pt`` is 1, ``<stem>.<n>.pt`` is n."""
-        out = {1: self.folder / f"{self.stem}.pt"} if (self.folder / f"{self.stem}.pt").is_file() else {}
+        """Shard number -> file, for the shards present (:meth:`path` read back)."""
+        out = {1: self.path(1)} if self.path(1).is_file() else {}
         for f in self.folder.glob(f"{self.stem}.*.pt"):
             number = f.name[len(self.stem) + 1 : -3]
             if number.isdigit():
@@ -202,8 +206,7 @@ class Shards:
 
     def add(self, buckets: dict[tuple[int, int], Bucket], paths: list[Path]) -> Path:
         """Write a new shard built from ``paths``, its manifest last (a shard without one is refused)."""
-        n = self.next_number()
-        f = self.folder / (f"{self.stem}.pt" if n == 1 else f"{self.stem}.{n}.pt")
+        f = self.path(self.next_number())
         save(buckets, f)
         write_text(f.with_suffix(".json"), json.dumps({"images": [str(p) for p in paths]}, indent=0))
         return f
