@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from PIL import Image
 
@@ -131,15 +132,45 @@ def test_distillation_near_the_decoded_support_weighs_the_rest_by_the_floor():
     assert 0 < weighted[0] < plain[0] and weighted[1] == plain[1]
 
 
-def test_out_of_range_near_weights_are_refused_before_any_work(tmp_path):
+def test_focused_output_distillation_weighs_the_anchors_that_hold_a_person():
+    """``extra.kd_focus``: 0 is the plain mean of the per-anchor KL; above 0 an error on an anchor the
+    teacher (or the student) believes in counts more than the same error on background."""
+    from ssc.omni.train_ssd import anchor_kl
+
+    pt = torch.full((2, 3000), 0.01)
+    pt[:, :5] = 0.9
+    logits = torch.logit(pt).clone()
+    kl_plain = (F.binary_cross_entropy_with_logits(logits, pt, reduction="none")
+                - F.binary_cross_entropy(pt, pt, reduction="none")).mean(1)
+    assert torch.allclose(anchor_kl(logits, pt), kl_plain) and float(anchor_kl(logits, pt).abs().max()) < 1e-6
+    on_person, on_background = logits.clone(), logits.clone()
+    on_person[0, :5] = torch.logit(torch.tensor(0.3))  # the student doubts the person anchors
+    on_background[0, 100:105] = torch.logit(torch.tensor(0.6))  # ... or sees one where the teacher does not
+    for focus in (0.0, 20.0):
+        p, b = anchor_kl(on_person, pt, focus), anchor_kl(on_background, pt, focus)
+        assert p[1] == pytest.approx(0, abs=1e-6) and p[0] > 0 and b[0] > 0
+    plain_p, plain_b = anchor_kl(on_person, pt)[0], anchor_kl(on_background, pt)[0]
+    focused_p, focused_b = anchor_kl(on_person, pt, 20.0)[0], anchor_kl(on_background, pt, 20.0)[0]
+    assert focused_p > 5 * plain_p and focused_b > 5 * plain_b  # both kinds of error now weigh more
+    logits.requires_grad_(True)
+    anchor_kl(logits, pt, 20.0).sum().backward()  # the weights are constants of the step
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_out_of_range_loss_settings_are_refused_before_any_work(tmp_path):
     from ssc.omni.train_ssd import train_omni_ssd
     from ssc.train import TrainConfig
 
-    for bad in ({"near_floor": 1.5}, {"near_floor": 0.5, "near_reach": -1}, {"near_reach": 2.5}, {"near_floor": "0.2"}):
+    bad_settings = [({"near_floor": 1.5}, "near_floor must lie in"),
+                    ({"near_floor": 0.5, "near_reach": -1}, "near_floor must lie in"),
+                    ({"near_reach": 2.5}, "near_floor must lie in"), ({"near_floor": "0.2"}, "near_floor must lie in"),
+                    ({"kd_focus": -1}, "kd_focus must be a number"), ({"kd_focus": "20"}, "kd_focus must be a number"),
+                    ({"kd_focus": float("nan")}, "kd_focus must be a number")]
+    for bad, message in bad_settings:
         cfg = {"name": "bad", "kind": "omni-ssd", "model": {"arch": "gi-omni", **SSD}, "lambdas": [0.1, 0.5],
                "data": {"photos": [str(tmp_path)]}, "steps": 1, "out_dir": str(tmp_path / "runs"), "extra": bad}
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-        with pytest.raises(ValueError, match="near_floor must lie in"):
+        with pytest.raises(ValueError, match=message):
             train_omni_ssd(TrainConfig.load(tmp_path / "c.yaml"))
     assert not (tmp_path / "runs").exists()
 

@@ -52,10 +52,26 @@ def grow_from(model: torch.nn.Module, name: str) -> list[str]:
     return new
 
 
-def output_distill(net, student: dict, teacher: dict) -> torch.Tensor:
+def anchor_kl(logits: torch.Tensor, pt: torch.Tensor, focus: float = 0.0) -> torch.Tensor:
+    """(B,) binary KL(teacher || student) of per-anchor person probabilities (``logits`` the
+    student's, ``pt`` the teacher's, both (B, A)), averaged over anchors. ``focus``
+    (``extra.kd_focus``) > 0 weighs an anchor by ``1 + focus * p``, ``p`` the larger of the two
+    probabilities, normalised to the weights' mean: of the detector's 3,000 anchors a handful hold a
+    person, and a plain mean lets the easy background ones set the term. 0 is the plain mean."""
+    # binary KL(t || s) = BCE(s; t) - H(t)
+    ent = F.binary_cross_entropy(pt, pt, reduction="none")
+    kl = F.binary_cross_entropy_with_logits(logits, pt, reduction="none") - ent
+    if focus > 0:
+        w = 1 + focus * torch.maximum(pt, torch.sigmoid(logits.detach()))
+        kl = kl * (w / w.mean(1, keepdim=True))
+    return kl.mean(1)
+
+
+def output_distill(net, student: dict, teacher: dict, focus: float = 0.0) -> torch.Tensor:
     """Per-sample distillation of the detector's outputs: KL between the teacher's and the student's
-    per-anchor person probabilities, plus the box encodings' smooth-L1 weighted by the teacher's
-    person probability (only anchors the teacher believes in teach boxes)."""
+    per-anchor person probabilities (:func:`anchor_kl`, ``focus`` as there), plus the box encodings'
+    smooth-L1 weighted by the teacher's person probability (only anchors the teacher believes in
+    teach boxes)."""
 
     def heads(f):
         return net.predict_heads(net.with_extras([f["0"], f["1"]]))
@@ -64,10 +80,7 @@ def output_distill(net, student: dict, teacher: dict) -> torch.Tensor:
         t_enc, t_log = heads(teacher)
         pt = torch.sigmoid(t_log[..., 1])
     s_enc, s_log = heads(student)
-    ls = s_log[..., 1]
-    # binary KL(t || s) = BCE(s; t) - H(t)
-    ent = F.binary_cross_entropy(pt, pt, reduction="none")
-    kl = (F.binary_cross_entropy_with_logits(ls, pt, reduction="none") - ent).mean(1)
+    kl = anchor_kl(s_log[..., 1], pt, focus)
     box = (F.smooth_l1_loss(s_enc, t_enc, reduction="none").sum(-1) * pt).sum(1) / pt.sum(1).clamp(min=1)
     return kl * 100 + box
 
@@ -125,6 +138,10 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
         raise ValueError(f"extra.near_floor must lie in [0, 1] and extra.near_reach be a whole number of cells "
                          f">= 0 (got {floor!r}, {reach!r})")
     floor = float(floor)
+    focus = ex.get("kd_focus", 0.0)
+    if isinstance(focus, bool) or not isinstance(focus, (int, float)) or not focus >= 0:
+        raise ValueError(f"extra.kd_focus must be a number >= 0 (got {focus!r})")
+    focus = float(focus)
     out, ctx, model = start_run(cfg)
     fresh = not (resume and _ckpt_path(cfg).is_file())
     warm = fresh and resume and bool(cfg.init_from)  # a new machine: continue from committed weights
@@ -171,7 +188,7 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
             target = {"0": b["map0"], "1": b["map1"]}
             w = None if floor == 1.0 else near_weight(sup, floor, reach)
             dist = distill_loss({"cut": cut, **feats}, {"cut": b["cut"], **target}, w)
-            kd = output_distill(net, feats, target)
+            kd = output_distill(net, feats, target, focus)
             emb = model.embed_map(hid, sup)
             ssl = info_nce(emb[: cfg.batch], emb[cfg.batch :], tau)
             cut_err = distill_loss({"cut": cut}, {"cut": b["cut"]}, w)
