@@ -164,8 +164,10 @@ def test_out_of_range_loss_settings_are_refused_before_any_work(tmp_path):
     bad_settings = [({"near_floor": 1.5}, "near_floor must lie in"),
                     ({"near_floor": 0.5, "near_reach": -1}, "near_floor must lie in"),
                     ({"near_reach": 2.5}, "near_floor must lie in"), ({"near_floor": "0.2"}, "near_floor must lie in"),
-                    ({"kd_focus": -1}, "kd_focus must be a number"), ({"kd_focus": "20"}, "kd_focus must be a number"),
-                    ({"kd_focus": float("nan")}, "kd_focus must be a number")]
+                    ({"near_reach": True}, "near_floor must lie in"),
+                    ({"kd_focus": -1}, "kd_focus must be a"), ({"kd_focus": "20"}, "kd_focus must be a"),
+                    ({"kd_focus": float("nan")}, "kd_focus must be a"), ({"kd_focus": float("inf")}, "kd_focus must be a"),
+                    ({"kd_focus": True}, "kd_focus must be a")]
     for bad, message in bad_settings:
         cfg = {"name": "bad", "kind": "omni-ssd", "model": {"arch": "gi-omni", **SSD}, "lambdas": [0.1, 0.5],
                "data": {"photos": [str(tmp_path)]}, "steps": 1, "out_dir": str(tmp_path / "runs"), "extra": bad}

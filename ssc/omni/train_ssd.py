@@ -13,6 +13,7 @@ and export, as the pixel codec's campaign (:mod:`ssc.train`).
 """
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -134,13 +135,14 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
     """Run (or resume) the feature codec's training; returns the exported weights path."""
     ex = cfg.extra
     floor, reach = ex.get("near_floor", 1.0), ex.get("near_reach", 3)
-    if not isinstance(floor, (int, float)) or not 0.0 <= floor <= 1.0 or not isinstance(reach, int) or reach < 0:
+    if (any(isinstance(v, bool) for v in (floor, reach)) or not isinstance(floor, (int, float))
+            or not 0.0 <= floor <= 1.0 or not isinstance(reach, int) or reach < 0):
         raise ValueError(f"extra.near_floor must lie in [0, 1] and extra.near_reach be a whole number of cells "
                          f">= 0 (got {floor!r}, {reach!r})")
     floor = float(floor)
     focus = ex.get("kd_focus", 0.0)
-    if isinstance(focus, bool) or not isinstance(focus, (int, float)) or not focus >= 0:
-        raise ValueError(f"extra.kd_focus must be a number >= 0 (got {focus!r})")
+    if isinstance(focus, bool) or not isinstance(focus, (int, float)) or not 0 <= focus < math.inf:
+        raise ValueError(f"extra.kd_focus must be a finite number >= 0 (got {focus!r})")
     focus = float(focus)
     out, ctx, model = start_run(cfg)
     fresh = not (resume and _ckpt_path(cfg).is_file())
