@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from ssc.masks.cells import owned_labels
+
 from .distributed import DistContext, ShardedStream
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -78,7 +80,7 @@ class CropSampler:
     or on where a run was resumed."""
 
     def __init__(self, samples: list[Sample], crop: int, mix: dict[str, float], seed: int = 0,
-                 num_qualities: int = 1, ctx: DistContext | None = None) -> None:
+                 num_qualities: int = 1, ctx: DistContext | None = None, cells: bool = False) -> None:
         if not samples:
             raise ValueError("no training images")
         self.samples = samples
@@ -87,6 +89,9 @@ class CropSampler:
         p = np.array([mix.get(k, 0.0) for k in kinds], dtype=np.float64)
         self.kinds, self.p = kinds, p / p.sum()
         self.seed, self.num_qualities = seed, num_qualities
+        #: masks are cell-owned groups (:mod:`ssc.masks.cells`): a shape or instance is snapped to
+        #: the cells it owns, or its complement (the background's cells) is drawn instead
+        self.cells = cells
         self.coco_idx = [i for i, s in enumerate(samples) if s.labels is not None]
         self.stream = ShardedStream(len(samples), ctx or DistContext(), seed)
 
@@ -122,12 +127,14 @@ class CropSampler:
         img, lab = self._crop(s, rng)
         c = self.crop
         if kind == "coco" and lab is not None:
+            if self.cells:
+                lab = owned_labels(lab)
             ids = np.unique(lab)
             mask = lab == ids[int(rng.integers(len(ids)))]
-        elif kind == "blob":
-            mask = random_blob(c, rng)
-        elif kind == "polygon":
-            mask = random_polygon(c, rng)
+        elif kind in ("blob", "polygon"):
+            mask = (random_blob if kind == "blob" else random_polygon)(c, rng)
+            if self.cells:
+                mask = owned_labels(mask.astype(np.int32)) == int(rng.integers(2))
         else:
             mask = np.ones((c, c), dtype=bool)
         if mask.sum() < 64:

@@ -50,6 +50,9 @@ class TrainConfig:
     init_from: str | None = None
     #: threads drawing training batches ahead of the step being trained (0: drawn in the loop)
     prefetch: int = 0
+    #: quality levels this model has below those of ``init_from`` (a codec's rate range extended
+    #: downwards); their gains start half a level-step below the lowest trained level
+    levels_below_init: int = 0
 
     @property
     def model_kwargs(self) -> dict:
@@ -147,10 +150,13 @@ def warm_start(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext | None
     from .models.zoo import load_state_checked, load_verified
 
     card, state, _, wpath = load_verified(cfg.init_from)
+    same = card.name == cfg.name
+    if not same and cfg.levels_below_init:
+        state = extend_levels_below(card, state, cfg.levels_below_init)
+        card.config = {**card.config, "num_qualities": card.config["num_qualities"] + cfg.levels_below_init}
     if card.architecture != cfg.model["arch"] or card.config != cfg.model_kwargs:
         raise ValueError(f"init_from {wpath} is a {card.architecture} {card.config}, not this run's model")
     load_state_checked(model, state, f"weights {wpath}", card.architecture)
-    same = card.name == cfg.name
     step = int(card.training.get("steps", 0)) if same else 0
     seconds = float(card.training.get("seconds", 0.0)) if same else 0.0
     log = wpath.with_name(f"{wpath.stem}.train_log.jsonl")
@@ -160,6 +166,20 @@ def warm_start(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext | None
     if ctx is None or ctx.is_main:
         print(f"initialised from {wpath}" + (f" (continuing at step {step}, {seconds / 3600:.2f} h)" if same else ""))
     return step, seconds
+
+
+def extend_levels_below(card, state: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
+    """``state`` with ``n`` quality levels added below the lowest: each new row of the per-level
+    log-gains continues the lowest level half a level-step further (coarser quantisation)."""
+    if card.config.get("num_qualities", 1) < 2:
+        raise ValueError(f"levels_below_init needs init weights with >= 2 quality levels ({card.name})")
+    out = dict(state)
+    for key in ("log_gain", "log_inv_gain"):
+        t = state[key].float()
+        for _ in range(n):
+            t = torch.cat([(t[0] - 0.5 * (t[1] - t[0]))[None], t])
+        out[key] = t.to(state[key].dtype)
+    return out
 
 
 class StopRequest:
@@ -195,7 +215,7 @@ def crop_sampler(cfg: TrainConfig, default_crop: int, ctx: DistContext, num_qual
     samples = load_samples(d["photos"], d.get("coco_images"), d.get("coco_ann"), d.get("max_side", 512),
                            quiet=not ctx.is_main)
     return CropSampler(samples, d.get("crop", default_crop), d.get("mix", {"full": 1.0}), seed=cfg.seed,
-                       num_qualities=num_qualities, ctx=ctx)
+                       num_qualities=num_qualities, ctx=ctx, cells=bool(d.get("cells", False)))
 
 
 def set_lr(cfg: TrainConfig, opt: torch.optim.Optimizer, step: int) -> float:
