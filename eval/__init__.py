@@ -1,4 +1,4 @@
 """Evaluation: metrics, anchors and benchmarks (installed as ``ssc.eval``)."""
-from .metrics import bpp, mse, psnr
+from ssc.metrics import bpp, mse, psnr
 
 __all__ = ["bpp", "mse", "psnr"]

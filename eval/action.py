@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ssc.defaults import DEFAULT_MODEL
-from ssc.masks.video import DetectorMasks, ForegroundDetector
+from ssc.video.masks import DetectorMasks, ForegroundDetector
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoReader
 from ssc.video.io import open_frames

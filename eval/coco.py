@@ -35,7 +35,7 @@ from ssc.args import detector_args, executor_args
 from ssc.masks import apply_policy, from_coco
 
 from .anchors import pillow_available, pillow_code
-from .metrics import bpp
+from ssc.metrics import bpp
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 CODECS = ("none", "ssc", "jpeg", "webp", "avif")
@@ -236,9 +236,10 @@ class CocoImageResult:
 
 
 def coco_image_job(job: CocoImageJob) -> CocoImageResult:
-    from ssc.batch import shared_codec, shared_head
+    from ssc.batch import shared_codec
+    from ssc.tasks import resolve_head
 
-    head = shared_head(job.backend, job.det_weights, "cpu", job.score_thresh)
+    head = resolve_head(job.backend, job.det_weights, "cpu", job.score_thresh)
     x = read_image(job.path)
     orig = predict_coco(head, x, job.image_id) if job.need_original else None
     ssc_codec = shared_codec(job.model) if job.codec == "ssc" else None
@@ -334,18 +335,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from pycocotools.coco import COCO
 
-    from ssc.tasks.heads import resolve_backend
+    from ssc.tasks.heads import resolve_detector, resolve_head
 
+    teacher = None
     if args.domain == "features":
         if args.codec != "ssc":
             raise SystemExit("--domain features needs --codec ssc (the anchors have no latents)")
-        from ssc.analyze import feature_backend
+        from ssc.analyze import feature_teacher
         from ssc.batch import shared_codec
 
-        args.backend, args.det_weights = feature_backend(shared_codec(args.model), args.det_weights, args.backend)
-    args.backend = resolve_backend(args.backend, args.det_weights)
+        teacher = feature_teacher(shared_codec(args.model))
+    args.backend, args.det_weights = resolve_detector(args.backend, args.det_weights, teacher)
 
-    from ssc.batch import shared_head
     from ssc.parallel import make_executor
     if args.codec in ("jpeg", "webp", "avif") and not pillow_available(args.codec):
         raise SystemExit(f"Pillow has no {args.codec} support here")
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     records = sorted(coco_gt.dataset["images"], key=lambda r: r["id"])[: args.limit]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    head = shared_head(args.backend, args.det_weights, "cpu", args.score_thresh)
+    head = resolve_head(args.backend, args.det_weights, "cpu", args.score_thresh)
     predictor = Predictor(f"{head.info.backend}|{head.info.weights}|{args.score_thresh}", out / "predictions_cache.json")
     cat_ids = scored_categories(head, coco_gt)
     scope = ("all categories" if cat_ids is None else

@@ -27,7 +27,7 @@ from ssc.masks import GroupMap
 from ssc.models.zoo import load_codec
 
 from .bdrate import bd_rate
-from .metrics import bpp, psnr
+from ssc.metrics import bpp, psnr
 from .rd import ssc_code
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 

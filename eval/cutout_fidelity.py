@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ssc.analyze import FILL, results_in_region
-from ssc.masks.video import load_video_masks
+from ssc.video.masks import load_video_masks
 from ssc.tasks.structures import Instances
 
 from .report import markdown_table, run_meta, write_outputs

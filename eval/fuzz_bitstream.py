@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ssc.bitstream import StreamReader
-from ssc.bitstream.format import PREAMBLE, crc32
+from ssc.bitstream.format import PREAMBLE
+from ssc.bitstream.wire import crc32
 from ssc.errors import SSCError
 
 

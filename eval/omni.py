@@ -36,7 +36,7 @@ from ssc.models.zoo import load_codec
 
 from .anchors import pillow_available, pillow_code
 from .coco import COCOEvaluator, pseudo_ground_truth
-from .metrics import bpp
+from ssc.metrics import bpp
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 

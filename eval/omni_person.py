@@ -188,12 +188,12 @@ def run(args: argparse.Namespace) -> dict:
 
     from ssc.models.zoo import load_codec
     from ssc.omni.decode import require_feature_codec
-    from ssc.tasks.heads import shared_head
+    from ssc.tasks import resolve_head
 
     torch.set_num_threads(args.threads)
     codec = load_codec(args.omni_model)
     require_feature_codec(codec)
-    head = shared_head("ssdlite-person", None, "cpu", None)
+    head = resolve_head()
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(args.ann)
     records = sorted(gt.dataset["images"], key=lambda r: r["id"])[: args.limit]

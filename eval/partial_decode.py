@@ -27,7 +27,7 @@ from ssc.api import decode_image, encode_image, read_image
 from ssc.masks import apply_policy, from_coco
 from ssc.models.zoo import load_codec
 
-from .metrics import bpp, psnr
+from ssc.metrics import bpp, psnr
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 

@@ -130,12 +130,12 @@ def persons(gm) -> list[int]:
 def run(args: argparse.Namespace) -> dict:
     from pycocotools.coco import COCO
 
-    from ssc.tasks.heads import shared_head
+    from ssc.tasks import resolve_head
 
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(args.ann)
     records = sorted(gt.dataset["images"], key=lambda r: r["id"])[: args.limit]
-    head = shared_head("ssdlite-person", None, "cpu", None)
+    head = resolve_head()
     codec = load_codec(args.model)
     det_spec = DetectSpec("ssdlite-person", args.det_score, args.det_pad)
     plan: list[tuple[str, float]] = [("original", 0.0)]

@@ -46,7 +46,7 @@ from .anchors import (
     x265_intra_code,
 )
 from .bdrate import bd_rate
-from .metrics import bpp, ms_ssim, psnr
+from ssc.metrics import bpp, ms_ssim, psnr
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 ANCHOR_SETTINGS = {"jpeg": [5, 10, 20, 30, 45, 60, 75, 90], "webp": [2, 8, 20, 35, 50, 70, 85, 95],

@@ -2,20 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 
-import torch
-
-
-def run_meta(**extra) -> dict:
-    """Machine and library facts every results JSON carries, plus the script's own settings."""
-    meta = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-    meta.update(extra)
-    return meta
+from ssc.outputs import run_meta  # noqa: F401  (the benchmarks' import path)
 
 
 def markdown_table(header: list[str], rows: list[list]) -> list[str]:

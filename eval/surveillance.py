@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ssc.defaults import DEFAULT_MODEL
-from ssc.masks.video import load_video_masks
+from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames

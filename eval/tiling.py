@@ -24,7 +24,7 @@ import torch
 
 from ssc.defaults import DEFAULT_MODEL
 
-from .metrics import bpp, psnr
+from ssc.metrics import bpp, psnr
 from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ssc.defaults import DEFAULT_MODEL
-from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector, load_video_masks
+from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector, load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
@@ -139,11 +139,11 @@ class PersonFidelity:
     """Person-detector fidelity of decoded frames against its detections on the originals."""
 
     def __init__(self, frames: np.ndarray, every: int, min_score: float = 0.5) -> None:
-        from ssc.tasks.heads import shared_head
+        from ssc.tasks import resolve_head
 
         from .coco import pseudo_ground_truth
 
-        self.head = shared_head("ssdlite-person", None, "cpu", None)
+        self.head = resolve_head()
         self.ids = list(range(0, len(frames), every))
         orig = [r for i in self.ids for r in self._detect(frames[i], i, None)]
         recs = [{"id": i, "width": frames.shape[2], "height": frames.shape[1], "file_name": str(i)} for i in self.ids]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ssc.defaults import DEFAULT_MODEL
-from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector
+from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.codec import BACKGROUND_GOP_FACTOR

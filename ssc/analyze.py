@@ -10,12 +10,12 @@ from typing import Iterable
 
 import numpy as np
 
-from .api import decode_image, select_groups
+from .decode import decode_image, select_groups
 from .bitstream import StreamReader
-from .errors import WeightsError
 from .models.zoo import LoadedCodec
+from .tasks.heads import WEIGHTS_BACKEND
 
-PIXEL_TASKS = ("detect", "segment")
+PIXEL_TASKS = ("detect", "segment", "pose")
 #: where the task head reads: decoded pixels, or decoded latents through the Omni-ICM feature head
 DOMAINS = ("pixels", "features")
 #: the pixel tasks and the decoding-free "header" answer (the CLI's --task choices)
@@ -60,26 +60,22 @@ def feature_detector(source: bytes | str | Path, codec: LoadedCodec | None, det_
     """For ``--domain features``: the stream's codec (checked to have a feature head), and the backend
     and weights of the detector its feature head was distilled from (``backend`` None: that one);
     another detector cannot read those features."""
-    from .api import codec_for_stream
+    from ssc.tasks.heads import resolve_detector
+
+    from .decode import codec_for_stream
 
     with StreamReader(source) as rd:
         codec = codec_for_stream(rd.header, codec, device)
-    return (codec, *feature_backend(codec, det_weights, backend))
+    return (codec, *resolve_detector(backend, det_weights, feature_teacher(codec)))
 
 
-def feature_backend(codec: LoadedCodec, det_weights: str | None = None, backend: str | None = None) -> tuple[str, str]:
-    """(backend, weights) of the detector ``codec``'s feature head was distilled from, checked
-    against a requested ``backend`` / ``det_weights`` (None: that detector); refuses codecs without
-    a feature head and any other detector, which cannot read those features."""
+def feature_teacher(codec: LoadedCodec) -> tuple[str, str]:
+    """(backend, weights) of the detector ``codec``'s feature head was distilled from, the only one
+    that can read its features; refuses codecs without a feature head."""
     from .omni.decode import require_feature_codec
 
     require_feature_codec(codec)
-    teacher = codec.model.teacher
-    teacher_backend = getattr(codec.model, "teacher_backend", "torchvision")
-    if (backend or teacher_backend) != teacher_backend or (det_weights is not None and Path(det_weights).stem != teacher):
-        raise WeightsError(f"the feature head of {codec.card.name} was distilled from the {teacher_backend} detector "
-                           f"{teacher!r}; only that detector can read its features (use --domain pixels for others)")
-    return teacher_backend, teacher
+    return getattr(codec.model, "teacher_backend", WEIGHTS_BACKEND), codec.model.teacher
 
 
 def analyze_stream(source: bytes | str | Path, head, task: str = "segment", codec: LoadedCodec | None = None,
@@ -92,11 +88,13 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
     ROI heads of an FPN detector; the last backbone blocks, extra layers and box predictors of SSDLite)
     (``head`` must be the detector the feature head was distilled from)."""
     if task not in PIXEL_TASKS:
-        raise ValueError(f"task must be detect or segment, got {task!r}")
+        raise ValueError(f"task must be one of {', '.join(PIXEL_TASKS)}, got {task!r}")
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
     if task == "segment" and not getattr(head.info, "masks", True):
         raise ValueError(f"the {head.info.backend} head predicts boxes only; use --task detect")
+    if task == "pose" and (domain == "features" or not hasattr(head, "pose")):
+        raise ValueError(f"--task pose needs the blazepose head on pixels (got {head.info.backend}, {domain})")
     t0 = time.perf_counter()
     if domain == "features":
         from .omni.decode import decode_features
@@ -105,7 +103,7 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
         inst = head.predict_features(dec.features, (dec.header.height, dec.header.width), masks=task == "segment")
     else:
         dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)
-        inst = head.predict(dec.image, masks=task == "segment")
+        inst = head.predict(dec.image, masks=task in ("segment", "pose"))
     results = results_in_region(inst, np.isin(dec.group_map, dec.decoded), image_id, task, keep_inside_frac)
     total = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
     return AnalyzeResult(task, (dec.header.height, dec.header.width), results, dec.decoded, dec.failed,

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ssc.tasks.heads import shared_head  # noqa: F401  (re-exported: the jobs' worker-side head cache)
+from ssc.tasks.heads import DEFAULT_BACKEND, resolve_head, shared_head  # noqa: F401  (shared_head re-exported)
 
 from .errors import SSCError
 from .outputs import atomic_output, save_image, write_bytes, write_text
@@ -171,7 +171,7 @@ def encode_image_job(job: ImageEncodeJob) -> EncodeRecord:
 
 
 def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
-    from .masks.video import load_video_masks
+    from .video.masks import load_video_masks
     from .video import RateControl, VideoEncoder
     from .video.io import open_frames
 
@@ -286,7 +286,7 @@ class AnalyzeJob:
     stream: str
     task: str  # detect | segment | header
     image_id: int
-    backend: str | None = "ssdlite-person"  # ssc.tasks.DEFAULT_BACKEND; None: the feature codec's detector
+    backend: str | None = DEFAULT_BACKEND  # None: the feature codec's detector
     det_weights: str | None = None
     groups: tuple[int, ...] | None = None
     classes: tuple[str, ...] | None = None
@@ -324,16 +324,14 @@ def analyze_job(job: AnalyzeJob) -> AnalyzeRecord:
             raise SSCError(f"{job.stream}: feature-domain analysis reads image streams; use --domain pixels for video")
         rec = _analyze_video(job)
     else:
-        from .analyze import analyze_stream, feature_backend, header_results
+        from .analyze import analyze_stream, feature_teacher, header_results
 
         if job.task == "header":
             res = header_results(job.stream, job.image_id, job.groups, job.classes)
         else:
             codec = shared_codec(stream_model(job.stream, False), job.device)
-            backend, det = job.backend, job.det_weights
-            if job.domain == "features":
-                backend, det = feature_backend(codec, det, backend)
-            head = shared_head(backend, det, job.device, job.score_thresh)
+            teacher = feature_teacher(codec) if job.domain == "features" else None
+            head = resolve_head(job.backend, job.det_weights, job.device, job.score_thresh, teacher)
             res = analyze_stream(job.stream, head, job.task, codec, job.groups, job.classes, job.image_id,
                                  device=job.device, domain=job.domain)
         rec = AnalyzeRecord(job.stream, "image", job.task, job.image_id, res.results, list(res.decoded_groups),
@@ -355,7 +353,7 @@ def _analyze_video(job: AnalyzeJob) -> AnalyzeRecord:
                   or t["id"] in (job.groups or ()) or t["label"] in (job.classes or ())]
         return AnalyzeRecord(job.stream, "video", "header", job.image_id, [], [t["id"] for t in chosen], 0,
                              info["total_bytes"], tracks=chosen)
-    head = shared_head(job.backend, job.det_weights, job.device, job.score_thresh)
+    head = resolve_head(job.backend, job.det_weights, job.device, job.score_thresh)
     codec = shared_codec(stream_model(job.stream, True), job.device)
     results: list[dict] = []
     failed: dict[str, str] = {}
@@ -383,7 +381,7 @@ def record_dict(r: Any, job: Any) -> dict:
 
 def results_document(command: str, jobs: Sequence[Any], records: Sequence[Any], stats: RunStats, settings: dict) -> dict:
     """The results JSON of a batch run: settings, one item per job (input order), how it ran."""
-    from .eval.report import run_meta
+    from .outputs import run_meta
 
     items = [record_dict(r, j) for r, j in zip(records, jobs)]
     doc = {"command": command, "settings": settings, "items": items,

@@ -122,10 +122,10 @@ def cmd_batch_analyze(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise SSCError("--every must be at least 1")
     groups, classes = _selection(args.groups, int), _selection(args.classes)
-    from ssc.tasks.heads import resolve_backend
+    from ssc.tasks.heads import resolve_detector
 
     # features: each stream's feature codec names its detector (a --backend given is checked against it)
-    backend = args.backend if args.domain == "features" else resolve_backend(args.backend, args.det_weights)
+    backend = args.backend if args.domain == "features" else resolve_detector(args.backend, args.det_weights)[0]
     jobs = [AnalyzeJob(str(s), args.task, iid, backend, args.det_weights, groups, classes, args.score_thresh,
                        args.every, args.start, args.stop, args.device, args.domain)
             for s, iid in zip(streams, image_ids(streams, args.ann))]

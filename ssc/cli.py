@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .args import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, force_arg
 from .defaults import DEFAULT_MODEL, default_quality
+from .bitstream.format import quality_value
 from .errors import SSCError
 from .outputs import check_new, save_image, write_bytes, write_text
 
@@ -67,12 +68,12 @@ def header_summary(header) -> dict:
     """The group table as plain data (decoding-free analytics: class and box of each group)."""
     return {
         "width": header.width, "height": header.height, "model_id": header.model_id,
-        "weights_id": header.weights_id.hex(), "quality": header.quality / 256,
+        "weights_id": header.weights_id.hex(), "quality": quality_value(header.quality),
         "version": header.version, "header_bytes": header.masks_offset, "mask_bytes": header.masks_length,
         "tile_size": header.tile_size,
         "groups": [
             {"id": g.group_id, "class_id": g.class_id, "label": g.label, "box": list(g.box), "area": g.area,
-             "quality": g.quality / 256, "bytes": g.seg_length, "mask_bytes": g.mask_length}
+             "quality": quality_value(g.quality), "bytes": g.seg_length, "mask_bytes": g.mask_length}
             for g in header.groups
         ],
     }
@@ -111,18 +112,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.task == "header":
         res = header_results(args.stream, args.image_id, args.groups, classes)
     else:
-        from ssc.tasks import build_head
+        from ssc.tasks import resolve_head
 
         codec = _codec(args) if (args.weights or args.model_given) else None
-        from ssc.tasks.heads import resolve_backend
-
         det, backend = args.det_weights, args.backend
         if args.domain == "features":
             from .analyze import feature_detector
 
             codec, backend, det = feature_detector(args.stream, codec, det, backend, args.device)
-        kw = {} if args.score_thresh is None else {"score_thresh": args.score_thresh}
-        head = build_head(resolve_backend(backend, det), det, device=args.device, **kw)
+        head = resolve_head(backend, det, args.device, args.score_thresh, task=args.task)
         res = analyze_stream(args.stream, head, args.task, codec, args.groups, classes, args.image_id,
                              device=args.device, domain=args.domain)
     write_text(args.output, json.dumps(res.results))
@@ -193,36 +191,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
-    from .train import TrainConfig, train
+    from .train import TrainConfig, export_checkpoint, run_config
 
     raw = yaml.safe_load(Path(args.config).read_text())
     if not isinstance(raw, dict):
         raise ValueError(f"{args.config} is not a YAML mapping")
-    if raw.get("kind", "codec") == "detector":
-        from ssc.tasks.train_detector import DetectorConfig, train_detector
-
-        dcfg = DetectorConfig(**raw)
-        if args.steps:
-            dcfg.steps = args.steps
-        path = train_detector(dcfg, resume=not args.restart)
-    else:
+    if args.export_only:
         cfg = TrainConfig(**raw)
         if args.steps:
             cfg.steps = args.steps
-        if args.export_only:
-            from .train import export_checkpoint
-
-            path = export_checkpoint(cfg)
-        elif cfg.kind == "omni":
-            from .omni.train import train_omni
-
-            path = train_omni(cfg, resume=not args.restart)
-        elif cfg.kind == "omni-ssd":
-            from .omni.train_ssd import train_omni_ssd
-
-            path = train_omni_ssd(cfg, resume=not args.restart, minutes=args.minutes)
-        else:
-            path = train(cfg, resume=not args.restart, minutes=args.minutes)
+        path = export_checkpoint(cfg)
+    else:
+        path = run_config(raw, resume=not args.restart, minutes=args.minutes, steps=args.steps)
     from .distributed import launched_rank
 
     if launched_rank() in (None, 0):  # under torchrun, rank 0 wrote them
@@ -277,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="detection / segmentation on the selected groups, or header-only analytics")
     a.add_argument("stream")
-    a.add_argument("--task", choices=["detect", "segment", "header"], default="detect")  # ssc.analyze.TASK_CHOICES
+    a.add_argument("--task", choices=["detect", "segment", "pose", "header"], default="detect")  # ssc.analyze.TASK_CHOICES
     a.add_argument("-o", "--output", required=True, help="COCO results JSON")
     force_arg(a)
     a.add_argument("--groups", type=_ids, default=None, help="comma-separated group ids (default: all)")

@@ -9,7 +9,7 @@ import numpy as np
 
 from .api import decode_image, encode_image, read_image
 from .errors import SSCError
-from .eval.metrics import bpp, psnr
+from .metrics import bpp, psnr
 from .masks import apply_policy, from_coco
 from .models.zoo import load_codec
 from .outputs import save_image, write_bytes

@@ -88,3 +88,16 @@ def interrupt_between() -> Iterator[None]:
         signal.signal(signal.SIGINT, old)
     if caught and callable(old):  # what the handler before would have done (default: KeyboardInterrupt)
         old(signal.SIGINT, None)
+
+
+def run_meta(**extra) -> dict:
+    """Machine and library facts every results JSON carries, plus the script's own settings."""
+    import platform
+
+    import torch
+
+    meta = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    meta.update(extra)
+    return meta

@@ -40,7 +40,7 @@ class TrainConfig:
     log_every: int = 20
     out_dir: str = "runs"
     extra: dict = field(default_factory=dict)
-    kind: str = "codec"  # `ssc train` dispatches on it ("detector": ssc.tasks.train_detector)
+    kind: str = "codec"  # `ssc train` dispatches on it (the trainers: run_config)
     #: "bf16": the codec's analysis/synthesis transforms train under bfloat16 autocast (the entropy
     #: model stays float32); "fp32": everything float32
     precision: str = "fp32"
@@ -65,8 +65,45 @@ class TrainConfig:
         return cls(**raw)
 
 
-def _ckpt_path(cfg: TrainConfig) -> Path:
+def ckpt_path(cfg) -> Path:
+    """The run's resumable checkpoint (model and optimizer state)."""
     return Path(cfg.out_dir) / cfg.name / "checkpoint.safetensors"
+
+
+#: trainers by a config's ``kind``: (config class, function); each module registers its own, and is
+#: imported when its kind is first asked for
+_TRAINER_MODULES = {"codec": "ssc.train", "omni": "ssc.omni.train", "omni-ssd": "ssc.omni.train_ssd",
+                    "detector": "ssc.train_detector"}
+_TRAINERS: dict[str, tuple[type, Callable[..., Path]]] = {}
+
+
+def register_trainer(kind: str, config: type = TrainConfig) -> Callable[[Callable[..., Path]], Callable[..., Path]]:
+    """Register ``fn(cfg, resume=..., [minutes=...]) -> weights path`` for configs of ``kind``."""
+    def deco(fn: Callable[..., Path]) -> Callable[..., Path]:
+        if kind in _TRAINERS:
+            raise ValueError(f"trainer {kind!r} registered twice")
+        _TRAINERS[kind] = (config, fn)
+        return fn
+
+    return deco
+
+
+def run_config(raw: dict, resume: bool = True, minutes: float | None = None, steps: int | None = None) -> Path:
+    """Train what a config mapping describes with the trainer of its ``kind``; returns the weights."""
+    import importlib
+    import inspect
+
+    kind = raw.get("kind", "codec")
+    if kind not in _TRAINER_MODULES:
+        raise ValueError(f"unknown training kind {kind!r}; known: {', '.join(sorted(_TRAINER_MODULES))}")
+    importlib.import_module(_TRAINER_MODULES[kind])
+    config, fn = _TRAINERS[kind]
+    cfg = config(**raw)
+    if steps:
+        cfg.steps = steps
+    if minutes is not None and "minutes" not in inspect.signature(fn).parameters:
+        raise ValueError(f"the {kind} trainer does not stop after --minutes; stop it with SIGTERM or --steps")
+    return fn(cfg, resume=resume, **({} if minutes is None else {"minutes": minutes}))
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, elapsed_s: float = 0.0) -> None:
@@ -133,7 +170,7 @@ def resume_from(cfg, model: torch.nn.Module, opt: torch.optim.Optimizer, resume:
                 ctx: DistContext | None = None) -> tuple[int, float]:
     """(step, training seconds so far): from the run's checkpoint when resuming, else (0, 0). Every
     rank reads the same checkpoint (rank 0 wrote it)."""
-    ck = _ckpt_path(cfg)
+    ck = ckpt_path(cfg)
     if resume and ck.is_file():
         step, before = load_checkpoint(ck, model, opt)
         if ctx is None or ctx.is_main:
@@ -267,9 +304,10 @@ def finish_step(cfg, step: int, model: torch.nn.Module, opt: torch.optim.Optimiz
             log.file.flush()
         log.bar.set_postfix({k: f"{v:.3f}" for k, v in rec.items() if k not in ("step", "lr", "elapsed_s", "processes")})
     if ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps or last) and log.ctx.is_main:
-        save_checkpoint(_ckpt_path(cfg), model, opt, step + 1, time.time() - t0)
+        save_checkpoint(ckpt_path(cfg), model, opt, step + 1, time.time() - t0)
 
 
+@register_trainer("codec")
 def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -> Path:
     """Run (or resume) training, alone or as one rank of a torchrun job; returns the exported
     weights path (written by rank 0). ``minutes`` (or SIGTERM / SIGINT) ends the run early, after a
@@ -327,7 +365,7 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
 def export_checkpoint(cfg: TrainConfig) -> Path:
     """Export the run's latest checkpoint (weights, entropy tables, card) without training: what
     ``make campaign-weights`` commits while the campaign may go on."""
-    ck = _ckpt_path(cfg)
+    ck = ckpt_path(cfg)
     if not ck.is_file():
         raise FileNotFoundError(f"no checkpoint to export: {ck}")
     model = create_model(cfg.model["arch"], **cfg.model_kwargs)

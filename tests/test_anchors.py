@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from ssc.eval.anchors import pillow_available, pillow_code, x265_intra_code
-from ssc.eval.metrics import psnr
+from ssc.metrics import psnr
 
 from .conftest import synthetic_scene
 

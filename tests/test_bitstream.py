@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ssc.bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks, parse_header
-from ssc.bitstream.format import PREAMBLE, SEGMENT_OVERHEAD, Cursor, _encode_header_body, crc32, varint
+from ssc.bitstream.format import PREAMBLE, SEGMENT_OVERHEAD, _encode_header_body
+from ssc.bitstream.wire import Cursor, crc32, varint
 from ssc.errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError, SSCError
 from ssc.eval.fuzz_bitstream import exercise
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssc.api import decode_image, encode_image, group_crop
+from ssc.api import decode_image, encode_image
+from ssc.crop import group_crop
 from ssc.bitstream import StreamReader, build_stream, encode_group_mask
 from ssc.errors import GroupNotFoundError, MaskError, SSCError, WeightsError
 from ssc.masks import GroupMap

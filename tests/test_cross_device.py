@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssc.api import decode_image, encode_image
-from ssc.eval.metrics import psnr
+from ssc.metrics import psnr
 from ssc.models.zoo import available, load_codec
 
 from .test_shipped_weights import EXPECT, MODEL, STREAM, _latent_digests, golden_scene

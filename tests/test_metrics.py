@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from ssc.eval.metrics import MS_SSIM_WEIGHTS, ms_ssim, psnr
+from ssc.metrics import MS_SSIM_WEIGHTS, ms_ssim, psnr
 
 
 def test_ms_ssim_identity_and_order():

@@ -74,7 +74,10 @@ def _start_encode(tmp_path, zoo_env, out):
     env = dict(os.environ, SSC_WEIGHTS_DIR=str(zoo_env), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "ssc.cli", "encode-video", str(tmp_path / "frames"), "--masks",
            f"folder:{tmp_path / 'masks'}", "-o", str(out), "--model", "test-small", "--gop", "8", "--quiet"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a suite started as a background job (`make test &`) ignores SIGINT, and children inherit that:
+    # the encoder gets Ctrl-C's default disposition back, as from an interactive shell
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_frames(tmp_path, proc, min_bytes: int = 4000, timeout: float = 120.0) -> None:
@@ -119,7 +122,16 @@ def test_killed_encode_leaves_nothing_under_the_output_name(tmp_path, zoo_env):
     assert not out.exists()  # the partial file only ever had its temporary name
 
 
-def test_interrupt_between_holds_ctrl_c_to_the_end_of_the_block():
+@pytest.fixture
+def default_sigint():
+    """Ctrl-C raises KeyboardInterrupt in this test, however the suite was started (a background
+    job inherits SIGINT ignored)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_interrupt_between_holds_ctrl_c_to_the_end_of_the_block(default_sigint):
     from ssc.outputs import interrupt_between
 
     done = []

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssc.api import box_mask_crop, decode_image, encode_image, read_image
+from ssc.api import decode_image, encode_image, read_image
+from ssc.crop import box_mask_crop
 from ssc.bitstream import StreamReader
 from ssc.masks import apply_policy, from_coco
 from ssc.models.zoo import available, load_codec

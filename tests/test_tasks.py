@@ -148,7 +148,7 @@ def test_analyze_decodes_only_selected_groups(codec):
 
 
 def test_copy_paste_sampler_keeps_masks_and_labels_consistent():
-    from ssc.tasks.train_detector import Annotated, CopyPasteSampler, to_target
+    from ssc.train_detector import Annotated, CopyPasteSampler, to_target
 
     rng = np.random.default_rng(0)
     data = []

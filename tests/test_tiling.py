@@ -5,8 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ssc import api
-from ssc.api import decode_image, encode_image, group_tiles
+from ssc import crop, encode
+from ssc.api import decode_image, encode_image
+from ssc.crop import group_tiles
 from ssc.bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
 from ssc.bitstream.format import pack_tiles, unpack_tiles
 from ssc.errors import BitstreamError, CorruptSegmentError
@@ -56,8 +57,8 @@ def test_untiled_and_one_tile_give_the_same_pixels(codec, scene):
 def test_auto_tiling_above_the_pixel_threshold(codec, scene, monkeypatch):
     img, gm = scene
     assert StreamReader(encode_image(img, gm, codec, quality=0.0).data).header.tile_size == 0
-    monkeypatch.setattr(api, "AUTO_TILE_PIXELS", 10_000)
-    monkeypatch.setattr(api, "DEFAULT_TILE", 128)
+    monkeypatch.setattr(encode, "AUTO_TILE_PIXELS", 10_000)
+    monkeypatch.setattr(encode, "DEFAULT_TILE", 128)
     assert StreamReader(encode_image(img, gm, codec, quality=0.0).data).header.tile_size == 128
     with pytest.raises(ValueError, match="multiple of 64"):
         encode_image(img, gm, codec, quality=0.0, tile=100)
@@ -93,4 +94,4 @@ def _n_tiles(rd: StreamReader, gid: int) -> int:
     """Tiles of group ``gid`` that hold at least one of its pixels."""
     g = rd.header.group(gid)
     m = rd.group_mask(gid)
-    return sum(bool(api.tile_mask(m, g.box, t, "cpu").any()) for t in group_tiles(g.box, rd.header.tile_size))
+    return sum(bool(crop.tile_mask(m, g.box, t, "cpu").any()) for t in group_tiles(g.box, rd.header.tile_size))

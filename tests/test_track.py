@@ -6,7 +6,7 @@ import torch
 
 from ssc.errors import MaskError
 from ssc.masks.track import PersonTracks, bhattacharyya, box_iou, histogram
-from ssc.masks.video import load_video_masks
+from ssc.video.masks import load_video_masks
 from ssc.tasks.structures import Instances
 
 H, W = 120, 200

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ssc.cli import main
 from ssc.errors import MaskError
-from ssc.masks.video import DetectorMasks, FolderMasks, ForegroundDetector, PropagatedMasks, load_video_masks
+from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector, PropagatedMasks, load_video_masks
 from ssc.tasks.structures import Instances
 from ssc.video.io import FrameWriter, open_frames
 

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from ssc.models.entropy import SymbolWriter
+from ssc.bitstream.rans import SymbolWriter
 from ssc.video import kernels
 from ssc.video import transform as tf
 from ssc.video.deblock import thresholds

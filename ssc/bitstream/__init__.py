@@ -11,6 +11,7 @@ from .format import (
 )
 from .groupmap import decode_group_map, decode_group_mask, encode_group_map, encode_group_mask, encode_group_masks
 from .reader import StreamReader
+from . import v1  # noqa: F401,E402  (registers the version-1 header parser)
 
 __all__ = [
     "MAGIC",

@@ -65,10 +65,11 @@ inside the payload still decodes every group whose segment is complete.
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError
+from .wire import Cursor, crc32, str8, uint, varint
 
 MAGIC = b"SSC"
 VERSION = 2
@@ -88,15 +89,10 @@ QUALITY_SCALE = 256
 MAX_GROUP_ID = 0xFFFF
 #: Refuse declared images larger than this many pixels unless the caller raises the limit.
 DEFAULT_MAX_PIXELS = 1 << 26
+#: header-body parsers of the older versions still read, by version; each registers itself from its
+#: own module (:mod:`ssc.bitstream.v1`), which the package imports
+LEGACY_PARSERS: dict[int, Callable[..., "StreamHeader"]] = {}
 MAX_HEADER_BYTES = 1 << 30
-_VARINT_MAX_BYTES = 10
-
-
-def crc32(data: bytes) -> int:
-    """CRC-32 (ISO-HDLC polynomial, as zlib) of ``data``."""
-    return zlib.crc32(data) & 0xFFFFFFFF
-
-
 @dataclass(frozen=True)
 class GroupEntry:
     """One row of the group table. Offsets are relative to the mask section / payload start and are
@@ -177,89 +173,30 @@ class StreamHeader:
         return next((g for g in self.groups if g.is_complement), None)
 
 
+def quality_code(quality: float) -> int:
+    """The stored form of a (fractional) quality: the nearest 1/QUALITY_SCALE step."""
+    return int(round(quality * QUALITY_SCALE))
+
+
+def quality_value(code: int) -> float:
+    """The quality a stored code stands for (what encoder and decoder both use)."""
+    return code / QUALITY_SCALE
+
+
 def choose_complement(groups: tuple[GroupEntry, ...] | list) -> int:
     """Encoder convention: the largest group (lowest id on ties) goes without a mask record."""
     return min(groups, key=lambda g: (-g.area, g.group_id)).group_id
 
 
-def varint(value: int, what: str = "value") -> bytes:
-    """Unsigned LEB128 encoding of ``value`` (< 2**64)."""
-    value = int(value)
-    if not 0 <= value < (1 << 64):
-        raise BitstreamError(f"{what}={value} does not fit in a varint")
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _str8(s: str) -> bytes:
-    b = s.encode("utf-8")
-    if len(b) > 255:
-        raise BitstreamError(f"string too long for str8 ({len(b)} bytes): {s[:40]!r}...")
-    return bytes([len(b)]) + b
-
-
-def _u(value: int, bits: int, what: str) -> int:
-    if not 0 <= int(value) < (1 << bits):
-        raise BitstreamError(f"{what}={value} does not fit in u{bits}")
-    return int(value)
-
-
-class Cursor:
-    """Bounds-checked reads from a header body."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise BitstreamError(f"header truncated while reading {what}")
-        b = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return b
-
-    def unpack(self, st: struct.Struct | str, what: str) -> tuple:
-        st = struct.Struct(st) if isinstance(st, str) else st
-        return st.unpack(self.take(st.size, what))
-
-    def str8(self, what: str) -> str:
-        (n,) = self.unpack("<B", what)
-        raw = self.take(n, what)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise BitstreamError(f"{what} is not valid UTF-8") from e
-
-    def varint(self, what: str) -> int:
-        value = 0
-        for i in range(_VARINT_MAX_BYTES):
-            (b,) = self.take(1, what)
-            value |= (b & 0x7F) << (7 * i)
-            if not b & 0x80:
-                if b == 0 and i > 0:
-                    raise BitstreamError(f"{what}: varint has a redundant zero byte")
-                if value >= 1 << 64:
-                    raise BitstreamError(f"{what}: varint exceeds 64 bits")
-                return value
-        raise BitstreamError(f"{what}: varint longer than {_VARINT_MAX_BYTES} bytes")
-
-
 def _encode_header_body(h: StreamHeader) -> bytes:
-    out = bytearray(struct.pack("<B", _u(h.kind, 8, "kind")))
+    out = bytearray(struct.pack("<B", uint(h.kind, 8, "kind")))
     out += varint(h.width, "width") + varint(h.height, "height") + varint(h.frames, "frames")
-    out += _str8(h.model_id)
+    out += str8(h.model_id)
     if len(h.weights_id) != 8:
         raise BitstreamError("weights_id must be 8 bytes")
     out += h.weights_id
     out += varint(h.quality, "quality")
-    out += struct.pack("<B", _u(h.mask_codec, 8, "mask_codec"))
+    out += struct.pack("<B", uint(h.mask_codec, 8, "mask_codec"))
     out += varint(h.tile_size, "tile_size")
     labels: list[tuple[int, str]] = []
     for g in h.groups:  # dictionary in order of first use: deterministic, independent of dict order
@@ -267,7 +204,7 @@ def _encode_header_body(h: StreamHeader) -> bytes:
             labels.append((g.class_id, g.label))
     out += varint(len(labels), "num_labels")
     for cls, name in labels:
-        out += varint(cls, "class_id") + _str8(name)
+        out += varint(cls, "class_id") + str8(name)
     out += varint(len(h.groups), "num_groups")
     prev = -1
     for g in h.groups:
@@ -282,7 +219,7 @@ def _encode_header_body(h: StreamHeader) -> bytes:
 
 def pack_segment(group_id: int, body: bytes) -> bytes:
     """Frame one group's entropy-coded body as a length-prefixed, CRC-checked segment."""
-    prefix = SEGMENT_PREFIX.pack(_u(group_id, 16, "group_id"), _u(len(body), 32, "body_length"))
+    prefix = SEGMENT_PREFIX.pack(uint(group_id, 16, "group_id"), uint(len(body), 32, "body_length"))
     return prefix + body + struct.pack("<I", crc32(prefix + body))
 
 
@@ -303,7 +240,7 @@ def unpack_segment(segment: bytes, expected_group: int) -> bytes:
 
 def pack_mask(group_id: int, mask_bytes: bytes) -> bytes:
     """A mask record: the coded mask and the CRC-32 of ``group_id (u16) | mask bytes``."""
-    return mask_bytes + MASK_CRC.pack(crc32(struct.pack("<H", _u(group_id, 16, "group_id")) + mask_bytes))
+    return mask_bytes + MASK_CRC.pack(crc32(struct.pack("<H", uint(group_id, 16, "group_id")) + mask_bytes))
 
 
 def unpack_mask(record: bytes, group_id: int) -> bytes:
@@ -400,10 +337,8 @@ def parse_header(
     body = bytes(data[PREAMBLE.size : PREAMBLE.size + hlen])
     if crc32(body) != hcrc:
         raise BitstreamError("header CRC-32 mismatch (header corrupted)")
-    if version == 1:
-        from .v1 import parse_header_body_v1
-
-        return parse_header_body_v1(body, stream_length=stream_length, max_pixels=max_pixels)
+    if version in LEGACY_PARSERS:
+        return LEGACY_PARSERS[version](body, stream_length=stream_length, max_pixels=max_pixels)
     c = Cursor(body)
     (kind,) = c.unpack("<B", "kind")
     width, height, frames = c.varint("width"), c.varint("height"), c.varint("frames")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .groupmap_rows import CTX_NEW, CTX_NONE, END, INC, LIMIT, MAX_BITS, NEW, NUM_CTX, NUM_MODES, SKIP, V_RANGE
+from .groupmap_symbols import CTX_NEW, CTX_NONE, END, INC, LIMIT, MAX_BITS, NEW, NUM_CTX, NUM_MODES, SKIP, V_RANGE
 
 #: op kinds after the NUM_CTX mode models
 K_SAME, K_LABEL, K_OTHER, K_NBITS, K_RAW = NUM_CTX, NUM_CTX + 1, NUM_CTX + 2, NUM_CTX + 3, NUM_CTX + 4

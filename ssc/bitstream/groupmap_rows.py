@@ -26,18 +26,11 @@ import constriction
 import numpy as np
 
 from ..errors import BitstreamError
-from ..models.entropy import SymbolReader, SymbolWriter
+from .groupmap_symbols import CTX_NEW, CTX_NONE, END, INC, LIMIT, MAX_BITS, NEW, NUM_CTX, NUM_MODES, SKIP, V_RANGE
+from .rans import SymbolReader, SymbolWriter
 
 _CM = constriction.stream.model
 
-# the coder's symbols and adaptive models (the compiled walk of groupmap_plan uses them too)
-V_RANGE = 3
-SKIP, NEW, END = 2 * V_RANGE + 1, 2 * V_RANGE + 2, 2 * V_RANGE + 3
-NUM_MODES = END + 1
-CTX_NEW, CTX_NONE = 2 * V_RANGE + 1, 2 * V_RANGE + 2
-NUM_CTX = CTX_NONE + 1
-MAX_BITS = 33
-INC, LIMIT = 24.0, float(1 << 15)
 
 
 class _Adaptive:

@@ -39,7 +39,8 @@ from __future__ import annotations
 import struct
 
 from ..errors import BitstreamError
-from .format import Cursor, GroupEntry, StreamHeader, check_size, validate_groups
+from .format import LEGACY_PARSERS, GroupEntry, StreamHeader, check_size, validate_groups
+from .wire import Cursor
 
 _GROUP_FIXED = struct.Struct("<HH")
 _GROUP_TAIL = struct.Struct("<IIIIIHQI")
@@ -83,3 +84,6 @@ def parse_header_body_v1(body: bytes, *, stream_length: int | None, max_pixels: 
         if b0 < a1:
             raise BitstreamError(f"segments of groups {ga} and {gb} overlap")
     return h
+
+
+LEGACY_PARSERS[1] = parse_header_body_v1

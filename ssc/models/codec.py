@@ -17,14 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .entropy import (
-    CodingTables,
-    FactorizedDensity,
-    LowerBound,
-    SymbolReader,
-    SymbolWriter,
-    gaussian_likelihood,
-)
+from ..bitstream.rans import SymbolReader, SymbolWriter
+from .entropy import CodingTables, FactorizedDensity, LowerBound, gaussian_likelihood
 from .layers import support_pyramid
 from .layers.exact import fixed_accumulate, from_fixed, pointwise_forward, to_fixed
 from .registry import register_model

@@ -19,7 +19,8 @@ from torch import nn
 
 from ..errors import BitstreamError
 from .codec import LIKELIHOOD_BOUND, CodecOutput
-from .entropy import CodingTables, FactorizedDensity, LowerBound, SymbolReader, SymbolWriter, gaussian_likelihood
+from ..bitstream.rans import SymbolReader, SymbolWriter
+from .entropy import CodingTables, FactorizedDensity, LowerBound, gaussian_likelihood
 from .layers import GDN
 from .registry import register_model
 from .transforms import conv as _conv, deconv as _deconv

@@ -7,6 +7,8 @@ from typing import Callable
 from torch import nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+#: architectures defined in a higher layer, registered when first asked for (by importing their module)
+_LAZY: dict[str, str] = {"gi-omni": "ssc.omni.codec"}
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
@@ -20,12 +22,16 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 
 def create_model(name: str, **cfg) -> nn.Module:
+    if name not in _MODELS and name in _LAZY:
+        import importlib
+
+        importlib.import_module(_LAZY[name])
     try:
         fn = _MODELS[name]
     except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(_MODELS))}") from None
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(list_models())}") from None
     return fn(**cfg)
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return sorted({*_MODELS, *_LAZY})

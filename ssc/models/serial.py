@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .codec import LEVELS, GroupCodec
-from .entropy import SymbolReader, SymbolWriter
+from ..bitstream.rans import SymbolReader, SymbolWriter
 from .layers import support_pyramid
 from .layers.exact import fixed_accumulate, from_fixed, pointwise_forward, to_fixed
 

@@ -11,9 +11,9 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from ..api import codec_for_stream, decode_groups, select_groups
+from ..decode import codec_for_stream, decode_groups, select_groups
 from ..bitstream import StreamHeader, StreamReader
-from ..bitstream.format import DEFAULT_MAX_PIXELS, QUALITY_SCALE
+from ..bitstream.format import DEFAULT_MAX_PIXELS, quality_value
 from ..errors import BitstreamError, WeightsError
 from ..models.layers import support_pyramid
 from ..models.zoo import LoadedCodec
@@ -54,7 +54,7 @@ def decode_features(source: bytes | str | Path, codec: LoadedCodec | None = None
         parts: list[tuple[torch.Tensor, torch.Tensor, int, int]] = []
 
         def collect(e, sel, tiles) -> None:
-            q = torch.tensor([e.quality / QUALITY_SCALE])
+            q = torch.tensor([quality_value(e.quality)])
             mine = []
             for (tx, ty, _, _), m, y_hat in tiles:
                 support = support_pyramid(m, 4)[level]

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from ..errors import WeightsError
 from ..models.layers import support_pyramid
 from ..distributed import wrap
-from ..train import (RunLog, TrainConfig, _ckpt_path, backprop, crop_sampler, export, finish_run, finish_step,
-                     resume_from, set_lr, start_run)
+from ..train import (RunLog, TrainConfig, backprop, ckpt_path, crop_sampler, export, finish_run, finish_step,
+                     register_trainer, resume_from, set_lr, start_run)
+from .options import OmniOptions
 from .ssl import info_nce, second_view
 
 NEW_MODULES = ("filter.", "feature_head.", "projector.")
@@ -41,9 +42,9 @@ def init_from_codec(model: torch.nn.Module, name: str) -> None:
 def load_teacher_head(model: torch.nn.Module, device: str = "cpu"):
     """The frozen detector a feature codec learns to feed (``model.teacher_backend`` /
     ``model.teacher``): its :meth:`backbone_features` give the targets."""
-    from ssc.tasks import build_head
+    from ssc.tasks import WEIGHTS_BACKEND, build_head
 
-    head = build_head(getattr(model, "teacher_backend", "torchvision"), model.teacher, device=device)
+    head = build_head(getattr(model, "teacher_backend", WEIGHTS_BACKEND), model.teacher, device=device)
     for m in (getattr(head, "model", None), getattr(getattr(head, "detector", None), "net", None)):
         if m is not None:
             m.requires_grad_(False)
@@ -77,16 +78,17 @@ class OmniStep(torch.nn.Module):
         return feats, bits, px, emb
 
 
+@register_trainer("omni")
 def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
     """Run (or resume) Omni training, alone or as one rank of a torchrun job; returns the exported
     weights path (written by rank 0)."""
-    ex = cfg.extra
+    ex = OmniOptions.from_extra(cfg.extra)
     out, ctx, model = start_run(cfg)
-    ck_exists = resume and _ckpt_path(cfg).is_file()
-    if not ck_exists and ex.get("init_from"):
-        init_from_codec(model, ex["init_from"])
+    ck_exists = resume and ckpt_path(cfg).is_file()
+    if not ck_exists and ex.init_from:
+        init_from_codec(model, ex.init_from)
     model = model.to(ctx.device)
-    for name in ex.get("freeze", []):
+    for name in ex.freeze:
         getattr(model, name).requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr)
@@ -96,10 +98,10 @@ def train_omni(cfg: TrainConfig, resume: bool = True) -> Path:
     sampler = crop_sampler(cfg, 192, ctx, model.num_qualities)
     per_rank = ctx.local_batch(cfg.batch)
     lam = torch.tensor(cfg.lambdas, device=ctx.device)
-    ssl_w, tau = float(ex.get("ssl_weight", 0.1)), float(ex.get("temperature", 0.2))
+    ssl_w, tau = ex.ssl_weight, ex.temperature
     t0 = time.time() - before
     model.train()
-    for name in ex.get("freeze", []):
+    for name in ex.freeze:
         getattr(model, name).eval()
     log = RunLog.open(cfg, ctx, step)
     for step in log.bar:

@@ -13,15 +13,15 @@ and export, as the pixel codec's campaign (:mod:`ssc.train`).
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from ..train import (RunLog, StopRequest, TrainConfig, _ckpt_path, backprop, export, finish_run, finish_step,
-                     resume_from, set_lr, start_run, warm_start)
+from ..train import (RunLog, StopRequest, TrainConfig, backprop, ckpt_path, export, finish_run, finish_step,
+                     register_trainer, resume_from, set_lr, start_run, warm_start)
+from .options import OmniOptions
 from . import distill_set
 from .ssl import info_nce
 from .train import distill_loss, init_from_codec, load_teacher_head
@@ -104,9 +104,10 @@ def distill_set_for(cfg: TrainConfig, out: Path, model, teacher) -> "list[distil
     does not hold yet (a first run, or more photos) are built first, into shards of at most
     :data:`SHARD_IMAGES`."""
     block = model.feature_head.block
-    target = str(cfg.extra.get("distill_target", "decoded"))
+    opts = OmniOptions.from_extra(cfg.extra)
+    target = opts.distill_target
     shards = distill_set.Shards(out, f"distill_set_b{block}" if target == "decoded" else f"distill_set_b{block}_{target}")
-    paths = distill_set.training_images(cfg.data, int(cfg.extra.get("photos", 240)), cfg.seed)
+    paths = distill_set.training_images(cfg.data, opts.photos, cfg.seed)
     missing = shards.missing(paths)
     for i in range(0, len(missing), SHARD_IMAGES):  # shard by shard: building holds one shard twice
         part = missing[i : i + SHARD_IMAGES]
@@ -131,28 +132,20 @@ def student_maps(model, b: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return head.out(feat), feat, (sup > 0.5).float()
 
 
+@register_trainer("omni-ssd")
 def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -> Path:
     """Run (or resume) the feature codec's training; returns the exported weights path."""
-    ex = cfg.extra
-    floor, reach = ex.get("near_floor", 1.0), ex.get("near_reach", 3)
-    if (any(isinstance(v, bool) for v in (floor, reach)) or not isinstance(floor, (int, float))
-            or not 0.0 <= floor <= 1.0 or not isinstance(reach, int) or reach < 0):
-        raise ValueError(f"extra.near_floor must lie in [0, 1] and extra.near_reach be a whole number of cells "
-                         f">= 0 (got {floor!r}, {reach!r})")
-    floor = float(floor)
-    focus = ex.get("kd_focus", 0.0)
-    if isinstance(focus, bool) or not isinstance(focus, (int, float)) or not 0 <= focus < math.inf:
-        raise ValueError(f"extra.kd_focus must be a finite number >= 0 (got {focus!r})")
-    focus = float(focus)
+    ex = OmniOptions.from_extra(cfg.extra)
+    floor, reach, focus = ex.near_floor, ex.near_reach, ex.kd_focus
     out, ctx, model = start_run(cfg)
-    fresh = not (resume and _ckpt_path(cfg).is_file())
+    fresh = not (resume and ckpt_path(cfg).is_file())
     warm = fresh and resume and bool(cfg.init_from)  # a new machine: continue from committed weights
     if fresh and not warm:
-        init_from_codec(model, ex["init_from"])
-        if ex.get("init_head"):
-            grow_from(model, ex["init_head"])
+        init_from_codec(model, ex.init_from)
+        if ex.init_head:
+            grow_from(model, ex.init_head)
     # parts copied from the codec stay as trained, unless listed in extra.tune
-    frozen, tune = set(getattr(model.feature_head, "frozen", ())), set(ex.get("tune", []))
+    frozen, tune = set(getattr(model.feature_head, "frozen", ())), set(ex.tune)
     if tune - frozen:
         raise ValueError(f"extra.tune: {sorted(tune - frozen)} are not frozen parts of the head "
                          f"({', '.join(sorted(frozen)) or 'it has none'})")
@@ -174,10 +167,10 @@ def train_omni_ssd(cfg: TrainConfig, resume: bool = True, minutes: float | None 
     done = step
     net = teacher.detector.net
     block = model.feature_head.block
-    ssl_w, tau, kd_w = float(ex.get("ssl_weight", 0.1)), float(ex.get("temperature", 0.2)), float(ex.get("kd_weight", 1.0))
+    ssl_w, tau, kd_w = ex.ssl_weight, ex.temperature, ex.kd_weight
     # extra weight on the head's own map: through the detector's later blocks alone, the head finds maps
     # that score well downstream without resembling the block's output (and detect badly)
-    cut_w = float(ex.get("cut_weight", 0.0))
+    cut_w = ex.cut_weight
     t0 = time.time() - before
     deadline = None if minutes is None else time.time() + 60 * minutes
     log = RunLog.open(cfg, ctx, step)

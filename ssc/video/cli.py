@@ -27,7 +27,7 @@ def _names(items: list[str] | None) -> dict[int, tuple[int, str]]:
 def cmd_encode_video(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..masks.video import load_video_masks
+    from .masks import load_video_masks
     from ..models.zoo import load_codec
     from . import RateControl, VideoEncoder
     from .io import open_frames

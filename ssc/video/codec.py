@@ -17,8 +17,10 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from ..api import box_mask_crop, codec_device, codec_for_stream, crop_box, crop_pixels, tile_input
-from ..bitstream.format import QUALITY_SCALE, Cursor, pack_mask, pack_segment, varint
+from ..crop import box_mask_crop, codec_device, crop_box, tile_input
+from ..decode import codec_for_stream, crop_pixels
+from ..bitstream.format import pack_mask, pack_segment, quality_code, quality_value
+from ..bitstream.wire import Cursor, varint
 from ..bitstream.groupmap import decode_group_mask, encode_group_mask
 from ..errors import CorruptSegmentError, FrameRangeError, GroupNotFoundError, SSCError
 from ..masks import GroupMap
@@ -89,7 +91,7 @@ def _intra_base(codec: LoadedCodec, image: np.ndarray, mask: np.ndarray, box: tu
     """Image-codec body of the group's crop and the base frame the decoder will rebuild from it (from the
     encoder's quantised latents, which equal the decoder's bit for bit: no second entropy pass)."""
     x, m = tile_input(image, mask.astype(np.int32), 1, crop_box(box), codec_device(codec))
-    body, y_hat = codec.model.compress_latents(x, m, qcode / QUALITY_SCALE)
+    body, y_hat = codec.model.compress_latents(x, m, quality_value(qcode))
     return body, _synthesize_base(codec, y_hat, _crop_mask(codec, mask, box), mask, box, qcode)
 
 
@@ -103,7 +105,7 @@ def _synthesize_base(codec: LoadedCodec, y_hat, crop, mask: np.ndarray, box: tup
     """The frame-sized base picture of an intra entry from its quantised latents (``crop``: the box's
     mask as the codec takes it, :func:`_crop_mask`)."""
     x0, y0, x1, y1 = box
-    part = crop_pixels(codec.model.synthesize(y_hat, crop, qcode / QUALITY_SCALE))
+    part = crop_pixels(codec.model.synthesize(y_hat, crop, quality_value(qcode)))
     base = np.zeros(mask.shape + (3,), np.uint8)
     base[y0:y1, x0:x1] = part[: y1 - y0, : x1 - x0]
     return base
@@ -204,7 +206,7 @@ class VideoEncoder:
             qp = self.rate.entry_qp(intra, background=(tid == comp), referenced=(self.n + 1) % period != 0)
             qps[tid] = qp
             if intra:
-                qcode = int(round(intra_quality(qp, self.codec.model.num_qualities) * QUALITY_SCALE))
+                qcode = quality_code(intra_quality(qp, self.codec.model.num_qualities))
                 base_body, base = _intra_base(self.codec, frame, mask, g.box, qcode)
                 layer, recon, lay = encode_layer(frame, mask, g.box, qp, base=base)
                 self._vectors.pop(tid, None)  # a fresh reference: the old vectors predict nothing

@@ -62,7 +62,7 @@ import struct
 from pathlib import Path
 from dataclasses import dataclass, field
 
-from ..bitstream.format import Cursor, _str8, crc32, varint
+from ..bitstream.wire import Cursor, crc32, str8, varint
 from ..errors import BitstreamError
 
 MAGIC = b"SSV"
@@ -172,7 +172,7 @@ def encode_header(h: VideoHeader) -> bytes:
     if len(h.weights_id) != 8:
         raise BitstreamError("weights_id must be 8 bytes")
     body = (varint(h.width, "width") + varint(h.height, "height") + varint(h.fps_num, "fps_num")
-            + varint(h.fps_den, "fps_den") + _str8(h.model_id) + h.weights_id + varint(h.gop, "gop")
+            + varint(h.fps_den, "fps_den") + str8(h.model_id) + h.weights_id + varint(h.gop, "gop")
             + varint(0 if h.complement_track is None else h.complement_track + 1, "complement_track"))
     return PREAMBLE.pack(MAGIC, VERSION, len(body), crc32(body)) + body
 
@@ -187,7 +187,7 @@ def encode_frame(number: int, entries: list[Entry], records: list[tuple[bytes, b
         flags = (F_INTRA if e.intra else 0) | (F_NEW if e.new else 0) | (F_SAME_MASK if e.same_mask else 0)
         fh += varint(e.track_id, "track_id") + bytes([flags])
         if e.new:
-            fh += varint(e.class_id, "class_id") + _str8(e.label)
+            fh += varint(e.class_id, "class_id") + str8(e.label)
         for v in (x0, y0, x1 - x0, y1 - y0, e.area, e.mask_len, e.seg_len):
             fh += varint(v, "entry field")
     return FRAME_SYNC + varint(len(fh), "fh_len") + bytes(fh) + struct.pack("<I", crc32(bytes(fh))) + b"".join(m + s for m, s in records)
@@ -201,7 +201,7 @@ def encode_index(idx: Index) -> bytes:
         prev = off
     out += varint(len(idx.tracks), "num_tracks")
     for t in sorted(idx.tracks.values(), key=lambda t: t.track_id):
-        out += (varint(t.track_id, "track") + varint(t.class_id, "class") + _str8(t.label)
+        out += (varint(t.track_id, "track") + varint(t.class_id, "class") + str8(t.label)
                 + varint(t.first, "first") + varint(t.last, "last") + varint(t.bytes, "bytes"))
     return bytes(out) + struct.pack("<I", crc32(bytes(out)))
 

@@ -10,7 +10,8 @@ import io
 from pathlib import Path
 from typing import BinaryIO, Iterable
 
-from ..bitstream.format import Cursor, unpack_mask, unpack_segment
+from ..bitstream.format import unpack_mask, unpack_segment
+from ..bitstream.wire import Cursor
 from ..errors import BitstreamError, FrameRangeError
 from . import format as vf
 

@@ -36,7 +36,7 @@ import constriction
 import numpy as np
 
 from ..errors import BitstreamError
-from ..models.entropy import SymbolReader, SymbolWriter, TableSet, _counts
+from ..bitstream.rans import SymbolReader, SymbolWriter, TableSet, to_counts
 from . import transform as tf
 from . import kernels
 from .deblock import thresholds
@@ -64,7 +64,7 @@ def laplace_tables() -> TableSet:
         k = np.arange(-L, L + 1, dtype=np.float64)
         cdf = lambda v: np.where(v < 0, 0.5 * np.exp(v / b), 1 - 0.5 * np.exp(-v / b))  # noqa: E731
         p = cdf(k + 0.5) - cdf(k - 0.5)
-        counts[i, : 2 * L + 2] = _counts(np.concatenate([p, [max(0.0, 1 - p.sum())]]))
+        counts[i, : 2 * L + 2] = to_counts(np.concatenate([p, [max(0.0, 1 - p.sum())]]))
     return TableSet(half, counts)
 
 

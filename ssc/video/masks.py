@@ -19,7 +19,7 @@ from PIL import Image
 
 from ssc.errors import MaskError
 
-from .groupmap import GroupMap
+from ssc.masks.groupmap import GroupMap
 
 
 class VideoMaskSource(Protocol):
@@ -62,7 +62,7 @@ class FolderMasks:
 
 def propagate(labels: np.ndarray, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
     """Carry ``labels`` of frame ``prev`` to frame ``cur`` by block motion (cur's blocks matched in prev)."""
-    from ssc.video.motion import MB, block_origins, compensate, estimate, pad_reference
+    from .motion import MB, block_origins, compensate, estimate, pad_reference
 
     bs = MB  # 8-px blocks measured worse on DAVIS car-shadow (IoU 0.69 vs 0.83 after 9 frames)
     h, w = labels.shape
@@ -269,14 +269,14 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
     if kind == "folder":
         return FolderMasks(arg, names)
     if kind == "propagate":
-        from .png import from_png
+        from ssc.masks.png import from_png
 
         first = from_png(arg)
         if names:
             first = GroupMap.from_labels(first.labels, {**{g.group_id: (g.class_id, g.label) for g in first.groups}, **names})
         return PropagatedMasks(first)
     if kind == "detect":
-        from .detect import parse_detect_spec
+        from ssc.masks.detect import parse_detect_spec
 
         model, kw = parse_detect_spec(arg, ("every", "score", "pad", "timeout", "confirm", "recheck"))
         every = int(kw.get("every", 5))
@@ -284,13 +284,13 @@ def load_video_masks(spec: str, names: dict[int, tuple[int, str]] | None = None,
             raise MaskError(f"every={every} must be at least 1")
         if model == "foreground":
             return DetectorMasks(ForegroundDetector(), every=every, score=0.0)
-        from ssc.tasks import build_head
+        from ssc.tasks import DEFAULT_BACKEND, WEIGHTS_BACKEND, build_head
 
-        if model == "ssdlite-person":
-            from .track import PersonTracks
+        if model == DEFAULT_BACKEND:
+            from ssc.masks.track import PersonTracks
 
-            return PersonTracks(build_head("ssdlite-person", device=device), every=every, score=kw.get("score", 0.5),
+            return PersonTracks(build_head(DEFAULT_BACKEND, device=device), every=every, score=kw.get("score", 0.5),
                                 pad=int(kw.get("pad", 8)), timeout=int(kw.get("timeout", 30)),
                                 confirm=kw.get("confirm", 0.8), recheck=bool(kw.get("recheck", 0)))
-        return DetectorMasks(build_head("torchvision", model, device=device), every=every, score=kw.get("score", 0.5))
+        return DetectorMasks(build_head(WEIGHTS_BACKEND, model, device=device), every=every, score=kw.get("score", 0.5))
     raise MaskError(f"unknown video mask source kind {kind!r} (folder, propagate, detect)")

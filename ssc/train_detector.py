@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 from ssc.distributed import DistContext, ShardedStream, wrap
 from ssc.models.zoo import ModelCard, export_weights
-from ssc.train import (RunLog, backprop, finish_run, finish_step, open_run, resume_from, train_command,
-                       weights_path)
+from ssc.train import (RunLog, backprop, finish_run, finish_step, open_run, register_trainer, resume_from,
+                       train_command, weights_path)
 
-from .torchvision_backend import NUM_LABEL_SLOTS, build_maskrcnn, categories_from_coco
+from ssc.tasks.torchvision_backend import NUM_LABEL_SLOTS, build_maskrcnn, categories_from_coco
 
 
 @dataclass
@@ -144,6 +144,7 @@ def to_target(a: Annotated, device: str) -> tuple[torch.Tensor, dict]:
     return img, tgt
 
 
+@register_trainer("detector", DetectorConfig)
 def train_detector(cfg: DetectorConfig, resume: bool = True) -> Path:
     """Run (or resume) detector training, alone or as one rank of a torchrun job (DDP); returns the
     exported weights path (written by rank 0)."""

@@ -1,0 +1,80 @@
+"""Where a group is coded: its coding crop (the box grown right and down to the latent grid, Feng et
+al., ICCV 2023), the crop's tiles for very large images (bitstream v2 ``tile_size``), and the crop's
+pixels and mask as tensors, for the encoder and the decoder alike."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .models.codec import ALIGN
+from .models.zoo import LoadedCodec
+
+
+def crop_box(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, width, height) of the coding crop: the box grown right/down to multiples of ALIGN."""
+    x0, y0, x1, y1 = box
+    return x0, y0, -(-(x1 - x0) // ALIGN) * ALIGN, -(-(y1 - y0) // ALIGN) * ALIGN
+
+
+def _take(arr: np.ndarray, x0: int, y0: int, w: int, h: int, fill: int = 0) -> np.ndarray:
+    """arr[y0:y0+h, x0:x0+w], padded with ``fill`` where it runs past the image."""
+    out = np.full((h, w) + arr.shape[2:], fill, dtype=arr.dtype)
+    part = arr[y0 : y0 + h, x0 : x0 + w]
+    out[: part.shape[0], : part.shape[1]] = part
+    return out
+
+
+#: A tile in image coordinates: (x0, y0, width, height).
+Tile = tuple[int, int, int, int]
+#: Images with more pixels than this are coded in tiles of DEFAULT_TILE unless the caller chooses.
+AUTO_TILE_PIXELS = 1 << 22
+DEFAULT_TILE = 1024
+
+
+def group_tiles(box: tuple[int, int, int, int], tile: int = 0) -> list[Tile]:
+    """The tiles of a group's coding crop in raster order: the whole crop when ``tile`` is 0, else
+    ``tile x tile`` pieces from its top-left corner (bitstream v2, tile_size)."""
+    x0, y0, w, h = crop_box(box)
+    if not tile:
+        return [(x0, y0, w, h)]
+    return [(x0 + tx, y0 + ty, min(tile, w - tx), min(tile, h - ty)) for ty in range(0, h, tile) for tx in range(0, w, tile)]
+
+
+def tile_input(image: np.ndarray, labels: np.ndarray, gid: int, t: Tile, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder side: (x, mask) tensors (1, 3, h, w) / (1, 1, h, w) of group ``gid`` on tile ``t``;
+    x is zero outside the group and past the image edge."""
+    x0, y0, w, h = t
+    mask = torch.from_numpy(_take(labels, x0, y0, w, h, fill=-1) == gid).float().view(1, 1, h, w).to(device)
+    x = torch.from_numpy(_take(image, x0, y0, w, h)).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
+    return x * mask, mask
+
+
+def box_part(box_mask: np.ndarray, box: tuple[int, int, int, int], t: Tile) -> np.ndarray:
+    """The part of a group's box mask that tile ``t`` covers (smaller than the tile at the crop's edge)."""
+    x0, y0, w, h = t
+    return box_mask[y0 - box[1] : y0 - box[1] + h, x0 - box[0] : x0 - box[0] + w]
+
+
+def tile_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], t: Tile, device: torch.device) -> torch.Tensor:
+    """Decoder side: (1, 1, h, w) mask of tile ``t`` from the group's mask on its box (as stored in the
+    stream); equal to the encoder's, since the box is the mask's bounding box."""
+    w, h = t[2], t[3]
+    part = box_part(box_mask, box, t)
+    out = np.zeros((h, w), dtype=np.float32)
+    out[: part.shape[0], : part.shape[1]] = part
+    return torch.from_numpy(out).view(1, 1, h, w).to(device)
+
+
+def group_crop(image: np.ndarray, labels: np.ndarray, box: tuple[int, int, int, int], gid: int,
+               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, mask) of one group on its whole (untiled) coding crop."""
+    return tile_input(image, labels, gid, group_tiles(box)[0], device)
+
+
+def box_mask_crop(mask: np.ndarray, box: tuple[int, int, int, int], device: torch.device) -> torch.Tensor:
+    """(1, 1, h, w) mask on the whole (untiled) coding crop from the group's mask on its box."""
+    return tile_mask(mask, box, group_tiles(box)[0], device)
+
+
+def codec_device(codec: LoadedCodec) -> torch.device:
+    return next(codec.model.parameters()).device
