@@ -26,20 +26,34 @@ from ssc.bitstream.wire import crc32
 from ssc.errors import SSCError
 
 
-def _seed_stream() -> bytes:
+def _seed_stream(cells: bool = False) -> bytes:
+    """A model-free stream of four groups: pixel-exact, or cell-owned with the exact masks too."""
     from ssc.bitstream import GroupEntry, StreamHeader, build_stream, encode_group_masks
+    from ssc.bitstream.groupmap import encode_cell_masks
+    from ssc.masks import GroupMap
+    from ssc.masks.cells import cell_owners, cells_to_pixels
 
-    lab = np.zeros((48, 64), np.int32)
+    lab = np.zeros((48, 70), np.int32)
     lab[5:30, 4:40] = 1
     lab[20:45, 30:60] = 2
     lab[25:28, 40:44] = 3
-    groups = tuple(
-        GroupEntry(g, g, f"g{g}", (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1), int((lab == g).sum()), 256 + g)
-        for g in (0, 1, 2, 3)
-        for ys, xs in [np.nonzero(lab == g)]
-    )
-    h = StreamHeader(64, 48, "fuzz", b"\0" * 8, 256, groups)
-    return build_stream(h, {0: b"a" * 40, 1: b"b" * 12, 2: b"c" * 20, 3: b"d"}, encode_group_masks(lab, groups))
+    owners = cell_owners(lab)
+    coded = GroupMap.from_labels(cells_to_pixels(owners, lab.shape) if cells else lab)
+    obj = {g.group_id: g.box for g in GroupMap.from_labels(lab).groups}
+    groups = tuple(GroupEntry(g.group_id, g.group_id, f"g{g.group_id}", g.box, g.area, 256 + g.group_id,
+                              object_box=obj[g.group_id] if cells else None) for g in coded.groups)
+    h = StreamHeader(70, 48, "fuzz", b"\0" * 8, 256, groups, cell=16 * cells, exact_masks=cells)
+    masks = encode_cell_masks(owners, lab, groups, 16) if cells else encode_group_masks(lab, groups)
+    return build_stream(h, {0: b"a" * 40, 1: b"b" * 12, 2: b"c" * 20, 3: b"d"}, masks)
+
+
+def stream_masks(data: bytes) -> dict[int, bytes]:
+    """The coded mask of every group of a stream but the complement's (to rebuild it)."""
+    from ssc.bitstream.format import unpack_mask
+
+    h = StreamReader(data).header
+    return {g.group_id: unpack_mask(data[h.masks_offset + g.mask_offset:][: g.mask_length], g.group_id)
+            for g in h.groups if not g.is_complement}
 
 
 def damage(data: bytes, kind: int, rng: np.random.Generator) -> bytes:
@@ -109,7 +123,7 @@ def fuzz_bodies(models: list[str], seconds: float | None, rng: np.random.Generat
     import torch
 
     from ssc.api import decode_image, encode_image
-    from ssc.bitstream import build_stream, encode_group_masks
+    from ssc.bitstream import build_stream
     from ssc.masks import GroupMap
     from ssc.models.zoo import load_codec
     from ssc.omni.decode import decode_features
@@ -123,9 +137,10 @@ def fuzz_bodies(models: list[str], seconds: float | None, rng: np.random.Generat
     for name in models:
         codec = load_codec(name)
         features = hasattr(codec.model, "feature_head")
-        rd = StreamReader(encode_image(img, GroupMap.from_labels(lab), codec, quality=1.0).data)
+        stream = encode_image(img, GroupMap.from_labels(lab), codec, quality=1.0).data
+        rd = StreamReader(stream)
         bodies = {g: rd.read_segment(g) for g in rd.header.group_ids}
-        masks = encode_group_masks(lab, rd.header.groups)
+        masks = stream_masks(stream)
         counts = {"decoded": 0, "group failed": 0, "crash": 0}
         more = _budget(None if seconds is None else seconds / len(models), None if count is None else count // len(models))
         while more():
@@ -296,7 +311,7 @@ def campaign(total: int, models: list[str], rng: np.random.Generator, extra_seed
     decoded (of ``models[0]``). Counts per part; failures keep their input."""
     from tqdm import tqdm
 
-    img_seeds = [_seed_stream()] + extra_seeds
+    img_seeds = [_seed_stream(), _seed_stream(cells=True)] + extra_seeds
     vid_seed = _video_seed(models[0])
     parse_total = total - bodies - decodes
     n_video = parse_total * 15 // 100
@@ -321,7 +336,7 @@ def exercise(blob: bytes) -> str:
     try:
         rd = StreamReader(blob)
         for gid in rd.header.group_ids:
-            for read in (rd.group_mask, rd.read_segment):
+            for read in (rd.group_mask, rd.read_segment, rd.object_mask):
                 try:
                     read(gid)
                 except SSCError:
@@ -370,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "fuzz_bodies.json").write_text(json.dumps(res, indent=1))
         return 1 if any(c["crash"] for c in res.values()) else 0
-    seeds = [_seed_stream()] + [Path(s).read_bytes() for s in args.stream]
+    seeds = [_seed_stream(), _seed_stream(cells=True)] + [Path(s).read_bytes() for s in args.stream]
     res = fuzz_parser(seeds, mutate, exercise, np.random.default_rng(args.seed), _budget(args.seconds, None), args.max_seconds)
     total = sum(res[k] for k in ("accepted", "refused", "crash"))
     out = Path(args.out)

@@ -5,7 +5,10 @@ bpp), with BD-rate tables (Bjontegaard, :mod:`ssc.eval.bdrate`). Two parts:
   annotations), JPEG / WebP / AVIF (Pillow), x265 intra (ffmpeg) and the scale-hyperprior peer
   trained on the same data (``eval/weights``).
 * ``coco``: COCO val images with annotation masks, ssc with one group per instance against ssc with
-  one group: the rate cost of group independence with COCO-style masks.
+  one group: the rate cost of group independence with COCO-style masks, with cell-owned groups (the
+  default, bitstream v3) and with pixel-exact groups (``ssc-groups-pixel``, the version-2 layout);
+  where the bytes go (table, masks, framing, segments), and what a one-object decode reads against
+  the object's share of the image (``partial``).
 
 ``--refine STEPS`` adds the same ssc curves encoded with the encoder-side latent refinement
 (:mod:`ssc.models.refine`), BD-rate against the plain encoder and the anchors of the same run;
@@ -31,6 +34,8 @@ from tqdm import tqdm
 
 from ssc.defaults import DEFAULT_MODEL
 from ssc.api import decode_image, encode_image, read_image
+from ssc.bitstream import StreamReader
+from ssc.bitstream.format import MASK_CRC, SEGMENT_OVERHEAD
 from ssc.masks import GroupMap, apply_policy, from_coco, kmeans_groups
 from ssc.models.refine import Refinement
 from ssc.models.zoo import LoadedCodec, load_codec
@@ -63,6 +68,7 @@ class Point:
     psnr: float
     ms_ssim_db: float  # -10 log10(1 - MS-SSIM)
     seconds: float = 0.0  # encode + decode
+    parts: dict | None = None  # ssc: bytes of the stream's table, masks, framing and segment bodies
 
 
 def msssim_db(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,12 +76,48 @@ def msssim_db(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if v >= 1 else -10 * math.log10(1 - v)
 
 
-def ssc_code(codec: LoadedCodec, x: np.ndarray, gm: GroupMap, q: float, refine: Refinement | None = None) -> Coded:
-    enc = encode_image(x, gm, codec, quality=q, refine=refine)
+@dataclass
+class SSCCoded(Coded):
+    """An ssc encode: also the stream's byte breakdown and its one-object decodes."""
+
+    parts: dict | None = None
+    partial: list[dict] | None = None
+
+
+def stream_parts(data: bytes) -> dict[str, int]:
+    """Where a stream's bytes go: the table (preamble + header), the mask records (less their CRCs),
+    the framing (segment prefixes and CRCs, mask CRCs) and the segment bodies."""
+    h = StreamReader(data).header
+    n_masks = sum(not g.is_complement for g in h.groups)
+    framing = len(h.groups) * SEGMENT_OVERHEAD + n_masks * MASK_CRC.size
+    return {"table": h.masks_offset, "masks": h.masks_length - n_masks * MASK_CRC.size, "framing": framing,
+            "segments": h.payload_length - len(h.groups) * SEGMENT_OVERHEAD}
+
+
+def one_object_reads(data: bytes, gm: GroupMap) -> list[dict]:
+    """For every object group (class > 0): the share of the stream a decode of that group alone reads
+    (header, its mask record, its segment; the complement reads every record) and the object's share
+    of the image's pixels. Nothing is entropy-decoded."""
+    out = []
+    total = gm.labels.size
+    for g in gm.groups:
+        if g.class_id > 0:
+            with StreamReader(data) as rd:
+                if g.group_id not in rd.header.group_ids:
+                    continue
+                rd.group_mask(g.group_id)
+                rd.read_segment(g.group_id)
+                out.append({"group": g.group_id, "area_frac": g.area / total, "bytes_frac": rd.bytes_read / len(data)})
+    return out
+
+
+def ssc_code(codec: LoadedCodec, x: np.ndarray, gm: GroupMap, q: float, refine: Refinement | None = None,
+             cells: bool = True) -> SSCCoded:
+    enc = encode_image(x, gm, codec, quality=q, refine=refine, cells=cells)
     dec = decode_image(enc.data, codec)
     if dec.failed:
         raise RuntimeError(f"ssc decode failed: {dec.failed}")
-    return Coded(len(enc.data), dec.image)
+    return SSCCoded(len(enc.data), dec.image, stream_parts(enc.data), one_object_reads(enc.data, gm))
 
 
 Coder = Callable[[np.ndarray, float], Coded]
@@ -92,6 +134,8 @@ def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, peers: l
     out: dict[str, tuple[list, Coder]] = {}
     for name, groups in (("ssc-1group", one), ("ssc-groups", gm)):
         out[name] = (qs, lambda im, q, g=groups: ssc_code(codec, im, g, q))
+        if name == "ssc-groups" and args.pixel_groups:
+            out["ssc-groups-pixel"] = (qs, lambda im, q, g=groups: ssc_code(codec, im, g, q, cells=False))
         if refine and name.removeprefix("ssc-") in args.refine_curves:
             out[f"{name}-refined"] = (qs, lambda im, q, g=groups: ssc_code(codec, im, g, q, refine))
     if part == "coco":
@@ -150,6 +194,7 @@ def run(args: argparse.Namespace) -> dict:
         paths = [p for p in paths if p.name in names]
     paths = paths[: args.limit]
     points: list[Point] = []
+    partial: list[dict] = []
     for p in tqdm(paths, desc=f"rd {args.part}"):
         x = read_image(p)
         for name, (settings, code) in coders_for(args.part, args, codec, peers, p, x).items():
@@ -157,17 +202,43 @@ def run(args: argparse.Namespace) -> dict:
                 t0 = time.perf_counter()
                 c = code(x, s)
                 points.append(Point(name, p.name, float(s), bpp(c.nbytes, x.shape[0] * x.shape[1]),
-                                    psnr(x, c.decoded), msssim_db(x, c.decoded), time.perf_counter() - t0))
+                                    psnr(x, c.decoded), msssim_db(x, c.decoded), time.perf_counter() - t0,
+                                    getattr(c, "parts", None)))
+                if name.startswith("ssc-groups"):
+                    partial += [{"codec": name, "image": p.name, "setting": float(s), **r} for r in c.partial]
     codecs = sorted({p.codec for p in points})
     curves = {m: {c: average_curve(points, c, m) for c in codecs} for m in ("psnr", "ms_ssim_db")}
-    pairs = [("ssc-groups", "ssc-1group"), ("ssc-groups-refined", "ssc-1group-refined"),
+    pairs = [("ssc-groups", "ssc-1group"), ("ssc-groups-pixel", "ssc-1group"), ("ssc-groups-refined", "ssc-1group-refined"),
              ("ssc-1group-refined", "ssc-1group"), ("ssc-groups-refined", "ssc-groups")]
     pairs += [(t, a) for t in ("ssc-1group", "ssc-groups", "ssc-1group-refined", "ssc-groups-refined")
               for a in codecs if not a.startswith("ssc")]
     bd = {m: bd_table(curves[m], pairs) for m in curves}
     seconds = {c: float(np.mean([p.seconds for p in points if p.codec == c])) for c in codecs}
-    return {"meta": run_meta(part=args.part, model=args.model, images=[p.name for p in paths], refine_steps=args.refine),
-            "curves": curves, "bd_rate_percent": bd, "seconds_per_point": seconds, "points": [asdict(p) for p in points]}
+    return {"meta": run_meta(part=args.part, model=args.model, images=[p.name for p in paths], refine_steps=args.refine,
+                             weights_sha256=codec.card.sha256),
+            "curves": curves, "bd_rate_percent": bd, "seconds_per_point": seconds, "points": [asdict(p) for p in points],
+            "byte_parts": byte_parts(points), "partial": partial_summary(partial), "partial_objects": partial}
+
+
+def byte_parts(points: list[Point]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per ssc curve and setting: the mean bytes per image of each part of the stream."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for p in points:
+        if p.parts:
+            out.setdefault(p.codec, {}).setdefault(f"{p.setting:g}", []).append(p.parts)
+    return {c: {s: {k: float(np.mean([d[k] for d in ds])) for k in ds[0]} for s, ds in by.items()} for c, by in out.items()}
+
+
+def partial_summary(partial: list[dict], margin: float = 0.05) -> dict[str, dict]:
+    """Per ssc curve: the share of one-object decodes reading at most their area share + ``margin``
+    of the stream (issue 3's target: 95%), over all objects and settings."""
+    out = {}
+    for c in sorted({r["codec"] for r in partial}):
+        rs = [r for r in partial if r["codec"] == c]
+        ok = [r["bytes_frac"] <= r["area_frac"] + margin for r in rs]
+        out[c] = {"objects": len(rs), "within_margin": float(np.mean(ok)) if rs else None, "margin": margin,
+                  "median_excess": float(np.median([r["bytes_frac"] - r["area_frac"] for r in rs])) if rs else None}
+    return out
 
 
 def report_lines(res: dict) -> list[str]:
@@ -180,7 +251,23 @@ def report_lines(res: dict) -> list[str]:
     rows = [[r[0]] + [f"{v:+.1f}" if isinstance(v, float) else v for v in r[1:]] for r in rows]
     lines += markdown_table(["BD-rate (%, negative = fewer bits)", "PSNR", "MS-SSIM"], rows)
     sec = res.get("seconds_per_point", {})
-    return lines + [""] + markdown_table(["codec", "s per point (encode + decode)"], [[c, f"{v:.2f}"] for c, v in sec.items()])
+    lines += [""] + markdown_table(["codec", "s per point (encode + decode)"], [[c, f"{v:.2f}"] for c, v in sec.items()])
+    parts = res.get("byte_parts", {})
+    one = parts.get("ssc-1group", {})
+    rows = []
+    for c, by in parts.items():
+        for s, d in by.items():
+            base = sum(one.get(s, d).values())
+            rows.append([c, s, *(f"{d[k]:.0f} ({100 * (d[k] - one.get(s, {}).get(k, 0)) / base:+.1f}%)" for k in d)])
+    if rows:
+        lines += ["", "bytes per image by part (change against ssc-1group's total at the same setting)"]
+        lines += markdown_table(["codec", "setting", "table", "masks", "framing", "segments"], rows)
+    rows = [[c, d["objects"], f"{100 * d['within_margin']:.1f}%", f"{d['median_excess']:+.3f}"]
+            for c, d in res.get("partial", {}).items() if d["objects"]]
+    if rows:
+        lines += ["", "one-object decodes: share reading <= the object's area share + 0.05 of the stream"]
+        lines += markdown_table(["codec", "objects x settings", "within", "median excess"], rows)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also code the ssc curves with the encoder-side latent refinement of STEPS steps")
     ap.add_argument("--refine-curves", nargs="+", choices=["1group", "groups"], default=["1group", "groups"],
                     help="which ssc curves --refine repeats")
+    ap.add_argument("--pixel-groups", action=argparse.BooleanOptionalAction, default=True,
+                    help="also code the groups pixel-exact (bitstream v2's layout) beside the cell-owned groups")
     ap.add_argument("--out", default="out/eval/rd")
     args = ap.parse_args(argv)
     if args.part == "coco" and not args.ann:

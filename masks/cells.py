@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssc.bitstream.format import CELL  # the side of a latent cell in pixels (the codec's y is at 1/16)
 from ssc.errors import MaskError
-
-#: side of a latent cell in pixels (the codec's y is at 1/16)
-CELL = 16
 #: pixels an object needs in a cell to own it (1/16 of the cell)
 MIN_PIXELS = 16
 

@@ -47,7 +47,7 @@ def header_results(source: bytes | str | Path, image_id: int = 0, groups: Iterab
         out = []
         for g in hdr.groups:
             if g.group_id in chosen and g.class_id > 0:
-                x0, y0, x1, y1 = g.box
+                x0, y0, x1, y1 = g.obj_box
                 out.append({"image_id": int(image_id), "category_id": g.class_id, "label": g.label,
                             "bbox": [x0, y0, x1 - x0, y1 - y0], "area": g.area, "score": 1.0, "group_id": g.group_id})
         res = AnalyzeResult("header", (hdr.height, hdr.width), out, bytes_read=rd.bytes_read, total_bytes=rd.total_length)

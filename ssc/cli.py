@@ -72,7 +72,8 @@ def header_summary(header) -> dict:
         "version": header.version, "header_bytes": header.masks_offset, "mask_bytes": header.masks_length,
         "tile_size": header.tile_size,
         "groups": [
-            {"id": g.group_id, "class_id": g.class_id, "label": g.label, "box": list(g.box), "area": g.area,
+            {"id": g.group_id, "class_id": g.class_id, "label": g.label, "box": list(g.obj_box), "cells": list(g.box),
+             "area": g.area,
              "quality": quality_value(g.quality), "bytes": g.seg_length, "mask_bytes": g.mask_length}
             for g in header.groups
         ],

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
-from .bitstream.format import pack_tiles, quality_code, quality_value
+from .bitstream.format import CELL, pack_tiles, quality_code, quality_value
+from .bitstream.groupmap import encode_cell_masks
 from .crop import AUTO_TILE_PIXELS, DEFAULT_TILE, codec_device, group_tiles, tile_input
 from .errors import GroupNotFoundError, SSCError
 from .masks import GroupMap
+from .masks.cells import cell_owners, cells_to_pixels
 from .models.codec import ALIGN
 from .models.refine import Refinement, check_refinable, quality_lambda, refine_latents
 from .models.zoo import LoadedCodec
@@ -36,13 +38,17 @@ def encode_image(
     group_quality: dict[int, float] | None = None,
     tile: int | None = None,
     refine: Refinement | None = None,
+    cells: bool = True,
+    exact_masks: bool = False,
 ) -> EncodeResult:
     """Encode an (H, W, 3) uint8 image; every group of ``group_map`` gets its own segment.
     ``group_quality`` overrides the quality per group id (ROI coding). ``tile`` (a multiple of 64)
     codes every group in tiles of that side, which bounds memory on very large images; None tiles
     with DEFAULT_TILE above AUTO_TILE_PIXELS pixels, 0 never tiles. ``refine`` searches each group's
     latents at the encoder (:mod:`ssc.models.refine`): fewer bits for the same quality, slower, same
-    decoder."""
+    decoder. ``cells``: cell-owned groups (:mod:`ssc.masks.cells`; each group codes its 16-px cells,
+    nothing is coded twice; a group of no cell, a background under the objects, is left out), else
+    pixel-exact groups; ``exact_masks`` also stores the objects' pixel-exact masks (metadata)."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise SSCError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
@@ -65,12 +71,18 @@ def encode_image(
     t0 = time.perf_counter()
     dev = codec_device(codec)
     bodies, entries = {}, []
-    for g in group_map.groups:
+    coded_map, objects = group_map, {}
+    if cells:
+        owners = cell_owners(group_map.labels)
+        coded_map = GroupMap.from_labels(cells_to_pixels(owners, (h, w)),
+                                         {g.group_id: (g.class_id, g.label) for g in group_map.groups})
+        objects = {g.group_id: g.box for g in group_map.groups}
+    for g in coded_map.groups:
         gq = group_quality.get(g.group_id, quality)
         gq_code = quality_code(gq)
         coded = []
         for t in group_tiles(g.box, tile):
-            x, mask = tile_input(image, group_map.labels, g.group_id, t, dev)
+            x, mask = tile_input(image, coded_map.labels, g.group_id, t, dev)
             if mask.any():
                 q = quality_value(gq_code)
                 if refining:
@@ -79,10 +91,14 @@ def encode_image(
                 else:
                     coded.append(codec.model.compress_group(x, mask, q))
         bodies[g.group_id] = pack_tiles(coded) if tile else coded[0]
-        entries.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, gq_code))
+        entries.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, gq_code,
+                                  object_box=objects.get(g.group_id)))
     header = StreamHeader(
         width=w, height=h, model_id=codec.card.name, weights_id=codec.weights_id,
-        quality=quality_code(quality), groups=tuple(entries), tile_size=tile,
+        quality=quality_code(quality), groups=tuple(entries), tile_size=tile, cell=CELL if cells else 0,
+        exact_masks=exact_masks and cells,
     )
-    data = build_stream(header, bodies, encode_group_masks(group_map.labels, entries))
+    masks = (encode_cell_masks(owners, group_map.labels if exact_masks else None, entries, CELL) if cells
+             else encode_group_masks(group_map.labels, entries))
+    data = build_stream(header, bodies, masks)
     return EncodeResult(data, StreamReader(data).header, time.perf_counter() - t0)

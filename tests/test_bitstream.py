@@ -1,5 +1,6 @@
-"""Bitstream v2: golden bytes, random access (header + own mask + own segment), group-local failure
-of corrupt masks and segments, truncation, forged headers, varints, fuzzing; v1 streams still read."""
+"""Bitstream v3: golden bytes (pixel-exact and cell-owned groups), random access (header + own mask +
+own segment), group-local failure of corrupt masks and segments, truncation, forged headers, varints,
+fuzzing; v1 and v2 streams still read."""
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,13 +10,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ssc.bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks, parse_header
-from ssc.bitstream.format import PREAMBLE, SEGMENT_OVERHEAD, _encode_header_body
+from ssc.bitstream.format import PREAMBLE, SEGMENT_OVERHEAD, VERSION, _encode_header_body
 from ssc.bitstream.wire import Cursor, crc32, varint
 from ssc.errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError, SSCError
 from ssc.eval.fuzz_bitstream import exercise
 
 GOLD = Path(__file__).parent / "golden"
-GOLDEN = GOLD / "v2_three_groups.ssc"
+GOLDEN = GOLD / "v3_three_groups.ssc"
+GOLDEN_V2 = GOLD / "v2_three_groups.ssc"
+GOLDEN_CELLS = GOLD / "v3_cells.ssc"
 GOLDEN_V1 = GOLD / "v1_three_groups.ssc"
 BODIES = {0: b"\x01\x02\x03\x04", 1: b"person-bits", 7: b"dog" * 5}
 
@@ -44,15 +47,55 @@ def reference_stream() -> bytes:
     return build_stream(h, BODIES, encode_group_masks(reference_labels(), h.groups))
 
 
+def cell_stream() -> bytes:
+    """A fixed cell-owned stream (48 x 40 pixels, 3 x 3 cells, the last row and column partial) with
+    the objects' exact masks: the second golden file."""
+    from ssc.bitstream.groupmap import encode_cell_masks
+    from ssc.masks.cells import cell_owners, cells_to_pixels
+
+    labels = np.zeros((40, 44), np.int32)
+    labels[3:14, 2:20] = 1  # person: cells (0, 0), (0, 1)
+    labels[18:40, 30:44] = 7  # dog: cells (1, 1), (1, 2), (2, 1), (2, 2)
+    labels[30:32, 35:37] = 0
+    owners = cell_owners(labels)
+    cells = cells_to_pixels(owners, labels.shape)
+    groups = tuple(GroupEntry(g, c, n, box, int((cells == g).sum()), 512, object_box=obj) for g, c, n, box, obj in (
+        (0, 0, "background", (0, 0, 44, 40), (0, 0, 44, 40)), (1, 1, "person", (0, 0, 32, 16), (2, 3, 20, 14)),
+        (7, 18, "dog", (16, 16, 44, 40), (30, 18, 44, 40))))
+    h = replace(reference_header(), width=44, height=40, groups=groups, cell=16, exact_masks=True)
+    return build_stream(h, BODIES, encode_cell_masks(owners, labels, groups, 16)), labels, cells
+
+
 def test_golden_bytes_are_stable():
     data = reference_stream()
     assert GOLDEN.read_bytes() == data, "bitstream layout changed: bump VERSION and regenerate the golden file"
+    assert GOLDEN_CELLS.read_bytes() == cell_stream()[0], "cell-owned layout changed: bump VERSION, regenerate"
 
 
-def test_golden_parses_to_expected_header_masks_and_segments():
-    rd = StreamReader(GOLDEN.read_bytes())
+def test_cell_owned_golden_reads_cells_and_exact_masks():
+    """Each group's mask is its cells (what its segment codes); the exact masks are metadata; the
+    object boxes are pixel-exact; decoding one group reads its record and segment only."""
+    _, labels, cells = cell_stream()
+    rd = StreamReader(GOLDEN_CELLS.read_bytes())
     h = rd.header
-    assert (h.version, h.width, h.height, h.model_id, h.weights_id, h.quality) == (2, 30, 20, "gi-hyper-ckbd-s", bytes(range(8)), 512)
+    assert (h.version, h.cell, h.exact_masks) == (3, 16, True)
+    assert h.group(1).box == (0, 0, 32, 16) and h.group(1).obj_box == (2, 3, 20, 14)
+    assert rd.read_segment(7) == BODIES[7]
+    assert rd.bytes_read == h.masks_offset + h.group(7).seg_length  # preamble, header, the segment
+    assert np.array_equal(rd.group_map, cells)
+    for g in h.groups:
+        a0, b0, a1, b1 = g.obj_box
+        assert np.array_equal(rd.object_mask(g.group_id), labels[b0:b1, a0:a1] == g.group_id)
+    with pytest.raises(BitstreamError, match="cell grid"):
+        bad = replace(h, groups=tuple(replace(g, box=(0, 0, 40, 16)) if g.group_id == 1 else g for g in h.groups))
+        StreamReader(_forge(bad, GOLDEN_CELLS.read_bytes()))
+
+
+@pytest.mark.parametrize("path, version", [(GOLDEN, 3), (GOLDEN_V2, 2)])
+def test_golden_parses_to_expected_header_masks_and_segments(path, version):
+    rd = StreamReader(path.read_bytes())
+    h = rd.header
+    assert (h.version, h.width, h.height, h.model_id, h.weights_id, h.quality) == (version, 30, 20, "gi-hyper-ckbd-s", bytes(range(8)), 512)
     assert h.group_ids == (0, 1, 7)
     assert [g.label for g in h.groups] == ["background", "person", "dog"]
     assert [g.class_id for g in h.groups] == [0, 1, 18]
@@ -177,7 +220,7 @@ def _forge(header: StreamHeader, data: bytes | None = None) -> bytes:
     data = reference_stream() if data is None else data
     old = StreamReader(data).header
     body = _encode_header_body(header)
-    return PREAMBLE.pack(b"SSC", 2, len(body), crc32(body)) + body + data[old.masks_offset :]
+    return PREAMBLE.pack(b"SSC", VERSION, len(body), crc32(body)) + body + data[old.masks_offset :]
 
 
 def _groups(**changes) -> tuple[GroupEntry, ...]:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ssc.api import decode_image, encode_image
-from ssc.bitstream import StreamReader, build_stream, encode_group_masks
-from ssc.eval.fuzz_bitstream import mutate_body
+from ssc.bitstream import StreamReader, build_stream
+from ssc.eval.fuzz_bitstream import mutate_body, stream_masks
 from ssc.masks import GroupMap
 from ssc.models import create_model
 from ssc.models.zoo import UNREGISTERED_ID, LoadedCodec, ModelCard
@@ -31,9 +31,10 @@ def test_forged_bodies_fail_cleanly(codec, kind):
     c = codec if kind == "pixels" else _omni()
     img, lab = synthetic_scene()
     gm = GroupMap.from_labels(lab)
-    rd = StreamReader(encode_image(img, gm, c, quality=1.0).data)
+    stream = encode_image(img, gm, c, quality=1.0).data
+    rd = StreamReader(stream)
     bodies = {g: rd.read_segment(g) for g in rd.header.group_ids}
-    masks = encode_group_masks(lab, rd.header.groups)
+    masks = stream_masks(stream)
     rng = np.random.default_rng(0)
     for _ in range(40):
         gid = int(rng.choice(rd.header.group_ids))

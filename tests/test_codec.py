@@ -8,7 +8,7 @@ import torch
 
 from ssc.api import decode_image, encode_image
 from ssc.crop import group_crop
-from ssc.bitstream import StreamReader, build_stream, encode_group_mask
+from ssc.bitstream import StreamReader, build_stream
 from ssc.errors import GroupNotFoundError, MaskError, SSCError, WeightsError
 from ssc.masks import GroupMap
 
@@ -66,31 +66,50 @@ def test_escape_coding_of_large_latents(codec):
     assert torch.equal(m.decompress_latents(body, mask), y)
 
 
-def test_independence_pixels_outside_group_do_not_change_its_segment(codec, scene):
-    img, gm = scene
-    a = encode_image(img, gm, codec, quality=0.7)
+def aligned_scene() -> tuple[np.ndarray, GroupMap]:
+    """Masks on the 16-pixel cell grid: a group's cells are exactly its pixels."""
+    img, _ = synthetic_scene()
+    lab = np.zeros(img.shape[:2], np.int32)
+    lab[16:48, 16:64] = 1
+    lab[64:96, 80:128] = 2
+    return img, GroupMap.from_labels(lab, {1: (1, "person"), 2: (3, "car")})
+
+
+@pytest.mark.parametrize("cells, aligned", [(True, False), (True, True), (False, False)],
+                         ids=["cells", "cells-aligned-masks", "pixel-groups"])
+def test_independence_noise_outside_a_groups_cells_changes_none_of_its_pixels(codec, scene, cells, aligned):
+    """The invariant, literally: noise everywhere outside group 1's cells (cell-owned streams; its
+    pixels in pixel-exact ones) leaves its segment and its decoded pixels bit for bit the same."""
+    img, gm = aligned_scene() if aligned else scene
+    a = encode_image(img, gm, codec, quality=0.7, cells=cells)
+    region = StreamReader(a.data).group_map == 1
+    assert not cells or region.sum() >= (gm.labels == 1).sum()
     img2 = img.copy()
     rng = np.random.default_rng(9)
-    outside = gm.labels != 1
-    img2[outside] = rng.integers(0, 256, (int(outside.sum()), 3), dtype=np.uint8)
-    b = encode_image(img2, gm, codec, quality=0.7)
+    img2[~region] = rng.integers(0, 256, (int((~region).sum()), 3), dtype=np.uint8)
+    b = encode_image(img2, gm, codec, quality=0.7, cells=cells)
     ra, rb = StreamReader(a.data), StreamReader(b.data)
     assert ra.read_segment(1) == rb.read_segment(1)
     assert ra.read_segment(0) != rb.read_segment(0)
+    da, db = decode_image(a.data, codec, groups=[1]), decode_image(b.data, codec, groups=[1])
+    assert np.array_equal(da.image, db.image) and np.array_equal(da.group_map == 1, region)
 
 
-def test_independence_decode_group_from_stream_without_other_segments(codec, scene):
+@pytest.mark.parametrize("cells", [True, False], ids=["cells", "pixel-groups"])
+def test_independence_decode_group_from_stream_without_other_segments(codec, scene, cells):
+    from ssc.eval.fuzz_bitstream import stream_masks
+
     img, gm = scene
-    enc = encode_image(img, gm, codec, quality=1.0)
+    enc = encode_image(img, gm, codec, quality=1.0, cells=cells)
     rd = StreamReader(enc.data)
     # rebuild a stream in which every other group's mask and segment is garbage of another length
     bodies = {g: (rd.read_segment(g) if g == 2 else b"\x00" * 3) for g in rd.header.group_ids}
     assert rd.header.complement.group_id == 0
-    masks = {g: (encode_group_mask(rd.group_mask(g)) if g == 2 else b"\xff" * 5) for g in rd.header.group_ids if g != 0}
+    masks = {g: (stream_masks(enc.data)[2] if g == 2 else b"\xff" * 5) for g in rd.header.group_ids if g != 0}
     stripped = build_stream(rd.header, bodies, masks)
     full = decode_image(enc.data, codec)
     alone = decode_image(stripped, codec, groups=[2])
-    m = gm.labels == 2
+    m = rd.group_map == 2
     assert alone.decoded == [2]
     assert np.array_equal(alone.image[m], full.image[m])
     assert (alone.image[~m] == 0).all()
@@ -109,7 +128,7 @@ def test_corrupted_segment_fails_only_its_group(codec, scene):
     assert set(res.failed) == {1} and "CRC" in res.failed[1]
     assert res.decoded == [0, 2]
     for gid in (0, 2):
-        m = gm.labels == gid
+        m = res.group_map == gid
         assert np.array_equal(res.image[m], full.image[m])
 
 

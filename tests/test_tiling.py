@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ssc import crop, encode
+from ssc.eval.fuzz_bitstream import stream_masks
 from ssc.api import decode_image, encode_image
 from ssc.crop import group_tiles
 from ssc.bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
@@ -39,7 +40,7 @@ def test_tiled_stream_decodes_every_group_and_partially(codec, scene):
     full = decode_image(enc.data, codec)
     assert full.decoded == [0, 1, 2] and not full.failed
     one = decode_image(enc.data, codec, groups=[1])
-    m = gm.labels == 1
+    m = rd.group_map == 1
     assert np.array_equal(one.image[m], full.image[m]) and (one.image[~m] == 0).all()
 
 
@@ -72,7 +73,7 @@ def test_malformed_tile_framing_fails_only_that_group(codec, scene):
     tiles = unpack_tiles(bodies[0], _n_tiles(rd, 0), 0)
     bodies[0] = pack_tiles(tiles[:-1])  # one tile short
     bodies[2] = bodies[2] + b"\x00"  # a byte after the last tile
-    bad = build_stream(rd.header, bodies, encode_group_masks(gm.labels, rd.header.groups))
+    bad = build_stream(rd.header, bodies, stream_masks(enc.data))
     res = decode_image(bad, codec)
     assert res.decoded == [1] and set(res.failed) == {0, 2}
     assert "malformed" in res.failed[0] and "after its" in res.failed[2]

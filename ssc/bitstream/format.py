@@ -1,6 +1,7 @@
-"""The ssc bitstream specification (version 2). This module is the single source of truth; the prose
-version is docs/bitstream.md and golden files in tests/golden pin the bytes. Version-1 streams are
-still read (:mod:`ssc.bitstream.v1`); only version 2 is written.
+"""The ssc bitstream specification (version 3). This module is the single source of truth; the prose
+version is docs/bitstream.md and golden files in tests/golden pin the bytes. Version-1 and version-2
+streams are still read (:mod:`ssc.bitstream.v1`; version 2 is version 3 without the fields marked
+"v3"); only version 3 is written.
 
 Semantically structured streams (SSIC, Feng et al. ICCV 2023): the header carries each group's class
 label and box, so "which objects, where" is answered without decoding anything, and every group's
@@ -13,7 +14,7 @@ most 10 bytes, no redundant trailing zero byte). ``str8`` is a u8 byte count and
 Preamble (12 bytes)::
 
     magic        3 bytes  b"SSC"
-    version      u8       2
+    version      u8       3
     header_len   u32      length H of the header body that follows
     header_crc   u32      CRC-32 of the header body
 
@@ -28,6 +29,8 @@ Header body (H bytes)::
     quality      varint   default quality, in 1/256 steps of the model's quality levels
     mask_codec   u8       3 = row-transition binary masks (groupmap_rows, exclusive labels)
     tile_size    varint   0 = untiled; T > 0 (a multiple of 64): segment bodies are tiled, see below
+    cell         varint   v3: 0 = pixel-exact groups (as version 2); C = 16: cell-owned groups, below
+    flags        u8       v3: bit 0 = the mask records also carry pixel-exact object masks (cell > 0)
     num_labels   varint   label dictionary: (class_id varint, label str8) per entry
     num_groups   varint
     num_groups x group entry:
@@ -38,6 +41,8 @@ Header body (H bytes)::
         quality     varint  0 = the default quality, else the group's quality + 1 (ROI quality)
         mask_length varint  length of the group's mask record; 0 marks the complement group
         seg_length  varint  total length of the segment (prefix + body + CRC)
+        v3, cell > 0 only: ox0, oy0, ow, oh varint: the object's own pixel box (it may reach into
+                    cells of other groups where it has only a few pixels)
 
 Mask section: the mask records of all groups but the complement, back to back in table order. A
 record is the group's binary mask on its box (``w x h``, row-major, coded with ``mask_codec``)
@@ -56,6 +61,16 @@ of 64 pixels. Tiled (very large images, bounded memory), that crop is cut into T
 top-left corner (the last column / row narrower), and the body is, for every tile holding at least one
 of the group's pixels, in raster order: ``length varint | coded tile``; each tile is coded on its own.
 
+Cell-owned groups (cell C > 0; Feng et al., ICCV 2023, as GIT-SSIC): every C x C cell of the image
+(the codec's latent cells; partial cells at the right and bottom edges) belongs to exactly one group
+(:mod:`ssc.masks.cells` gives the encoder's rule), so no latent is coded twice and a group's decoded
+region is its cells. The box is then the bounding box of the group's cells (x0, y0 multiples of C;
+x0 + w and y0 + h multiples of C or the image's edge), its area the pixels of its cells, and its mask
+record codes its cells on that box (ceil(w / C) x ceil(h / C) binary cells, mask codec 3). With flag
+bit 0 the record is ``cell_length varint | cell mask | exact mask``: the exact mask is the object's
+pixels on its object box (mask codec 3), metadata for compositing and segmentation that decoding
+does not need. The complement's cells (and exact pixels) are those no other group's record covers.
+
 Offsets are not stored: a record or segment starts where the previous one ends. Group ids are
 unique, ascending and at most 65535; boxes lie inside the image; the group areas sum to
 width x height. A reader must refuse anything else with a clear error. A segment or mask that fails
@@ -72,9 +87,12 @@ from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, Re
 from .wire import Cursor, crc32, str8, uint, varint
 
 MAGIC = b"SSC"
-VERSION = 2
+VERSION = 3
 #: Versions this reader understands (version 1: see :mod:`ssc.bitstream.v1`).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
+#: the side of a latent cell, the only non-zero ``cell`` of a version-3 stream
+CELL = 16
+FLAG_EXACT_MASKS = 1
 KIND_IMAGE = 0
 KIND_VIDEO = 1
 PREAMBLE = struct.Struct("<3sBII")
@@ -108,10 +126,17 @@ class GroupEntry:
     seg_length: int = 0
     mask_offset: int = 0
     mask_length: int = 0  # 0: the complement group (no mask record)
+    #: cell-owned streams: the object's pixel box inside ``box`` (the bounding box of its cells)
+    object_box: tuple[int, int, int, int] | None = None
 
     @property
     def is_complement(self) -> bool:
         return self.mask_length == 0
+
+    @property
+    def obj_box(self) -> tuple[int, int, int, int]:
+        """Where the object is, pixel-exact ("which objects, where" of the header)."""
+        return self.object_box or self.box
 
 
 @dataclass(frozen=True)
@@ -131,6 +156,10 @@ class StreamHeader:
     version: int = VERSION
     header_length: int = field(default=0, compare=False)
     legacy_map: tuple[int, bytes] | None = None
+    #: version 3: the side of the groups' cells (0: pixel-exact groups) and whether mask records also
+    #: carry the objects' exact masks
+    cell: int = 0
+    exact_masks: bool = False
 
     @property
     def masks_offset(self) -> int:
@@ -197,7 +226,7 @@ def _encode_header_body(h: StreamHeader) -> bytes:
     out += h.weights_id
     out += varint(h.quality, "quality")
     out += struct.pack("<B", uint(h.mask_codec, 8, "mask_codec"))
-    out += varint(h.tile_size, "tile_size")
+    out += varint(h.tile_size, "tile_size") + varint(h.cell, "cell") + bytes([FLAG_EXACT_MASKS * h.exact_masks])
     labels: list[tuple[int, str]] = []
     for g in h.groups:  # dictionary in order of first use: deterministic, independent of dict order
         if (g.class_id, g.label) != (0, "") and (g.class_id, g.label) not in labels:
@@ -213,6 +242,9 @@ def _encode_header_body(h: StreamHeader) -> bytes:
         q = 0 if g.quality == h.quality else g.quality + 1
         out += b"".join(varint(v, f"group {g.group_id}") for v in (
             g.group_id - prev - 1, ref, x0, y0, x1 - x0, y1 - y0, g.area, q, g.mask_length, g.seg_length))
+        if h.cell:
+            a0, b0, a1, b1 = g.obj_box
+            out += b"".join(varint(v, f"group {g.group_id} object box") for v in (a0, b0, a1 - a0, b1 - b0))
         prev = g.group_id
     return bytes(out)
 
@@ -253,6 +285,21 @@ def unpack_mask(record: bytes, group_id: int) -> bytes:
     return body
 
 
+def join_exact(cells: bytes, exact: bytes) -> bytes:
+    """The coded mask of a cell-owned group whose record also carries its exact object mask."""
+    return varint(len(cells), "cell mask length") + cells + exact
+
+
+def split_exact(coded: bytes, group_id: int) -> tuple[bytes, bytes]:
+    """Inverse of :func:`join_exact`: (cell mask, exact mask) (CorruptSegmentError for that group)."""
+    c = Cursor(coded)
+    try:
+        cells = c.take(c.varint("cell mask length"), "cell mask")
+    except BitstreamError as e:
+        raise CorruptSegmentError(group_id, f"mask record is malformed ({e})") from e
+    return cells, coded[c.pos :]
+
+
 def pack_tiles(tiles: list[bytes]) -> bytes:
     """Body of a tiled segment: ``length varint | coded tile`` per non-empty tile."""
     return b"".join(varint(len(t), "tile length") + t for t in tiles)
@@ -272,7 +319,7 @@ def unpack_tiles(body: bytes, count: int, group_id: int) -> list[bytes]:
 
 
 def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int, bytes]) -> bytes:
-    """Assemble a complete version-2 stream. ``bodies`` maps group id -> entropy-coded body;
+    """Assemble a complete version-3 stream. ``bodies`` maps group id -> entropy-coded body;
     ``masks`` maps every group id but the complement's -> its coded mask (``mask_codec``). Lengths
     and offsets in the table are filled in here, in ascending group-id order."""
     ids = [g.group_id for g in header.groups]
@@ -292,7 +339,7 @@ def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int
     full = StreamHeader(
         width=header.width, height=header.height, model_id=header.model_id, weights_id=header.weights_id,
         quality=header.quality, groups=groups, mask_codec=header.mask_codec, tile_size=header.tile_size,
-        kind=header.kind, frames=header.frames,
+        kind=header.kind, frames=header.frames, cell=header.cell, exact_masks=header.exact_masks,
     )
     _validate(full)
     body = _encode_header_body(full)
@@ -350,6 +397,9 @@ def parse_header(
     if mask_codec != MASK_CODEC_ROWS_BINARY:
         raise BitstreamError(f"unknown mask codec {mask_codec}")
     tile_size = c.varint("tile_size")
+    cell, flags = (c.varint("cell"), c.unpack("<B", "flags")[0]) if version >= 3 else (0, 0)
+    if cell not in (0, CELL) or flags & ~FLAG_EXACT_MASKS or (flags and not cell):
+        raise BitstreamError(f"unknown cell size {cell} or flags {flags}")
     n_labels = c.varint("num_labels")
     if n_labels > len(body):  # every entry takes at least 2 bytes: refuse before looping
         raise BitstreamError(f"label count {n_labels} exceeds the header size")
@@ -368,14 +418,18 @@ def parse_header(
             raise BitstreamError(f"group {gid}: label reference {ref} outside the {len(labels)}-entry dictionary")
         cls, name = labels[ref - 1] if ref else (0, "")
         gq = quality if q == 0 else q - 1
-        groups.append(GroupEntry(gid, cls, name, (x0, y0, x0 + w, y0 + h), area, gq, 0, slen, 0, mlen))
+        obj = None
+        if cell:
+            a0, b0, ow, oh = (c.varint(f"{what} object box") for _ in range(4))
+            obj = (a0, b0, a0 + ow, b0 + oh)
+        groups.append(GroupEntry(gid, cls, name, (x0, y0, x0 + w, y0 + h), area, gq, 0, slen, 0, mlen, obj))
         prev = gid
     if c.pos != len(body):
         raise BitstreamError(f"{len(body) - c.pos} unexpected bytes at the end of the header")
     hdr = StreamHeader(
         width=width, height=height, model_id=model_id, weights_id=weights_id, quality=quality,
-        groups=_with_offsets(groups), mask_codec=mask_codec, tile_size=tile_size, kind=kind, frames=frames, version=2,
-        header_length=hlen,
+        groups=_with_offsets(groups), mask_codec=mask_codec, tile_size=tile_size, kind=kind, frames=frames,
+        version=version, header_length=hlen, cell=cell, exact_masks=bool(flags & FLAG_EXACT_MASKS),
     )
     _validate(hdr)
     if stream_length is not None:
@@ -424,3 +478,10 @@ def _validate(h: StreamHeader) -> None:
     for g in h.groups:
         if not g.is_complement and g.mask_length <= MASK_CRC.size:
             raise BitstreamError(f"group {g.group_id}: mask record length {g.mask_length} too small")
+        if h.cell:
+            x0, y0, x1, y1 = g.box
+            a0, b0, a1, b1 = g.obj_box
+            if x0 % h.cell or y0 % h.cell or (x1 % h.cell and x1 != h.width) or (y1 % h.cell and y1 != h.height):
+                raise BitstreamError(f"group {g.group_id}: box {g.box} is not on the {h.cell}-pixel cell grid")
+            if not (0 <= a0 < a1 <= h.width and 0 <= b0 < b1 <= h.height):
+                raise BitstreamError(f"group {g.group_id}: object box {g.obj_box} is empty or outside the image")

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import BitstreamError
-from .format import GroupEntry, choose_complement
+from .format import GroupEntry, choose_complement, join_exact
 from .groupmap_rows import decode_rows, encode_rows
 
 MAP_CODEC_DELTA_DEFLATE = 1
@@ -44,6 +44,30 @@ def encode_group_masks(labels: np.ndarray, groups: Sequence[GroupEntry]) -> dict
         if g.group_id != comp:
             x0, y0, x1, y1 = g.box
             out[g.group_id] = encode_group_mask(labels[y0:y1, x0:x1] == g.group_id)
+    return out
+
+
+def cell_box(box: tuple[int, int, int, int], cell: int) -> tuple[int, int, int, int]:
+    """A cell-owned group's box in cells (x0, y0, x1, y1; the image's partial edge cells count)."""
+    x0, y0, x1, y1 = box
+    return x0 // cell, y0 // cell, -(-x1 // cell), -(-y1 // cell)
+
+
+def encode_cell_masks(owners: np.ndarray, labels: np.ndarray | None, groups: Sequence[GroupEntry],
+                      cell: int) -> dict[int, bytes]:
+    """Coded masks of a cell-owned stream's groups but the complement: each group's cells on its box
+    (``owners``: the owning id of every cell), followed by its exact object mask on its object box
+    when ``labels`` (the pixel group map) is given."""
+    comp = choose_complement(groups)
+    out = {}
+    for g in groups:
+        if g.group_id != comp:
+            c0, r0, c1, r1 = cell_box(g.box, cell)
+            coded = encode_group_mask(owners[r0:r1, c0:c1] == g.group_id)
+            if labels is not None:
+                a0, b0, a1, b1 = g.obj_box
+                coded = join_exact(coded, encode_group_mask(labels[b0:b1, a0:a1] == g.group_id))
+            out[g.group_id] = coded
     return out
 
 

@@ -11,12 +11,13 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import BitstreamError, CorruptSegmentError
-from .format import DEFAULT_MAX_PIXELS, PREAMBLE, GroupEntry, StreamHeader, parse_header, parse_preamble, unpack_mask, unpack_segment
-from .groupmap import decode_group_map, decode_group_mask
+from .format import (DEFAULT_MAX_PIXELS, PREAMBLE, GroupEntry, StreamHeader, parse_header, parse_preamble, split_exact,
+                     unpack_mask, unpack_segment)
+from .groupmap import cell_box, decode_group_map, decode_group_mask
 
 
 class StreamReader:
-    """Open an ssc stream (version 1 or 2) from bytes, a path or a seekable binary file."""
+    """Open an ssc stream (version 1, 2 or 3) from bytes, a path or a seekable binary file."""
 
     def __init__(self, source: bytes | bytearray | str | os.PathLike | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self._owned = False
@@ -42,6 +43,7 @@ class StreamReader:
         head = pre + self._read_at(PREAMBLE.size, hlen)
         self.header: StreamHeader = parse_header(head, stream_length=self.total_length, max_pixels=max_pixels)
         self._masks: dict[int, np.ndarray | CorruptSegmentError] = {}
+        self._exact: dict[int, bytes] = {}
         self._legacy_map: np.ndarray | None = None
 
     def _read_at(self, offset: int, n: int) -> bytes:
@@ -55,7 +57,8 @@ class StreamReader:
     # -- masks -------------------------------------------------------------------------------------
 
     def group_mask(self, group_id: int) -> np.ndarray:
-        """The (h, w) boolean mask of one group on its box (x0, y0, x1, y1). Raises
+        """The (h, w) boolean mask of one group on its box (x0, y0, x1, y1): its pixels, or in a
+        cell-owned stream the pixels of its cells (what its segment codes). Raises
         CorruptSegmentError when the group's mask record (for the complement: any other record)
         fails its checks; other groups are unaffected."""
         g = self.header.group(group_id)
@@ -77,8 +80,16 @@ class StreamReader:
             return self._complement_mask(g)
         record = self._read_at(self.header.masks_offset + g.mask_offset, g.mask_length)
         coded = unpack_mask(record, g.group_id)
+        cell = self.header.cell
+        if self.header.exact_masks:
+            coded, self._exact[g.group_id] = split_exact(coded, g.group_id)
         try:
-            m = decode_group_mask(coded, y1 - y0, x1 - x0)
+            if cell:
+                c0, r0, c1, r1 = cell_box(g.box, cell)
+                cells = decode_group_mask(coded, r1 - r0, c1 - c0)
+                m = np.repeat(np.repeat(cells, cell, 0), cell, 1)[: y1 - y0, : x1 - x0]
+            else:
+                m = decode_group_mask(coded, y1 - y0, x1 - x0)
         except BitstreamError as e:
             raise CorruptSegmentError(g.group_id, f"mask does not decode ({e})") from e
         area = int(m.sum())
@@ -87,6 +98,30 @@ class StreamReader:
         if not (m[0].any() and m[-1].any() and m[:, 0].any() and m[:, -1].any()):
             raise CorruptSegmentError(g.group_id, f"mask does not fill its box {g.box}")
         return m
+
+    def object_mask(self, group_id: int) -> np.ndarray | None:
+        """The object's exact pixels on its object box, where a cell-owned stream carries them (None
+        where it does not; elsewhere :meth:`group_mask`). The complement's are the pixels no other
+        group's exact mask covers. CorruptSegmentError when a record needed fails its checks."""
+        h = self.header
+        if not h.cell:
+            return self.group_mask(group_id)
+        if not h.exact_masks:
+            return None
+        g = h.group(group_id)
+        a0, b0, a1, b1 = g.obj_box
+        if not g.is_complement:
+            self.group_mask(group_id)  # reads and checks the record
+            try:
+                return decode_group_mask(self._exact[group_id], b1 - b0, a1 - a0)
+            except BitstreamError as e:
+                raise CorruptSegmentError(group_id, f"exact mask does not decode ({e})") from e
+        covered = np.zeros((h.height, h.width), dtype=bool)
+        for other in h.groups:
+            if other.group_id != group_id:
+                o0, p0, o1, p1 = other.obj_box
+                covered[p0:p1, o0:o1] |= self.object_mask(other.group_id)
+        return ~covered[b0:b1, a0:a1]
 
     def _complement_mask(self, g: GroupEntry) -> np.ndarray:
         h = self.header
