@@ -86,8 +86,12 @@ def test_cell_owned_golden_reads_cells_and_exact_masks():
     for g in h.groups:
         a0, b0, a1, b1 = g.obj_box
         assert np.array_equal(rd.object_mask(g.group_id), labels[b0:b1, a0:a1] == g.group_id)
+    with pytest.raises(BitstreamError, match="past the image"):
+        bad = replace(h, groups=tuple(replace(g, box=(0, 0, 64, 16)) if g.group_id == 1 else g for g in h.groups))
+        StreamReader(_forge(bad, GOLDEN_CELLS.read_bytes()))
     with pytest.raises(BitstreamError, match="cell grid"):
-        bad = replace(h, groups=tuple(replace(g, box=(0, 0, 40, 16)) if g.group_id == 1 else g for g in h.groups))
+        build_stream(replace(h, groups=tuple(replace(g, box=(0, 0, 40, 16)) if g.group_id == 1 else g for g in h.groups)),
+                     BODIES, {1: b"x", 7: b"y"})
         StreamReader(_forge(bad, GOLDEN_CELLS.read_bytes()))
 
 

@@ -36,13 +36,15 @@ Header body (H bytes)::
     num_groups x group entry:
         id_delta    varint  group_id = previous group_id + 1 + id_delta (first: group_id = id_delta)
         label_ref   varint  0 = no class (class_id 0, label ""), i > 0 = dictionary entry i - 1
-        x0, y0, w, h varint the group's bounding box in pixels (w, h >= 1)
+        x0, y0, w, h varint the group's bounding box in pixels (w, h >= 1); v3 with cell C > 0: in
+                    cells, the box being (C x0, C y0, min(C (x0 + w), width), min(C (y0 + h), height))
         area        varint  number of pixels of the group
         quality     varint  0 = the default quality, else the group's quality + 1 (ROI quality)
         mask_length varint  length of the group's mask record; 0 marks the complement group
         seg_length  varint  total length of the segment (prefix + body + CRC)
-        v3, cell > 0 only: ox0, oy0, ow, oh varint: the object's own pixel box (it may reach into
-                    cells of other groups where it has only a few pixels)
+        v3, cell > 0 only: dx0, dy0, dx1, dy1 zigzag varints: the object's own pixel box,
+                    (x0 + dx0, y0 + dy0, x1 - dx1, y1 - dy1) with x1 = x0 + w; it may reach into
+                    cells of other groups where it has only a few pixels (negative deltas)
 
 Mask section: the mask records of all groups but the complement, back to back in table order. A
 record is the group's binary mask on its box (``w x h``, row-major, coded with ``mask_codec``)
@@ -84,7 +86,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError
-from .wire import Cursor, crc32, str8, uint, varint
+from .wire import Cursor, crc32, str8, uint, unzigzag, varint, zigzag
 
 MAGIC = b"SSC"
 VERSION = 3
@@ -240,11 +242,14 @@ def _encode_header_body(h: StreamHeader) -> bytes:
         x0, y0, x1, y1 = g.box
         ref = 0 if (g.class_id, g.label) == (0, "") else labels.index((g.class_id, g.label)) + 1
         q = 0 if g.quality == h.quality else g.quality + 1
+        c = h.cell or 1
         out += b"".join(varint(v, f"group {g.group_id}") for v in (
-            g.group_id - prev - 1, ref, x0, y0, x1 - x0, y1 - y0, g.area, q, g.mask_length, g.seg_length))
+            g.group_id - prev - 1, ref, x0 // c, y0 // c, -(-x1 // c) - x0 // c, -(-y1 // c) - y0 // c, g.area, q,
+            g.mask_length, g.seg_length))
         if h.cell:
             a0, b0, a1, b1 = g.obj_box
-            out += b"".join(varint(v, f"group {g.group_id} object box") for v in (a0, b0, a1 - a0, b1 - b0))
+            out += b"".join(varint(zigzag(v), f"group {g.group_id} object box")
+                            for v in (a0 - x0, b0 - y0, x1 - a1, y1 - b1))
         prev = g.group_id
     return bytes(out)
 
@@ -418,11 +423,14 @@ def parse_header(
             raise BitstreamError(f"group {gid}: label reference {ref} outside the {len(labels)}-entry dictionary")
         cls, name = labels[ref - 1] if ref else (0, "")
         gq = quality if q == 0 else q - 1
-        obj = None
+        box, obj = (x0, y0, x0 + w, y0 + h), None
         if cell:
-            a0, b0, ow, oh = (c.varint(f"{what} object box") for _ in range(4))
-            obj = (a0, b0, a0 + ow, b0 + oh)
-        groups.append(GroupEntry(gid, cls, name, (x0, y0, x0 + w, y0 + h), area, gq, 0, slen, 0, mlen, obj))
+            if w and h and ((x0 + w - 1) * cell >= width or (y0 + h - 1) * cell >= height):
+                raise BitstreamError(f"group {gid}: cells {x0, y0, w, h} reach past the image")
+            box = (x0 * cell, y0 * cell, min((x0 + w) * cell, width), min((y0 + h) * cell, height))
+            d = [unzigzag(c.varint(f"{what} object box")) for _ in range(4)]
+            obj = (box[0] + d[0], box[1] + d[1], box[2] - d[2], box[3] - d[3])
+        groups.append(GroupEntry(gid, cls, name, box, area, gq, 0, slen, 0, mlen, obj))
         prev = gid
     if c.pos != len(body):
         raise BitstreamError(f"{len(body) - c.pos} unexpected bytes at the end of the header")

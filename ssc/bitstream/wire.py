@@ -32,6 +32,16 @@ def varint(value: int, what: str = "value") -> bytes:
             return bytes(out)
 
 
+def zigzag(value: int) -> int:
+    """A signed integer as the unsigned one a varint stores (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...)."""
+    return 2 * value if value >= 0 else -2 * value - 1
+
+
+def unzigzag(u: int) -> int:
+    """Inverse of :func:`zigzag`."""
+    return u >> 1 if u % 2 == 0 else -((u + 1) >> 1)
+
+
 def str8(s: str) -> bytes:
     b = s.encode("utf-8")
     if len(b) > 255:
