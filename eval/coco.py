@@ -66,7 +66,7 @@ class COCOEvaluator:
 
         out: dict[str, float] = {}
         for t in self.iou_types:
-            res = [r for r in self._results if (t == "bbox" or "segmentation" in r)
+            res = [r for r in self._results if (t == "bbox" or {"segm": "segmentation", "keypoints": "keypoints"}[t] in r)
                    and (self.cat_ids is None or r["category_id"] in self.cat_ids)]
             if not self.coco_gt.dataset.get("annotations"):
                 out[f"{t}_AP"] = out[f"{t}_AP50"] = None

@@ -14,6 +14,11 @@ Operating points (``kind``):
   bound: an encoder in the field has no annotations);
 * ``ssc-roi``: detector groups, persons at quality Q and the background at the lowest, full decode.
 
+With the ``blazepose`` head installed (``--pose``, the default when it is), every point also gets
+person mask AP (BlazePose's masks, top-down on the same detections with score >= 0.3, against the
+instance masks) and keypoint AP (its 17 COCO keypoints, on the images of the keypoint annotations,
+``--kp-ann``), and the time per person.
+
 Undecoded pixels are mid-grey and detections lying mostly on them are dropped (as ``ssc analyze``
 does). Outputs ``person.json`` / ``person.md`` / ``person.png`` with per-image decode and detector
 times (median).
@@ -63,6 +68,11 @@ class PersonPoint:
     decode_ms: float  # median per image (0 for the original)
     detect_ms: float  # median per image
     notes: str = ""
+    mask_AP: float | None = None  # blazepose person masks (None: not measured)
+    mask_AP50: float | None = None
+    kp_AP: float | None = None  # blazepose keypoints, on the keypoint-annotated images
+    kp_AP50: float | None = None
+    pose_ms_per_person: float | None = None
 
 
 @dataclass
@@ -70,6 +80,10 @@ class Accumulator:
     """One operating point over the images: bytes, pixels, results and timings."""
 
     ev: COCOEvaluator
+    segm: COCOEvaluator | None = None
+    kps: COCOEvaluator | None = None
+    kp_images: frozenset = frozenset()
+    pose_s: list[float] = field(default_factory=list)
     nbytes: int = 0
     pixels: int = 0
     decode_s: list[float] = field(default_factory=list)
@@ -90,18 +104,39 @@ class Accumulator:
         self.decode_s.append(decode_s)
         self.detect_s.append(detect_s)
 
+    def add_pose(self, image_id: int, masks: list[dict], keypoints: list[dict], seconds: float, persons: int) -> None:
+        """One image's blazepose results (mask results, keypoint results) and its time per person."""
+        self.segm.process(image_id, masks)
+        if image_id in self.kp_images:
+            self.kps.process(image_id, keypoints)
+        if persons:
+            self.pose_s.append(seconds / persons)
+
     def point(self, kind: str, setting: float, notes: str = "") -> PersonPoint:
         m = self.ev.evaluate()
-        return PersonPoint(kind, setting, len(self.decode_s), self.bpp, m["bbox_AP"],
-                           m["bbox_AP50"], 1000 * float(np.median(self.decode_s)), 1000 * float(np.median(self.detect_s)), notes)
+        p = PersonPoint(kind, setting, len(self.decode_s), self.bpp, m["bbox_AP"],
+                        m["bbox_AP50"], 1000 * float(np.median(self.decode_s)), 1000 * float(np.median(self.detect_s)), notes)
+        if self.segm is not None:
+            s, k = self.segm.evaluate(), self.kps.evaluate()
+            p.mask_AP, p.mask_AP50, p.kp_AP, p.kp_AP50 = s["segm_AP"], s["segm_AP50"], k["keypoints_AP"], k["keypoints_AP50"]
+            p.pose_ms_per_person = 1000 * float(np.median(self.pose_s)) if self.pose_s else None
+        return p
 
 
-def detect(head, image: np.ndarray, image_id: int, region: np.ndarray | None) -> tuple[list[dict], float]:
-    """COCO results of the person detector on ``image`` (inside ``region`` when given) and its time."""
+def detect(head, image: np.ndarray, image_id: int, region: np.ndarray | None, pose=None,
+           acc: Accumulator | None = None) -> tuple[list[dict], float]:
+    """COCO results of the person detector on ``image`` (inside ``region`` when given) and its time;
+    with ``pose`` (a blazepose head) its masks and keypoints on the same detections go into ``acc``."""
     t = time.perf_counter()
     inst = head.predict(image, masks=False)
     dt = time.perf_counter() - t
-    return results_in_region(inst, region if region is not None else np.ones(image.shape[:2], bool), image_id, "detect"), dt
+    region = region if region is not None else np.ones(image.shape[:2], bool)
+    if pose is not None:
+        t = time.perf_counter()
+        people = pose.predict_on(image, inst)
+        acc.add_pose(image_id, results_in_region(people, region, image_id, "segment"),
+                     results_in_region(people, region, image_id, "pose"), time.perf_counter() - t, len(people))
+    return results_in_region(inst, region, image_id, "detect"), dt
 
 
 def anchor_code(kind: str, x: np.ndarray, setting: float) -> Coded:
@@ -144,7 +179,11 @@ def run(args: argparse.Namespace) -> dict:
             plan += [(kind, s) for s in settings]
     plan += [("ssc", q) for q in args.ssc] + [("ssc-persons-det", q) for q in args.persons]
     plan += [("ssc-persons-ann", q) for q in args.persons] + [("ssc-roi", q) for q in args.roi]
-    acc = {p: Accumulator(COCOEvaluator(gt, ("bbox",), cat_ids=[PERSON])) for p in plan}
+    pose, kp_gt = pose_head(args)
+    kp_images = frozenset(kp_gt.getImgIds()) if kp_gt is not None else frozenset()
+    acc = {p: Accumulator(COCOEvaluator(gt, ("bbox",), cat_ids=[PERSON]),
+                          *((COCOEvaluator(gt, ("segm",), cat_ids=[PERSON]), COCOEvaluator(kp_gt, ("keypoints",), cat_ids=[PERSON]),
+                             kp_images) if pose is not None else ())) for p in plan}
     for rec in tqdm(records, desc="person benchmark", unit="image"):
         path = Path(args.images) / rec["file_name"]
         x = read_image(path)
@@ -165,7 +204,7 @@ def run(args: argparse.Namespace) -> dict:
 
         for kind, s in plan:
             if kind == "original":
-                res, dt = detect(head, x, iid, None)
+                res, dt = detect(head, x, iid, None, pose, acc[(kind, s)])
                 acc[(kind, s)].add(iid, 0, px, res, 0.0, dt)
                 continue
             if kind in ANCHORS:
@@ -180,16 +219,29 @@ def run(args: argparse.Namespace) -> dict:
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(ann_groups, "ann", s, False), persons(ann_groups))
             else:  # ssc-roi
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True), None)
-            res, dt = detect(head, y, iid, region)
+            res, dt = detect(head, y, iid, region, pose, acc[(kind, s)])
             acc[(kind, s)].add(iid, nbytes, px, res, dec_s, dt)
     notes = {"x265": "decode_ms: ffmpeg encode + decode", "jpeg": "decode_ms: encode + decode",
              "webp": "decode_ms: encode + decode", "avif": "decode_ms: encode + decode",
              "ssc-persons-det": f"groups: detector boxes, score >= {args.det_score:g}, padded {args.det_pad} px",
              "ssc-roi": "persons at the quality given, background at 0"}
     points = [acc[p].point(p[0], p[1], notes.get(p[0], "")) for p in plan]
-    return {"points": [asdict(p) for p in points], "targets": targets(points),
+    return {"points": [asdict(p) for p in points], "targets": {**targets(points), "pose": pose_targets(points)},
             "meta": run_meta(model=args.model, weights_sha256=codec.card.sha256, detector=head.info.weights,
                              images=len(records), ann=args.ann, det_score=args.det_score, det_pad=args.det_pad)}
+
+
+def pose_head(args: argparse.Namespace):
+    """(blazepose head on the person detector, keypoint ground truth), or (None, None) without --pose."""
+    if not args.pose:
+        return None, None
+    from pycocotools.coco import COCO
+
+    from ssc.tasks import resolve_head
+
+    head = resolve_head("blazepose")
+    with contextlib.redirect_stdout(io.StringIO()):
+        return head, COCO(args.kp_ann)
 
 
 def targets(points: list[PersonPoint]) -> dict:
@@ -211,10 +263,35 @@ def targets(points: list[PersonPoint]) -> dict:
     }
 
 
+def pose_targets(points: list[PersonPoint], keep: float = 0.9, bpp_cap: float = 0.15) -> dict:
+    """Issue 38: persons-only decodes (detector groups) keep >= 90% of the original's keypoint and
+    mask AP at <= 0.15 bpp; a full decode reaches the keypoint AP of 90% of the original at no more
+    bpp than the best anchor reaching it."""
+    orig = next(p for p in points if p.kind == "original")
+    if orig.kp_AP is None:
+        return {}
+    persons = [p for p in points if p.kind == "ssc-persons-det" and p.bpp <= bpp_cap]
+    best = max(persons, key=lambda p: (p.kp_AP or 0) + (p.mask_AP or 0), default=None)
+    need = keep * orig.kp_AP
+
+    def cheapest(sel):
+        return min((p.bpp for p in sel if p.kp_AP is not None and p.kp_AP >= need), default=None)
+
+    ssc_bpp, anchor_bpp = cheapest(p for p in points if p.kind == "ssc"), cheapest(p for p in points if p.kind in ANCHORS)
+    return {
+        "persons_only": {"bpp_cap": bpp_cap, "kp_AP": best and best.kp_AP, "mask_AP": best and best.mask_AP,
+                         "bpp": best and best.bpp, "needed_kp_AP": need, "needed_mask_AP": keep * orig.mask_AP,
+                         "met": bool(best and best.kp_AP >= need and best.mask_AP >= keep * orig.mask_AP)},
+        "full_decode": {"needed_kp_AP": need, "ssc_bpp": ssc_bpp, "best_anchor_bpp": anchor_bpp,
+                        "met": bool(ssc_bpp is not None and (anchor_bpp is None or ssc_bpp <= anchor_bpp))},
+    }
+
+
 def plot(points: list[dict], path: Path) -> None:
-    fig, axes = subplots(1, 2, figsize=(11, 4.3))
+    keys = ["AP", "AP50"] + [k for k in ("mask_AP", "kp_AP") if any(p.get(k) is not None for p in points)]
+    fig, axes = subplots(1, len(keys), figsize=(5.5 * len(keys), 4.3))
     orig = next(p for p in points if p["kind"] == "original")
-    for ax, key in zip(axes, ("AP", "AP50")):
+    for ax, key in zip(axes, keys):
         for kind in dict.fromkeys(p["kind"] for p in points if p["kind"] != "original"):
             ps = sorted((p for p in points if p["kind"] == kind and p[key] is not None), key=lambda p: p["bpp"])
             ax.plot([p["bpp"] for p in ps], [p[key] for p in ps], "o-" if kind.startswith("ssc") else "s--",
@@ -222,8 +299,14 @@ def plot(points: list[dict], path: Path) -> None:
         if orig[key] is not None:
             ax.axhline(orig[key], color="k", ls=":", lw=1, label="original")
         ax.set_xscale("log")
-        style_axis(ax, "bpp (all pixels)", f"person {key} (%)", f"person {key}, ssdlite-person, COCO val")
+        style_axis(ax, "bpp (all pixels)", f"person {key} (%)", f"person {key}, COCO val")
     save_figure(fig, path)
+
+
+def pose_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "mediapipe"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,19 +321,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--det-score", type=float, default=0.2, help="encoder-side detector: score of a person group")
     ap.add_argument("--det-pad", type=int, default=16, help="encoder-side detector: box padding in pixels")
     ap.add_argument("--min-area", type=int, default=256, help="annotation groups: smaller objects join the background")
+    ap.add_argument("--pose", action=argparse.BooleanOptionalAction, default=pose_installed(),
+                    help="also person mask AP and keypoint AP with the blazepose head (default: when installed)")
+    ap.add_argument("--kp-ann", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "annotations"
+                                            / "orig_Obmutescence_COCO-MINI" / "person_keypoints_val2017.json"),
+                    help="COCO keypoint annotations (the keypoint AP's images)")
     ap.add_argument("--out", default="out/eval/person")
     args = ap.parse_args(argv)
     data = run(args)
     pts = data["points"]
-    rows = [[p["kind"], p["setting"], p["bpp"], p["AP"], p["AP50"], p["decode_ms"], p["detect_ms"], p["notes"]] for p in pts]
+    rows = [[p["kind"], p["setting"], p["bpp"], p["AP"], p["AP50"], p["mask_AP"], p["kp_AP"], p["decode_ms"], p["detect_ms"],
+             p["pose_ms_per_person"], p["notes"]] for p in pts]
     t = data["targets"]
     lines = [f"person AP on {data['meta']['images']} COCO val images, detector {data['meta']['detector']}, "
              f"codec {args.model} (sha256 {data['meta']['weights_sha256'][:12]})", "",
-             *markdown_table(["kind", "setting", "bpp", "person AP", "AP50", "decode ms", "detector ms", "notes"], rows), "",
+             *markdown_table(["kind", "setting", "bpp", "person AP", "AP50", "mask AP", "keypoint AP", "decode ms",
+                              "detector ms", "pose ms/person", "notes"], rows), "",
              f"T1 (full decode >= {t['T1']['needed_AP']:.2f} AP at <= 0.5x the best anchor's bpp): "
              f"{'met' if t['T1']['met'] else 'missed'}; ssc {t['T1']['ssc_bpp']}, best anchor {t['T1']['best_anchor_bpp']}",
              f"T2 (persons-only, detector groups, AP >= 17 at <= 0.10 bpp): {'met' if t['T2']['met'] else 'missed'}; "
              f"best (AP, bpp) {t['T2']['best']}"]
+    for name, d in t.get("pose", {}).items():
+        lines.append(f"pose {name}: {'met' if d['met'] else 'missed'}; " + ", ".join(f"{k} {v}" for k, v in d.items() if k != "met"))
     out = write_outputs(args.out, "person", data, lines)
     plot(pts, out / "person.png")
     return 0

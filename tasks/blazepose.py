@@ -172,8 +172,11 @@ class BlazePoseHead(TaskHead):
         )
 
     def predict(self, image: np.ndarray, masks: bool = True) -> Instances:
-        det = self.detector.predict(image, masks=False)
-        det = det[det.scores >= self.box_score]
+        return self.predict_on(image, self.detector.predict(image, masks=False), masks)
+
+    def predict_on(self, image: np.ndarray, det: Instances, masks: bool = True) -> Instances:
+        """Keypoints and masks of the persons among detections ``det`` already made on ``image``."""
+        det = det[(det.scores >= self.box_score) & (det.classes == PERSON.id)]
         h, w = image.shape[:2]
         res = [self.pose.on_box(image, tuple(float(v) for v in b), masks) for b in det.boxes]
         kps = torch.from_numpy(np.stack([r.keypoints for r in res])) if res else torch.zeros(0, 17, 3, dtype=torch.float64)
