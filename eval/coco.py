@@ -101,6 +101,8 @@ def pseudo_ground_truth(images: list[dict], categories: list[dict], predictions:
         if "segmentation" in p:
             a["segmentation"] = p["segmentation"]
             a["area"] = float(mask_utils.area(p["segmentation"]))
+        if "keypoints" in p:  # every predicted keypoint counts as labelled (v = 2)
+            a["keypoints"], a["num_keypoints"] = p["keypoints"], len(p["keypoints"]) // 3
         anns.append(a)
     gt = COCO()
     gt.dataset = {"images": images, "categories": categories, "annotations": anns}

@@ -27,6 +27,11 @@ detector (``detect:ssdlite-person``, :class:`ssc.masks.track.PersonTracks`), so 
 people the detector sees: DAVIS annotates one person per sequence, and breakdance's audience would
 otherwise count as people the persons-only stream never held.
 Target: persons-only fidelity >= 90 at <= 0.5x the bits x265 with addroi needs for the same fidelity.
+
+**Pose fidelity** (``--pose``, the default when the blazepose head is installed): on the same frames,
+BlazePose's person masks and keypoints on the decoded frames (top-down on the detector's boxes with
+score >= 0.3) are scored (mask AP, keypoint AP) against its own results at box score >= 0.5 on the
+originals: for the full decode, the persons-only decode and the persons over the held background.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
 
 from .anchors import require_ffmpeg
+from .person import pose_installed
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 
@@ -67,6 +73,8 @@ class Point:
     fidelity_objects_only: float | None = None  # ssc: on the persons-only decode
     backdrop_kbps: float | None = None  # ssc: persons-only over the held background refreshes
     fidelity_backdrop: float | None = None
+    #: blazepose fidelity {"full" | "persons" | "backdrop": {"mask": AP, "keypoints": AP}}
+    pose: dict | None = None
 
 
 def _psnr(mse: float) -> float:
@@ -138,17 +146,43 @@ def load_clip(spec: str, frames: int):
 class PersonFidelity:
     """Person-detector fidelity of decoded frames against its detections on the originals."""
 
-    def __init__(self, frames: np.ndarray, every: int, min_score: float = 0.5) -> None:
+    def __init__(self, frames: np.ndarray, every: int, min_score: float = 0.5, pose: bool = False) -> None:
         from ssc.tasks import resolve_head
 
         from .coco import pseudo_ground_truth
 
         self.head = resolve_head()
+        self.pose_head = resolve_head("blazepose") if pose else None
         self.ids = list(range(0, len(frames), every))
         orig = [r for i in self.ids for r in self._detect(frames[i], i, None)]
         recs = [{"id": i, "width": frames.shape[2], "height": frames.shape[1], "file_name": str(i)} for i in self.ids]
         self.gt = pseudo_ground_truth(recs, [{"id": 1, "name": "person"}], orig, min_score)
         self.objects = len(self.gt.dataset["annotations"])
+        if pose:
+            people = [r for i in self.ids for r in self._pose(frames[i], i, None)]
+            self.pose_gt = pseudo_ground_truth(recs, [{"id": 1, "name": "person"}], people, min_score)
+
+    def _pose(self, frame: np.ndarray, i: int, region: np.ndarray | None) -> list[dict]:
+        """BlazePose results (masks and keypoints in one dict each) inside ``region``."""
+        from ssc.analyze import results_in_region
+
+        people = self.pose_head.predict(frame)
+        region = region if region is not None else np.ones(frame.shape[:2], bool)
+        return [{**m, "keypoints": k["keypoints"]} for m, k in zip(results_in_region(people, region, i, "segment"),
+                                                                     results_in_region(people, region, i, "pose"))]
+
+    def pose_ap(self, decoded, regions=None) -> dict | None:
+        """{"mask": AP, "keypoints": AP} of BlazePose on decoded frames against the originals' (None
+        without --pose or without confident persons)."""
+        from .coco import COCOEvaluator
+
+        if self.pose_head is None or not self.pose_gt.dataset["annotations"]:
+            return None
+        ev = COCOEvaluator(self.pose_gt, ("segm", "keypoints"))
+        for i in self.ids:
+            ev.process(i, self._pose(decoded[i], i, None if regions is None else regions[i]))
+        m = ev.evaluate()
+        return {"mask": m["segm_AP"], "keypoints": m["keypoints_AP"]}
 
     def _detect(self, frame: np.ndarray, i: int, region: np.ndarray | None) -> list[dict]:
         from ssc.analyze import results_in_region
@@ -225,7 +259,9 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
     return Point(name, "ssc", f"qp {qp}", 8 * len(data) / 1000 / secs, 8 * obj_bytes / 1000 / secs, po, pb,
                  len(frames) / summ.seconds, len(frames) / dec_s, len(frames) / obj_s if objs else None,
                  fid.ap(full) if fid else None, fid.ap(objects, regions) if (fid and objs) else None,
-                 8 * held_bytes / 1000 / secs if held_bytes else None, fid.ap(held, regions) if held else None)
+                 8 * held_bytes / 1000 / secs if held_bytes else None, fid.ap(held, regions) if held else None,
+                 {"full": fid.pose_ap(full), "persons": fid.pose_ap(objects, regions) if objs else None,
+                  "backdrop": fid.pose_ap(held, regions) if held else None} if (fid and fid.pose_head) else None)
 
 
 def run_anchor(name: str, frames: np.ndarray, maps, fps: float, lib: str, crf: int, roi, fid: PersonFidelity | None = None) -> Point:
@@ -236,7 +272,8 @@ def run_anchor(name: str, frames: np.ndarray, maps, fps: float, lib: str, crf: i
     po, pb = err.psnr()
     label = {"libx264": "x264", "libx265": "x265"}[lib] + ("-roi" if roi else "")
     return Point(name, label, f"crf {crf}", 8 * nbytes / 1000 / (len(frames) / fps), None, po, pb, efps,
-                 fidelity=fid.ap(dec) if fid else None)
+                 fidelity=fid.ap(dec) if fid else None,
+                 pose={"full": fid.pose_ap(dec)} if (fid and fid.pose_head) else None)
 
 
 def rate_at(points: list[Point], psnr: float) -> float | None:
@@ -273,7 +310,8 @@ def rate_at_fidelity(points: list[Point], fid: float) -> float | None:
 
 def evaluate(spec: str, codec) -> tuple[list[Point], list[dict]]:
     name, frames, maps, fps = load_clip(spec, ARGS.frames)
-    fid = PersonFidelity(frames, ARGS.det_every) if ARGS.fidelity and (spec == "surveillance" or name in ARGS.people) else None
+    fid = (PersonFidelity(frames, ARGS.det_every, pose=ARGS.pose and spec != "surveillance")
+           if ARGS.fidelity and (spec == "surveillance" or name in ARGS.people) else None)
     roi = union_box(maps)
     pts = []
     jobs = [("ssc", qp, None) for qp in ARGS.qps] + [(lib, crf, r) for lib in ("libx264", "libx265")
@@ -336,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="person-detector fidelity per point (surveillance tracks then come from the person detector)")
     ap.add_argument("--people", default="breakdance,parkour", help="DAVIS sequences with people (fidelity measured)")
     ap.add_argument("--det-every", type=int, default=2, help="fidelity: detector on every N-th frame")
+    ap.add_argument("--pose", action=argparse.BooleanOptionalAction, default=pose_installed(),
+                    help="blazepose mask and keypoint fidelity on the DAVIS --people sequences (default: when installed)")
     ap.add_argument("--out", default="out/eval/video")
     ARGS = ap.parse_args(argv)
     ARGS.people = ARGS.people.split(",")
@@ -361,6 +401,13 @@ def main(argv: list[str] | None = None) -> None:
                              "ratio"],
                             [[h["seq"], h["setting"], h["fidelity_objects_only"], h["object_kbps"], h["x265_roi_kbps_at_fidelity"],
                               h["fidelity_ratio_vs_x265_roi"]] for h in heads if h["fidelity_objects_only"] is not None])
+    pose_rows = [[p.seq, p.codec, p.setting, p.kbps, p.object_kbps, p.backdrop_kbps,
+                  *(None if (p.pose or {}).get(k) is None else f"{p.pose[k]['mask']:.1f} / {p.pose[k]['keypoints']:.1f}"
+                    for k in ("full", "persons", "backdrop"))] for p in points if p.pose]
+    if pose_rows:
+        lines += ["", "## BlazePose fidelity (mask AP / keypoint AP against its results on the originals)", ""]
+        lines += markdown_table(["seq", "codec", "setting", "kbit/s", "persons-only kbit/s", "persons + held bg kbit/s",
+                                 "full decode", "persons only", "persons + held background"], pose_rows)
     lines += ["", "## The same target for persons over the held background (backdrop decode)", ""]
     lines += markdown_table(["seq", "ssc", "fidelity", "kbit/s read", "x265-ROI kbit/s at that fidelity", "ratio"],
                             [[h["seq"], h["setting"], h["fidelity_backdrop"], h["backdrop_kbps"],

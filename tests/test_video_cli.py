@@ -212,3 +212,28 @@ def test_action_head_on_a_partially_decoded_clip(clip_dir, zoo_env, tmp_path):
     assert main(["analyze-video", str(t / "x.ssv"), "--tracks", "1", "--backdrop", "--action-weights",
                  str(tmp_path / "w.pth"), "-o", str(tmp_path / "r2.json")]) == 0
     assert json.loads((tmp_path / "r2.json").read_text())["bytes_read"] > res["bytes_read"]
+
+
+def test_analyze_video_pose_gives_keypoints_per_track(tmp_path, zoo_env):
+    """analyze-video --task pose: BlazePose keypoints on the decoded frames of the chosen track, each
+    result naming its frame and track (three DAVIS parkour frames, the annotated runner as track 1)."""
+    from ssc.eval.person import pose_installed
+
+    if not pose_installed():
+        pytest.skip("the blazepose head is not installed (make install)")
+    src = require(DATA / "davis2016" / "JPEGImages" / "480p" / "parkour")
+    ann = require(DATA / "davis2016" / "Annotations" / "480p" / "parkour")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "m").mkdir()
+    for i in range(3):
+        Image.open(src / f"{i:05d}.jpg").save(tmp_path / "f" / f"{i:05d}.png")
+        m = (np.asarray(Image.open(ann / f"{i:05d}.png").convert("L")) > 127).astype(np.uint8)
+        Image.fromarray(m).save(tmp_path / "m" / f"{i:05d}.png")
+    assert main(["encode-video", str(tmp_path / "f"), "--masks", f"folder:{tmp_path / 'm'}", "--model", "test-small",
+                 "--label", "1=person", "-o", str(tmp_path / "x.ssv"), "--quiet"]) == 0
+    assert main(["analyze-video", str(tmp_path / "x.ssv"), "--task", "pose", "--tracks", "1", "-o", str(tmp_path / "p.json")]) == 0
+    res = json.loads((tmp_path / "p.json").read_text())
+    assert res["tracks"] == [1] and res["bytes_read"] < res["total_bytes"]
+    for r in res["results"]:
+        assert r["track_id"] == 1 and 0 <= r["frame"] < 3 and len(r["keypoints"]) == 51
+    assert main(["analyze-video", str(tmp_path / "x.ssv"), "-o", str(tmp_path / "a.json")]) == 1  # action needs weights

@@ -113,9 +113,48 @@ def decode_clip(stream: str, tracks=None, labels=None, start: int = 0, stop: int
         return np.stack(frames), dec.tracks, rd.bytes_read, rd.size, failed
 
 
+def track_poses(stream: str, tracks, labels, start: int, stop: int | None, device: str = "cpu",
+                backdrop: bool = False, head=None) -> tuple[list[dict], list[int], int, int, dict]:
+    """Person keypoints (and box, score) of the blazepose head on every decoded frame of the chosen
+    tracks, each assigned to the track holding most of its mask: (results with ``frame`` and
+    ``track_id``, tracks, bytes read, stream size, failures)."""
+    import numpy as np
+
+    from ssc.analyze import results_in_region
+    from ssc.tasks import resolve_head
+
+    from . import VideoDecoder, VideoReader
+
+    head = head or resolve_head("blazepose", device=device)
+    out, failed = [], {}
+    with VideoReader(stream) as rd:
+        dec = VideoDecoder(rd, None, tracks, labels, device, backdrop)
+        for fr in dec.frames(start, stop):
+            failed.update({(fr.number, k): v for k, v in fr.failed.items()})
+            people = head.predict(fr.image)
+            for tid in dec.tracks:
+                region = fr.track_map == tid
+                if region.any():
+                    out += [{**r, "frame": fr.number, "track_id": tid}
+                            for r in results_in_region(people, region, fr.number, "pose")]
+        return out, dec.tracks, rd.bytes_read, rd.size, failed
+
+
 def cmd_analyze_video(args: argparse.Namespace) -> int:
     import time
 
+    if args.task == "pose":
+        t0 = time.perf_counter()
+        res, tracks, read, size, failed = track_poses(args.stream, args.tracks, args.labels.split(",") if args.labels else None,
+                                                      args.start, args.stop, args.device, args.backdrop)
+        write_text(args.output, json.dumps({"stream": args.stream, "tracks": tracks, "task": "pose", "bytes_read": read,
+                                            "total_bytes": size, "seconds": time.perf_counter() - t0, "results": res}))
+        print(f"{args.output}: {len(res)} person keypoint results on tracks {tracks}, read {read} of {size} bytes")
+        for why in failed.values():
+            print(f"ssc: error: {why}", file=sys.stderr)
+        return EXIT_PARTIAL if failed else 0
+    if not args.action_weights:
+        raise SSCError("--task action needs --action-weights (ssc ships no action model)")
     from ssc.tasks.action import VideoClassifier
 
     head = VideoClassifier(args.action_model, args.action_weights, args.label_map, device=args.device)
@@ -188,13 +227,16 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     model_args(d)
     d.set_defaults(fn=cmd_decode_video)
 
-    a = sub.add_parser("analyze-video", help="action recognition on a partially decoded clip (chosen tracks, frame range)")
+    a = sub.add_parser("analyze-video", help="action recognition or per-track person keypoints on a partially decoded "
+                                             "clip (chosen tracks, frame range)")
     a.add_argument("stream")
     a.add_argument("-o", "--output", required=True, help="results JSON")
     force_arg(a)
     selection_args(a)
+    a.add_argument("--task", choices=["action", "pose"], default="action",
+                   help="action: a video classifier on the clip; pose: blazepose keypoints per track and frame")
     a.add_argument("--action-model", default="r3d_18", help="torchvision video classifier (r3d_18, mc3_18, r2plus1d_18, s3d, mvit_v2_s, swin3d_t)")
-    a.add_argument("--action-weights", required=True, help="your checkpoint (.pth state dict or .safetensors): ssc ships none")
+    a.add_argument("--action-weights", default=None, help="--task action: your checkpoint (.pth state dict or .safetensors): ssc ships none")
     a.add_argument("--label-map", default=None, help="class names, one per line (e.g. label_map_k400.txt)")
     a.add_argument("--device", default="cpu")
     a.set_defaults(fn=cmd_analyze_video)
