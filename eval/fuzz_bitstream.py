@@ -162,20 +162,20 @@ def fuzz_bodies(models: list[str], seconds: float | None, rng: np.random.Generat
     return out
 
 
-def _video_seed(model: str) -> bytes:
+def _video_seed(model: str, inner: str = "learned") -> bytes:
     """A 6-frame SSVC stream of a moving textured square over a panning background (3 tracks, GOP 3,
-    the background refreshed at frames 0 and 3)."""
+    the background refreshed at frames 0 and 3); its tracks coded by the ``inner`` codec."""
     import io
 
     from ssc.masks import GroupMap
     from ssc.models.zoo import load_codec
     from ssc.video import RateControl, VideoEncoder
 
-    codec = load_codec(model)
+    codec = load_codec(model) if inner == "learned" else None
     rng = np.random.default_rng(1)
     bg = rng.integers(0, 256, (80, 140, 3), dtype=np.uint8)
     buf = io.BytesIO()
-    with VideoEncoder(buf, 120, 80, 25, codec, gop=3, background_gop=3, rate=RateControl(qp=30)) as enc:
+    with VideoEncoder(buf, 120, 80, 25, codec, gop=3, background_gop=3, rate=RateControl(qp=30), inner=inner) as enc:
         for t in range(6):
             f = np.ascontiguousarray(bg[:, 2 * t : 2 * t + 120])
             lab = np.zeros((80, 120), np.int32)
@@ -190,15 +190,21 @@ def _video_seed(model: str) -> bytes:
 def mutate_video(data: bytes, rng: np.random.Generator) -> bytes:
     """Generic :func:`damage`, a forged frame header with its CRC
     recomputed (reaching the semantic checks), or a forged segment body with valid framing (reaching
-    the entropy decoder and the texture / intra layers); the last two drop the index, so the reader
-    must also rebuild it by scanning."""
+    the entropy decoder and the texture / intra layers, or libavcodec's HEVC decoder: damaged and
+    truncated access units); the last two drop the index, so the reader must also rebuild it by
+    scanning."""
+    return mutate_video_entry(data, rng)[0]
+
+
+def mutate_video_entry(data: bytes, rng: np.random.Generator, kind: int | None = None) -> tuple[bytes, int | None]:
+    """:func:`mutate_video`, also naming the track whose segment body was forged (kind 4), else None."""
     from ssc.bitstream.format import pack_segment, unpack_segment
     from ssc.video import VideoReader
     from ssc.video import format as vf
 
-    kind = int(rng.integers(0, 5))
+    kind = int(rng.integers(0, 5)) if kind is None else kind
     if kind < 3:
-        return damage(data, kind, rng)
+        return damage(data, kind, rng), None
     rd = VideoReader(data)
     i = int(rng.integers(0, rd.num_frames))
     fh = rd.frame(i)
@@ -216,6 +222,7 @@ def mutate_video(data: bytes, rng: np.random.Generator) -> bytes:
             body[int(rng.integers(0, len(body)))] = int(rng.integers(0, 256))
         frame = (vf.FRAME_SYNC + vf.varint(len(body)) + bytes(body) + struct.pack("<I", crc32(bytes(body)))
                  + data[fh.records_offset : end])
+        e = None
     else:  # forge one entry's segment body, re-framed with a valid CRC and length
         e = fh.entries[int(rng.integers(0, len(fh.entries)))]
         records = []
@@ -228,26 +235,34 @@ def mutate_video(data: bytes, rng: np.random.Generator) -> bytes:
         entries = [x if x.track_id != e.track_id else vf.Entry(**{**x.__dict__, "seg_len": len(records[k][1])})
                    for k, x in enumerate(fh.entries)]
         frame = vf.encode_frame(fh.number, entries, records)
-    return data[:start] + frame + tail + rest
+    return data[:start] + frame + tail + rest, None if e is None else e.track_id
 
 
-def fuzz_video(model: str, seconds: float | None, max_seconds: float, rng: np.random.Generator, count: int | None = None) -> dict:
-    """Decode every frame of damaged SSVC streams, all tracks and then track 1 over the held background
-    (``backdrop``): each outcome must be a refused stream or frames whose damaged tracks are reported,
-    never another exception or a hang."""
+def fuzz_video(model: str, seconds: float | None, max_seconds: float, rng: np.random.Generator, count: int | None = None,
+               inner: str = "learned") -> dict:
+    """Decode every frame of damaged SSVC streams (tracks coded by ``inner``), all tracks and then
+    track 1 over the held background (``backdrop``): each outcome must be a refused stream or frames
+    whose damaged tracks are reported, never another exception or a hang. Where one track's segment
+    body was forged, every other track must decode to exactly its pixels of the undamaged stream
+    (``leaked`` counts the streams where one did not)."""
     from ssc.models.zoo import load_codec
     from ssc.video import decode_video
 
-    codec = load_codec(model)
-    seed = _video_seed(model)
-    counts = {"refused": 0, "tracks failed": 0, "clean": 0, "crash": 0, "slow": 0}
+    codec = load_codec(model) if inner == "learned" else None
+    seed = _video_seed(model, inner)
+    clean = {f.number: f for f in decode_video(seed, codec)}
+    counts = {"refused": 0, "tracks failed": 0, "clean": 0, "crash": 0, "slow": 0, "leaked": 0}
     failures = []
     more = _budget(seconds, count)
     while more():
-        blob = mutate_video(seed, rng)
+        blob, forged = mutate_video_entry(seed, rng)
         t0 = time.perf_counter()
         try:
-            failed = sum(len(f.failed) for f in decode_video(blob, codec))
+            frames = list(decode_video(blob, codec))
+            failed = sum(len(f.failed) for f in frames)
+            if forged is not None and any(_leaks(f, clean[f.number], forged) for f in frames if f.number in clean):
+                counts["leaked"] += 1
+                failures.append({"input_hex": blob[:256].hex(), "trace": f"track {forged}'s damage reached another track"})
             failed += sum(len(f.failed) for f in decode_video(blob, codec, tracks=[1], backdrop=True))
             res = "tracks failed" if failed else "clean"
         except SSCError:
@@ -258,8 +273,18 @@ def fuzz_video(model: str, seconds: float | None, max_seconds: float, rng: np.ra
         if time.perf_counter() - t0 > max_seconds:
             counts["slow"] += 1
         counts[res] += 1
-    print(f"video ({model}): {counts}")
+    print(f"video ({inner}): {counts}")
     return {**counts, "failures": failures[:10]}
+
+
+def _leaks(frame, clean, forged: int) -> bool:
+    """Whether a track other than ``forged`` decoded to other pixels than in the undamaged stream."""
+    for t in frame.decoded:
+        if t != forged:
+            m = frame.track_map == t
+            if not np.array_equal(m, clean.track_map == t) or not np.array_equal(frame.image[m], clean.image[m]):
+                return True
+    return False
 
 
 def exercise_video(blob: bytes) -> str:
@@ -312,21 +337,23 @@ def campaign(total: int, models: list[str], rng: np.random.Generator, extra_seed
     from tqdm import tqdm
 
     img_seeds = [_seed_stream(), _seed_stream(cells=True)] + extra_seeds
-    vid_seed = _video_seed(models[0])
+    vid_seeds = [_video_seed(models[0]), _video_seed(models[0], "hevc")]
     parse_total = total - bodies - decodes
     n_video = parse_total * 15 // 100
     parts: dict[str, dict] = {}
     for name, n, seeds, mut, ex in (("image parser", parse_total - n_video, img_seeds, mutate, exercise),
-                                    ("video parser", n_video, [vid_seed], mutate_video, exercise_video)):
+                                    ("video parser", n_video, vid_seeds, mutate_video, exercise_video)):
         bar = tqdm(total=n, desc=name, unit="stream", mininterval=5)
         parts[name] = fuzz_parser(seeds, mut, ex, rng, _budget(None, n), max_seconds, bar.update)
         bar.close()
         print(f"{name}: { {k: v for k, v in parts[name].items() if k != 'failures'} }")
     per_model = fuzz_bodies(models, None, rng, count=bodies)
     parts["image bodies"] = {k: sum(c[k] for c in per_model.values()) for k in ("decoded", "group failed", "crash")}
-    parts["video decode"] = fuzz_video(models[0], None, max(max_seconds, 10.0), rng, count=decodes)
+    parts["video decode"] = fuzz_video(models[0], None, max(max_seconds, 10.0), rng, count=decodes // 2)
+    parts["video decode, hevc"] = fuzz_video(models[0], None, max(max_seconds, 10.0), rng, count=decodes - decodes // 2,
+                                             inner="hevc")
     streams = sum(sum(v for k, v in c.items() if k not in ("slow", "failures")) for c in parts.values())
-    crashes = sum(c.get("crash", 0) for c in parts.values())
+    crashes = sum(c.get("crash", 0) + c.get("leaked", 0) for c in parts.values())
     return {"streams": streams, "crashes": crashes, "parts": parts}
 
 
@@ -357,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bodies", nargs="*", default=None, metavar="MODEL",
                     help="instead: forge segment bodies of streams of these zoo models (default: gi-hyper-ckbd-s gi-omni-person)")
     ap.add_argument("--video", default=None, metavar="MODEL", help="instead: fuzz SSVC streams coded with this zoo model")
+    ap.add_argument("--video-inner", default="learned", choices=["learned", "hevc"],
+                    help="--video: the tracks' inner codec (hevc: damaged and truncated HEVC access units)")
     ap.add_argument("--campaign", type=int, default=None, metavar="N",
                     help="instead: N mutated streams in all (image and video parsers, forged bodies, video decodes)")
     ap.add_argument("--campaign-bodies", type=int, default=20000, help="campaign: forged image segment bodies")
@@ -374,11 +403,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"campaign: {res['streams']} streams, {res['crashes']} crashes, {res['seconds'] / 3600:.2f} h")
         return 1 if res["crashes"] else 0
     if args.video:
-        res = fuzz_video(args.video, args.seconds, max(args.max_seconds, 10.0), np.random.default_rng(args.seed))
+        res = fuzz_video(args.video, args.seconds, max(args.max_seconds, 10.0), np.random.default_rng(args.seed),
+                         inner=args.video_inner)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "fuzz_video.json").write_text(json.dumps(res, indent=1))
-        return 1 if res["crash"] else 0
+        return 1 if res["crash"] or res["leaked"] else 0
     if args.bodies is not None:
         res = fuzz_bodies(args.bodies or ["gi-hyper-ckbd-s", "gi-omni-person"], args.seconds, np.random.default_rng(args.seed))
         out = Path(args.out)

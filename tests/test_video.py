@@ -470,20 +470,32 @@ def test_stream_without_frames_decodes_to_nothing(clip, codec):
         list(decode_video(cut, codec, start=1))
 
 
-def test_container_versions(clip):
-    """Writers write version 2; a reader takes versions 1 and 2 (the texture layer is told which) and
-    refuses others with a clear error."""
+def test_container_versions(clip, codec):
+    """Writers write version 3; a reader takes versions 1, 2 (the texture layer is told which) and 3,
+    and refuses others with a clear error. A version-2 stream written before version 3 (golden file)
+    decodes to the very frames its own encoder's decoder made."""
+    import hashlib
+    import json
+
     data = clip[2]
-    assert data[3] == vf.VERSION == 2
+    assert data[3] == vf.VERSION == 3
     with VideoReader(data) as rd:
-        assert rd.header.version == 2
-    old = bytearray(data)
-    old[3] = 1
-    with VideoReader(bytes(old)) as rd:
+        assert rd.header.version == 3 and rd.header.inner == "learned"
+    old = (GOLD / "video_v2.ssv").read_bytes()
+    want = json.loads((GOLD / "video_v2.json").read_text())
+    with VideoReader(old) as rd:
+        assert rd.header.version == 2 and rd.header.inner == "learned"
+        assert [hashlib.sha256(f.image.tobytes()).hexdigest() for f in VideoDecoder(rd, codec).frames()] == want["full_sha256"]
+    with VideoReader(old) as rd:
+        got = [hashlib.sha256(f.image.tobytes()).hexdigest() for f in VideoDecoder(rd, codec, tracks=[1]).frames(start=5)]
+        assert got == want["track1_from5_sha256"]
+    v1 = bytearray(old)
+    v1[3] = 1
+    with VideoReader(bytes(v1)) as rd:
         assert rd.header.version == 1
-    old[3] = 3
-    with pytest.raises(BitstreamError, match="unsupported ssc video version 3"):
-        VideoReader(bytes(old))
+    v1[3] = 4
+    with pytest.raises(BitstreamError, match="unsupported ssc video version 4"):
+        VideoReader(bytes(v1))
 
 
 @pytest.mark.parametrize("qp", [22, 28])
@@ -508,3 +520,64 @@ def test_rd_levels_lower_the_rate_distortion_cost(qp):
         again, _ = decode_layer(body, m, box, ref_padded=r1, ref2_padded=r2)
         assert (again == recon).all()
     assert cost[True][1] < cost[False][1] and cost[True][0] < cost[False][0]
+
+
+@pytest.fixture(scope="module")
+def hevc_clip():
+    frames, maps = moving_scene(9)
+    buf = io.BytesIO()
+    with VideoEncoder(buf, W, H, 25, None, gop=4, rate=RateControl(qp=24, roi_offset=4), inner="hevc") as enc:
+        for f, gm in zip(frames, maps):
+            enc.encode(f, gm)
+    return frames, maps, buf.getvalue()
+
+
+def test_hevc_tracks_decode_with_random_access_per_track(hevc_clip):
+    """The hevc inner codec: every track an HEVC tube; decoding one track from a later frame starts at
+    its own IDR entry and gives the very pixels of a full decode; it reads less than the stream."""
+    frames, maps, data = hevc_clip
+    with VideoReader(data) as rd:
+        assert rd.header.inner == "hevc" and rd.header.model_id == ""
+        full = {f.number: f for f in VideoDecoder(rd).frames()}
+    for i, f in full.items():
+        m = maps[i].labels == 1
+        assert not f.failed and _psnr(f.image, frames[i], m) > 21  # RGB PSNR of a noise texture in 4:2:0
+    with VideoReader(data) as rd:
+        part = list(VideoDecoder(rd, tracks=[1]).frames(start=6))
+        assert rd.bytes_read < len(data) / 2
+    for f in part:
+        m = f.track_map == 1
+        assert np.array_equal(m, full[f.number].track_map == 1) and np.array_equal(f.image[m], full[f.number].image[m])
+
+
+def test_hevc_forged_access_units_fail_only_their_track(hevc_clip):
+    """Damaged and truncated access units with valid framing reach libavcodec: the track reports the
+    failure (until its next IDR entry) and every other track decodes to its undamaged pixels."""
+    from ssc.eval.fuzz_bitstream import _leaks, mutate_video_entry
+
+    _, _, data = hevc_clip
+    clean = {f.number: f for f in decode_video(data)}
+    rng = np.random.default_rng(3)
+    failed = 0
+    for _ in range(25):
+        blob, tid = mutate_video_entry(data, rng, kind=4)
+        try:
+            frames = list(decode_video(blob))
+        except SSCError:
+            continue
+        failed += any(f.failed for f in frames)
+        assert all(set(f.failed) <= {tid} for f in frames)
+        assert not any(_leaks(f, clean[f.number], tid) for f in frames)
+    assert failed > 0
+
+
+def test_hevc_tube_larger_than_the_frame_is_refused():
+    from ssc.errors import CorruptSegmentError
+    from ssc.video.hevc import HevcDecoder
+
+    from ssc.bitstream.wire import varint
+
+    with pytest.raises(CorruptSegmentError, match="does not fit"):
+        HevcDecoder(64, 48).decode_entry(1, varint(66) + varint(48) + b"\0\0" + b"\0\0\0\1", True)
+    with pytest.raises(CorruptSegmentError, match="without a decoded intra"):
+        HevcDecoder(64, 48).decode_entry(1, b"\0\0\0\0\0\1", False)

@@ -30,19 +30,21 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     from .masks import load_video_masks
     from ..models.zoo import load_codec
     from . import RateControl, VideoEncoder
+    from .hevc import HevcSettings
     from .io import open_frames
 
     check_new(args.output, args.force)
     src = open_frames(args.video, fps=args.fps)
     masks = load_video_masks(args.masks, _names(args.label), device=args.device)
-    codec = load_codec(args.weights or args.model, device=args.device)
+    codec = load_codec(args.weights or args.model, device=args.device) if args.inner == "learned" else None
     rate = RateControl(qp=args.qp, roi_offset=args.roi_offset, target_kbps=args.kbps)
+    hevc = HevcSettings(args.preset, args.tune, args.roi_offset)
     n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
     frames = itertools.islice(src, args.frames) if args.frames else iter(src)
     interrupted = False
     with atomic_output(args.output) as tmp:
         with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False,
-                          background_gop=args.background_gop) as enc:
+                          background_gop=args.background_gop, inner=args.inner, hevc=hevc) as enc:
             bar = tqdm(frames, total=n, unit="frame", desc=Path(args.output).name, disable=args.quiet)
             try:
                 for i, frame in enumerate(bar):
@@ -204,7 +206,13 @@ def add_video_commands(sub, model_args, ids_type) -> None:
                    help="folder:DIR | propagate:FIRST.png | detect:foreground[,every=N] | detect:MODEL[,every=N][,score=S]")
     e.add_argument("-o", "--output", required=True)
     force_arg(e)
-    e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps)")
+    e.add_argument("--inner", choices=["hevc", "learned"], default="hevc",
+                   help="the tracks' inner codec: hevc (libx265 per track, the default) or learned (ssc's image codec "
+                        "with motion and residual layers; for research and comparison)")
+    e.add_argument("--preset", default="medium", help="hevc: x265 preset (ultrafast ... veryslow)")
+    e.add_argument("--tune", default="zerolatency", help="hevc: x265 tune (zerolatency, psnr, ssim, grain, fastdecode)")
+    e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps; hevc: "
+                                                      "x265's CRF, fixed from one intra entry of a track to the next)")
     e.add_argument("--kbps", type=float, default=None, help="target bitrate (rate control moves the qp)")
     e.add_argument("--roi-offset", type=int, default=6, help="background qp minus object qp")
     e.add_argument("--gop", type=int, default=16, help="I-frame period of the object tracks")

@@ -24,7 +24,7 @@ from ..bitstream.wire import Cursor, varint
 from ..bitstream.groupmap import decode_group_mask, encode_group_mask
 from ..errors import CorruptSegmentError, FrameRangeError, GroupNotFoundError, SSCError
 from ..masks import GroupMap
-from ..models.zoo import LoadedCodec
+from ..models.zoo import UNREGISTERED_ID, LoadedCodec
 from . import format as vf
 from .kernels import masked_write
 from .motion import EXHAUSTIVE, MARGIN, MB, SearchTools, pad_reference
@@ -34,6 +34,7 @@ FAST = SearchTools()
 #: the background's intra period in object GOPs by default (measured by ssc.eval.video_speed)
 BACKGROUND_GOP_FACTOR = 4
 from .ratecontrol import RateControl, intra_quality
+from .hevc import HevcDecoder, HevcEncoder, HevcSettings
 from .stream import VideoReader
 from .texture import decode_layer, encode_layer
 
@@ -145,15 +146,23 @@ class VideoEncoder:
     """Streaming encoder: ``encode(frame, group_map)`` per frame, then ``close()`` (writes the index).
     Memory is bounded by the tracks' reference frames, independent of the video's length."""
 
-    def __init__(self, sink: BinaryIO | str | Path, width: int, height: int, fps: float | Fraction, codec: LoadedCodec,
+    def __init__(self, sink: BinaryIO | str | Path, width: int, height: int, fps: float | Fraction, codec: LoadedCodec | None,
                  gop: int = 16, rate: RateControl | None = None, complement_track: int | None = 0,
-                 keep_stats: bool = True, tools: SearchTools = FAST, background_gop: int | None = None) -> None:
+                 keep_stats: bool = True, tools: SearchTools = FAST, background_gop: int | None = None,
+                 inner: str = "learned", hevc: HevcSettings | None = None) -> None:
         """``gop``: the intra period of the object tracks. ``background_gop``: the intra period of the
         complement (background) track, ``BACKGROUND_GOP_FACTOR * gop`` by default: between its refreshes
         the background is a P entry, which for a fixed camera costs a fraction of the learned intra's
         time and bits (decoding the background from a random frame then starts at its last refresh;
         object tracks still start at their own I entries, :meth:`VideoReader.random_access`).
-        ``tools``: the motion search's speed tools (encoder-only; :data:`EXHAUSTIVE` searches fully)."""
+        ``tools``: the motion search's speed tools (encoder-only; :data:`EXHAUSTIVE` searches fully).
+        ``inner``: the tracks' inner codec, ``learned`` (``codec``: the image codec of intra entries,
+        then motion and residual layers) or ``hevc`` (x265 per track, :mod:`ssc.video.hevc`, with
+        ``hevc``'s settings; ``codec`` is not used)."""
+        if inner not in vf.INNER_CODECS:
+            raise ValueError(f"inner codec must be one of {', '.join(vf.INNER_CODECS)}, got {inner!r}")
+        if inner == "learned" and codec is None:
+            raise ValueError("the learned inner codec needs an image codec")
         if gop < 1:
             raise ValueError("gop must be >= 1")
         background_gop = BACKGROUND_GOP_FACTOR * gop if background_gop is None else background_gop
@@ -164,8 +173,10 @@ class VideoEncoder:
         fr = Fraction(fps).limit_denominator(1001)
         if fr <= 0:
             raise ValueError("fps must be positive")
-        self.header = vf.VideoHeader(width, height, fr.numerator, fr.denominator, codec.card.name, codec.weights_id,
-                                     gop, complement_track)
+        model = (codec.card.name, codec.weights_id) if inner == "learned" else ("", UNREGISTERED_ID)
+        self.header = vf.VideoHeader(width, height, fr.numerator, fr.denominator, *model, gop, complement_track,
+                                     inner=inner)
+        self._hevc = HevcEncoder(width, height, fr, hevc or HevcSettings()) if inner == "hevc" else None
         self.codec, self.gop, self.rate, self.tools = codec, gop, rate or RateControl(), tools
         self.background_gop = background_gop
         self.states: dict[int, TrackState] = {}
@@ -200,12 +211,16 @@ class VideoEncoder:
             new = tid not in self.index.tracks
             period = self.background_gop if tid == comp else self.gop
             intra = force_intra or self.n % period == 0 or st is None or not st.live
+            if self._hevc is not None and tid != comp and not self._hevc.fits(tid, g.box):
+                intra = True  # the box outgrew the track's tube: a new tube from an IDR picture
             if st is None:
                 st = self.states[tid] = TrackState.empty(H, W)
             mask = gm.labels == tid
             qp = self.rate.entry_qp(intra, background=(tid == comp), referenced=(self.n + 1) % period != 0)
             qps[tid] = qp
-            if intra:
+            if self._hevc is not None:
+                body, region = self._hevc.encode_entry(tid, frame, mask, g.box, intra, qp, tid == comp)
+            elif intra:
                 qcode = quality_code(intra_quality(qp, self.codec.model.num_qualities))
                 base_body, base = _intra_base(self.codec, frame, mask, g.box, qcode)
                 layer, recon, lay = encode_layer(frame, mask, g.box, qp, base=base)
@@ -227,13 +242,16 @@ class VideoEncoder:
                 x0, y0, x1, y1 = g.box
                 mrec = pack_mask(tid, encode_group_mask(mask[y0:y1, x0:x1]))
             seg = pack_segment(tid, body)
-            st.update(recon, lay.region, mask, intra)
+            if self._hevc is None:  # libx265 holds the hevc tracks' references
+                st.update(recon, lay.region, mask, intra)
             st.mask, st.box, st.live = mask, g.box, True
             entries.append(vf.Entry(tid, intra, g.box, g.area, len(mrec), len(seg), same, new, g.class_id, g.label))
             records.append((mrec, seg))
         for tid in [t for t in self.states if t not in present]:  # tracks that left: their next entry is
             del self.states[tid]  # intra, so nothing of their state is needed (memory follows live tracks)
             self._vectors.pop(tid, None)
+            if self._hevc is not None:
+                self._hevc.drop(tid)
         data = vf.encode_frame(self.n, entries, records)
         at = self.pos
         self._write(data)  # one write: a frame is in the file whole or not at all
@@ -292,7 +310,9 @@ class VideoDecoder:
                  labels: Iterable[str] | None = None, device: str = "cpu", backdrop: bool = False) -> None:
         self.rd = reader
         hdr = reader.header
-        self.codec = codec_for_stream(hdr, codec, device)  # checks model_id and weights_id
+        # the learned tracks' image codec (checks model_id and weights_id); hevc tracks need none
+        self.codec = codec_for_stream(hdr, codec, device) if hdr.inner == "learned" else None
+        self._hevc: HevcDecoder | None = None
         known = reader.index.tracks
         chosen: set[int] = set()
         if tracks is None and labels is None:
@@ -344,6 +364,8 @@ class VideoDecoder:
             return
         H, W = self.rd.header.height, self.rd.header.width
         self.states, self.masks, self._held, self._held_from, self._backdrop = {}, {}, None, None, None
+        if self.rd.header.inner == "hevc":
+            self._hevc = HevcDecoder(W, H)
         first = self.rd.random_access(start, self.tracks + [self.comp] if self.backdrop else self.tracks)
         for i in range(first, stop):
             fr = self._decode_frame(self.rd.frame(i), H, W, fill)
@@ -362,16 +384,23 @@ class VideoDecoder:
         return mask
 
     def _reconstruct(self, fh: vf.FrameHeader, e: vf.Entry, mask: np.ndarray, st: TrackState | None):
-        """(recon, layer info) of one entry: intra from its own bytes, inter against ``st``'s references."""
+        """(recon, its region x0, y0, ...) of one entry: intra from its own bytes, inter against ``st``'s
+        references (learned) or the track's HEVC decoder (hevc)."""
         body = self.rd.segment(fh, e)
+        if self._hevc is not None:
+            if not e.intra and (st is None or not st.live):
+                raise CorruptSegmentError(e.track_id, "inter entry without a decoded reference (earlier failure)")
+            return self._hevc.decode_entry(e.track_id, body, e.intra)
         if e.intra:
             qcode, base_body, layer = _split_intra(body)
             base = _decode_base(self.codec, base_body, mask, e.box, qcode)
-            return decode_layer(layer, mask, e.box, base=base, version=self.rd.header.version)
+            recon, lay = decode_layer(layer, mask, e.box, base=base, version=self.rd.header.version)
+            return recon, lay.region
         if st is None or not st.live:
             raise CorruptSegmentError(e.track_id, "inter entry without a decoded reference (earlier failure)")
         r1, r2 = st.references()
-        return decode_layer(body, mask, e.box, ref_padded=r1, ref2_padded=r2, version=self.rd.header.version)
+        recon, lay = decode_layer(body, mask, e.box, ref_padded=r1, ref2_padded=r2, version=self.rd.header.version)
+        return recon, lay.region
 
     def _refresh_backdrop(self, fh: vf.FrameHeader, e: vf.Entry, full: dict[int, np.ndarray], mask_fail: dict[int, str],
                           H: int, W: int) -> str | None:
@@ -389,12 +418,12 @@ class VideoDecoder:
                 fail[o.track_id] = str(err)
         try:
             mask = self._complement_mask(e, full, fail, H, W)
-            recon, lay = self._reconstruct(fh, e, mask, None)
+            recon, region = self._reconstruct(fh, e, mask, None)
         except SSCError as err:
             return f"backdrop (track {e.track_id}), frame {fh.number}: {err.reason if isinstance(err, CorruptSegmentError) else err}"
         if self._held is None:
             self._held = TrackState.empty(H, W)
-        x0, y0 = lay.region[:2]
+        x0, y0 = region[:2]
         masked_write(self._held.canvas, self._held.seen, np.ascontiguousarray(recon), mask, y0, x0)
         self._held_from = fh.number
         self._backdrop = pad_reference(self._held.canvas, self._held.seen)[MARGIN:-MARGIN, MARGIN:-MARGIN]
@@ -436,12 +465,12 @@ class VideoDecoder:
                 if tid in mask_fail:
                     raise CorruptSegmentError(tid, mask_fail[tid])
                 mask = self._complement_mask(e, full, mask_fail, H, W) if tid == self.comp else full[tid]
-                recon, lay = self._reconstruct(fh, e, mask, st)
+                recon, region = self._reconstruct(fh, e, mask, st)
             except SSCError as err:
                 st.live = False
                 failed[tid] = f"track {tid}, frame {fh.number}: {err.reason if isinstance(err, CorruptSegmentError) else err}"
                 continue
-            st.update(recon, lay.region, mask, e.intra)
+            st.update(recon, region, mask, e.intra)
             st.live = True
             image[mask] = st.canvas[mask]
             tmap[mask] = tid

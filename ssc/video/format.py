@@ -1,7 +1,8 @@
-"""The SSVC container (``.ssv``), version 2: semantically structured video. This module is its single
-specification (the texture layer's syntax is :mod:`ssc.video.texture`'s); docs/video.md is the prose
-version and tests/golden/video_texture*.bin pin the texture layer's bytes. Version 2 changed only the
-P layers' motion-vector syntax (median prediction, :mod:`ssc.video.texture`); readers take 1 and 2.
+"""The SSVC container (``.ssv``), version 3: semantically structured video. This module is its single
+specification (the inner codecs' body syntax is :mod:`ssc.video.texture`'s and :mod:`ssc.video.hevc`'s);
+docs/video.md is the prose version and tests/golden/video_texture*.bin pin the texture layer's bytes.
+Version 3 added the header's ``inner`` codec (version 2 streams are ``learned``); version 2 changed only
+the P layers' motion-vector syntax (median prediction); readers take 1, 2 and 3.
 
 A video is a sequence of frames; every frame holds one entry per *track* (a group that persists over
 time with a stable id: an object, a person, the background). Each entry has its own CRC-checked mask
@@ -22,6 +23,9 @@ Stream::
                  | model_id str8 | weights_id 8 bytes (the intra image codec, as in image streams)
                  | gop varint (intended I-frame period, informative) | complement_track varint
                    (0 = none, else track id + 1: the track whose mask is the complement of the others)
+                 | inner u8 (version 3): the tracks' inner codec, 0 = learned (below), 1 = hevc
+                   (:mod:`ssc.video.hevc`: an HEVC access unit per entry, intra entries IDR pictures;
+                   model_id is then empty and weights_id zero)
     frames       frame*
     index        (optional) see below
     trailer      (present iff the index is) magic b"SSVX" | index_offset u64 | crc u32 of the previous 12 bytes
@@ -45,9 +49,9 @@ Entry (in ascending track id)::
     mask_len     varint   0 for the complement track and for bit2
     seg_len      varint   the segment: track_id u16 | body_length u32 | body | crc u32 (as image segments)
 
-Intra body: ``quality varint (1/256 steps) | base_len varint | base (image-codec body of the group's
-crop, :mod:`ssc.models.codec`) | refinement layer``; inter body: one texture layer (see
-:mod:`ssc.video.texture` for both layers' syntax).
+Learned intra body: ``quality varint (1/256 steps) | base_len varint | base (image-codec body of the
+group's crop, :mod:`ssc.models.codec`) | refinement layer``; inter body: one texture layer (see
+:mod:`ssc.video.texture` for both layers' syntax). HEVC bodies: :mod:`ssc.video.hevc`.
 
 Index: ``num_frames varint | per frame: offset delta varint (from the previous frame's offset; the
 first from 0), intra u8 | num_tracks varint | per track: id varint, class_id varint, label str8, first
@@ -66,9 +70,11 @@ from ..bitstream.wire import Cursor, crc32, str8, varint
 from ..errors import BitstreamError
 
 MAGIC = b"SSV"
-VERSION = 2
+VERSION = 3
 #: versions this reader decodes (the texture layer is told which)
-READABLE = (1, 2)
+READABLE = (1, 2, 3)
+#: the inner codecs of a stream's tracks, by their header code
+INNER_CODECS = ("learned", "hevc")
 PREAMBLE = struct.Struct("<3sBII")
 FRAME_SYNC = b"SSVF"
 TRAILER = struct.Struct("<4sQI")
@@ -88,6 +94,7 @@ class VideoHeader:
     gop: int
     complement_track: int | None  # track id, or None
     version: int = VERSION  # of the container that holds it (writers write VERSION)
+    inner: str = "learned"  # the tracks' inner codec (INNER_CODECS)
 
     @property
     def fps(self) -> float:
@@ -173,7 +180,8 @@ def encode_header(h: VideoHeader) -> bytes:
         raise BitstreamError("weights_id must be 8 bytes")
     body = (varint(h.width, "width") + varint(h.height, "height") + varint(h.fps_num, "fps_num")
             + varint(h.fps_den, "fps_den") + str8(h.model_id) + h.weights_id + varint(h.gop, "gop")
-            + varint(0 if h.complement_track is None else h.complement_track + 1, "complement_track"))
+            + varint(0 if h.complement_track is None else h.complement_track + 1, "complement_track")
+            + bytes([INNER_CODECS.index(h.inner)]))
     return PREAMBLE.pack(MAGIC, VERSION, len(body), crc32(body)) + body
 
 
@@ -241,13 +249,16 @@ def parse_header(pre: bytes, body: bytes) -> VideoHeader:
     c = Cursor(body)
     w, h, fn, fd = (c.varint(k) for k in ("width", "height", "fps_num", "fps_den"))
     model, wid, gop, comp = c.str8("model_id"), c.take(8, "weights_id"), c.varint("gop"), c.varint("complement_track")
+    inner = c.unpack("<B", "inner codec")[0] if ver >= 3 else 0
+    if inner >= len(INNER_CODECS):
+        raise BitstreamError(f"unknown inner codec {inner}")
     if c.pos != len(body):
         raise BitstreamError("video header has trailing bytes")
     if not (0 < w <= 1 << 16 and 0 < h <= 1 << 16):
         raise BitstreamError(f"frame size {w}x{h} out of range")
     if fn == 0 or fd == 0:
         raise BitstreamError("frame rate must be positive")
-    return VideoHeader(w, h, fn, fd, model, wid, gop, None if comp == 0 else comp - 1, ver)
+    return VideoHeader(w, h, fn, fd, model, wid, gop, None if comp == 0 else comp - 1, ver, INNER_CODECS[inner])
 
 
 def parse_frame_header(data: bytes, offset: int, header: VideoHeader) -> FrameHeader:

@@ -1,0 +1,202 @@
+"""The ``hevc`` inner codec of SSVC tracks: each track's pixels as an HEVC stream (libx265 to encode,
+libavcodec's decoder to decode, both through PyAV), one access unit per frame in the track's segment.
+
+The container stays ssc's (tracks, masks, header, random access, :mod:`ssc.video.format`); this module
+codes what a track's segment body holds:
+
+- A track is a **tube**: a window that follows the track's box, of a size fixed from one intra entry
+  to the next (the box grown by :data:`MARGIN_FRAC` of its longer side and at least
+  :data:`MARGIN_MIN` pixels per side, clipped to the frame). Each intra entry starts a new HEVC stream
+  whose first access unit is an IDR picture carrying its parameter sets (``repeat-headers``), so
+  decoding can start at any of the track's I entries; inter entries are P pictures.
+- Inside the tube, pixels outside the track's mask are filled cheaply: for object tracks with a
+  low-pass of the tube (smooth, context for a detector); for the complement (background) track, where
+  objects stand, with the background last seen there, so a static camera's background costs almost
+  nothing between refreshes. Decoders paste only the mask's pixels (the mask records are unchanged).
+- x265's own tools do the coding: preset, ``tune`` (``zerolatency``: one access unit out per frame
+  in, no lookahead), CRF rate control per track (the ssc qp, the background at qp + ROI offset).
+
+Body syntax: intra ``tw varint | th varint | tx zigzag | ty zigzag | access unit``; inter ``tx zigzag |
+ty zigzag | access unit``: the tube's size and its top-left corner in this frame (inside the frame).
+A decoder refuses a tube larger than the frame, caps libavcodec's picture size to the tube
+(``max_pixels``), runs it single-threaded (bit-exact everywhere), and fails only the track whose
+access unit does not decode to exactly one picture of the tube's size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from ..bitstream.wire import Cursor, unzigzag, varint, zigzag
+from ..errors import BitstreamError, CorruptSegmentError, SSCError
+
+#: tube margin around the track's box: this fraction of its longer side, at least MARGIN_MIN pixels
+MARGIN_FRAC = 0.125
+MARGIN_MIN = 16
+#: low-pass factor of the fill outside an object's mask
+FILL_DOWN = 8
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def _av():
+    try:
+        import av
+    except ImportError as e:  # the 'video' extra
+        raise SSCError("the hevc inner codec needs PyAV: pip install av (the 'video' extra)") from e
+    return av
+
+
+@dataclass(frozen=True)
+class HevcSettings:
+    """x265's settings of a stream's tracks (encoder only; nothing of it is needed to decode)."""
+
+    preset: str = "medium"
+    tune: str = "zerolatency"
+    background_offset: int = 6  # the complement track's CRF above the objects'
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"x265 preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+
+
+def tube_size(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int]:
+    """The tube of a track whose box is ``box`` at its intra entry: the box with margins, even-sized
+    (4:2:0), at most the frame."""
+    x0, y0, x1, y1 = box
+    m = max(MARGIN_MIN, int(MARGIN_FRAC * max(x1 - x0, y1 - y0)))
+    tw, th = min(x1 - x0 + 2 * m, width), min(y1 - y0 + 2 * m, height)
+    return max(2, tw - tw % 2), max(2, th - th % 2)
+
+
+def tube_origin(box: tuple[int, int, int, int], tw: int, th: int, width: int, height: int) -> tuple[int, int]:
+    """The tube's top-left corner in a frame: centred on the box, inside the frame."""
+    x0, y0, x1, y1 = box
+    tx = min(max((x0 + x1 - tw) // 2, 0), width - tw)
+    ty = min(max((y0 + y1 - th) // 2, 0), height - th)
+    return tx, ty
+
+
+def low_pass(img: np.ndarray, k: int = FILL_DOWN) -> np.ndarray:
+    """A smooth version of ``img`` (area-averaged by ``k``, then bilinear back): cheap to code."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    small = Image.fromarray(img).resize((max(1, w // k), max(1, h // k)), Image.BOX)
+    return np.asarray(small.resize((w, h), Image.BILINEAR))
+
+
+@dataclass
+class _Enc:
+    ctx: object
+    size: tuple[int, int]
+    pts: int = 0
+
+
+@dataclass
+class HevcEncoder:
+    """Per-track HEVC encoders of one video; ``encode_entry`` gives a track entry's segment body and
+    its tube region (the encoder keeps no reconstruction: libx265 holds its references)."""
+
+    width: int
+    height: int
+    fps: Fraction
+    settings: HevcSettings = field(default_factory=HevcSettings)
+    threads: int = 0
+    _enc: dict[int, _Enc] = field(default_factory=dict)
+    _held: np.ndarray | None = None  # the background last seen at each pixel (source pixels)
+
+    def _open(self, tid: int, size: tuple[int, int], crf: float) -> _Enc:
+        av = _av()
+        ctx = av.CodecContext.create("libx265", "w")
+        ctx.width, ctx.height = size
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = Fraction(self.fps).limit_denominator(1001) ** -1
+        params = ["repeat-headers=1", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
+                  "rc-lookahead=0", "frame-threads=1", f"crf={crf:g}"] + ([f"pools={self.threads}"] if self.threads else [])
+        ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
+        ctx.open()
+        e = self._enc[tid] = _Enc(ctx, size)
+        return e
+
+    def fits(self, tid: int, box: tuple[int, int, int, int]) -> bool:
+        """Whether ``box`` fits in the track's current tube (else its next entry must be intra)."""
+        e = self._enc.get(tid)
+        return e is not None and box[2] - box[0] <= e.size[0] and box[3] - box[1] <= e.size[1]
+
+    def drop(self, tid: int) -> None:
+        """Forget a track that left (its next entry is intra)."""
+        self._enc.pop(tid, None)
+
+    def encode_entry(self, tid: int, frame: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
+                     intra: bool, qp: int, background: bool) -> tuple[bytes, tuple[int, int, int, int]]:
+        """(segment body, tube region x0, y0, x1, y1) of one track entry."""
+        av = _av()
+        H, W = self.height, self.width
+        if background:
+            self._held = frame.copy() if self._held is None else self._held
+            self._held[mask] = frame[mask]
+        e = self._enc.get(tid)
+        if intra or e is None:
+            size = (W - W % 2, H - H % 2) if background else tube_size(box, W, H)
+            e = self._open(tid, size, qp + (self.settings.background_offset if background else 0))
+        tw, th = e.size
+        tx, ty = (0, 0) if background else tube_origin(box, tw, th, W, H)
+        crop, m = frame[ty : ty + th, tx : tx + tw], mask[ty : ty + th, tx : tx + tw]
+        fill = self._held[ty : ty + th, tx : tx + tw] if background else low_pass(crop)
+        pic = np.where(m[..., None], crop, fill)
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pic), format="rgb24").reformat(format="yuv420p")
+        vf.pts = e.pts
+        e.pts += 1
+        packets = e.ctx.encode(vf)
+        if len(packets) != 1:
+            raise SSCError(f"x265 gave {len(packets)} access units for one frame (zero-latency coding expected)")
+        au = bytes(packets[0])
+        body = (varint(tw, "tube width") + varint(th, "tube height") if intra else b"")
+        body += varint(zigzag(tx), "tube x") + varint(zigzag(ty), "tube y") + au
+        return body, (tx, ty, tx + tw, ty + th)
+
+
+class HevcDecoder:
+    """Per-track HEVC decoders: ``decode_entry`` turns a segment body into the tube's picture and its
+    region in the frame (CorruptSegmentError for that track when it does not decode)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = width, height
+        self._ctx: dict[int, tuple[object, tuple[int, int]]] = {}
+
+    def drop(self, tid: int) -> None:
+        self._ctx.pop(tid, None)
+
+    def decode_entry(self, tid: int, body: bytes, intra: bool) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+        av = _av()
+        c = Cursor(body)
+        try:
+            if intra:
+                size = (c.varint("tube width"), c.varint("tube height"))
+                if not (0 < size[0] <= self.width and 0 < size[1] <= self.height):
+                    raise BitstreamError(f"tube {size[0]}x{size[1]} does not fit the {self.width}x{self.height} frame")
+                ctx = av.CodecContext.create("hevc", "r")
+                ctx.thread_count = 1
+                ctx.options = {"max_pixels": str((size[0] + 64) * (size[1] + 64))}
+                self._ctx[tid] = (ctx, size)
+            elif tid not in self._ctx:
+                raise CorruptSegmentError(tid, "inter entry without a decoded intra entry before it")
+            ctx, (tw, th) = self._ctx[tid]
+            tx, ty = unzigzag(c.varint("tube x")), unzigzag(c.varint("tube y"))
+            if not (0 <= tx <= self.width - tw and 0 <= ty <= self.height - th):
+                raise BitstreamError(f"tube at ({tx}, {ty}) leaves the frame")
+        except BitstreamError as err:
+            self._ctx.pop(tid, None)
+            raise CorruptSegmentError(tid, f"hevc entry is malformed ({err})") from err
+        try:
+            frames = ctx.decode(av.Packet(body[c.pos :]))
+        except (av.error.FFmpegError, ValueError) as err:
+            self._ctx.pop(tid, None)
+            raise CorruptSegmentError(tid, f"hevc access unit does not decode ({err})") from err
+        if len(frames) != 1 or (frames[0].width, frames[0].height) != (tw, th):
+            self._ctx.pop(tid, None)
+            got = ", ".join(f"{f.width}x{f.height}" for f in frames) or "none"
+            raise CorruptSegmentError(tid, f"hevc access unit gave {got}, not one {tw}x{th} picture")
+        return frames[0].to_ndarray(format="rgb24"), (tx, ty, tx + tw, ty + th)
