@@ -52,7 +52,12 @@ from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
 
+from ssc.video.hevc import HevcSettings
+
 from .anchors import require_ffmpeg
+
+#: the ssc points' codec label by inner codec
+SSC_LABEL = {"learned": "ssc", "hevc": "ssc-hevc"}
 from .person import pose_installed
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
@@ -99,7 +104,7 @@ class _Err:
 
 
 def _ffmpeg_code(frames: np.ndarray, fps: float, lib: str, crf: int, gop: int, roi: tuple[int, int, int, int] | None,
-                 qoffset: float) -> tuple[int, np.ndarray, float]:
+                 qoffset: float, chroma: str = "444") -> tuple[int, np.ndarray, float]:
     exe = require_ffmpeg()
     n, h, w = frames.shape[:3]
     vf = ["-vf", f"addroi=x={roi[0]}:y={roi[1]}:w={roi[2] - roi[0]}:h={roi[3] - roi[1]}:qoffset={qoffset}"] if roi else []
@@ -107,12 +112,13 @@ def _ffmpeg_code(frames: np.ndarray, fps: float, lib: str, crf: int, gop: int, r
     fmt = "hevc" if lib == "libx265" else "h264"
     t0 = time.perf_counter()
     enc = subprocess.run([exe, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
-                          *vf, "-c:v", lib, "-preset", "medium", "-crf", str(crf), "-pix_fmt", "yuv444p", *params, "-f", fmt, "-"],
+                          *vf, "-c:v", lib, "-preset", "medium", "-crf", str(crf), "-pix_fmt", f"yuv{chroma}p", *params, "-f", fmt, "-"],
                          input=frames.tobytes(), capture_output=True, check=False)
     secs = time.perf_counter() - t0
     if enc.returncode:
         raise RuntimeError(f"ffmpeg {lib}: {enc.stderr.decode(errors='replace')[-400:]}")
-    dec = subprocess.run([exe, "-v", "error", "-f", fmt, "-i", "-", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+    dec = subprocess.run([exe, "-v", "error", "-f", fmt, "-i", "-", "-fps_mode", "passthrough", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"],
                          input=enc.stdout, capture_output=True, check=True)
     out = np.frombuffer(dec.stdout, np.uint8).reshape(-1, h, w, 3)
     if len(out) != n:
@@ -204,11 +210,13 @@ class PersonFidelity:
 
 
 def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int,
-                background_gop: int | None = None):
-    """(stream bytes, encoder summary) of a clip held in memory, at constant ``qp``."""
+                background_gop: int | None = None, inner: str = "learned"):
+    """(stream bytes, encoder summary) of a clip held in memory, at constant ``qp``, its tracks coded
+    by the ``inner`` codec."""
     buf = io.BytesIO()
-    with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec, gop=gop, background_gop=background_gop,
-                      rate=RateControl(qp=qp, roi_offset=roi_offset)) as enc:
+    with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec if inner == "learned" else None, gop=gop,
+                      background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset), inner=inner,
+                      hevc=HevcSettings(background_offset=roi_offset)) as enc:
         for f, gm in zip(frames, maps):
             enc.encode(f, gm)
     return buf.getvalue(), enc.close()
@@ -226,10 +234,12 @@ def track_boxes(track_map: np.ndarray, tracks: list[int]) -> np.ndarray:
     return out
 
 
-def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid: PersonFidelity | None = None) -> Point:
+def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid: PersonFidelity | None = None,
+            inner: str = "learned") -> Point:
     from ssc.analyze import FILL
 
-    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, ARGS.roi_offset, ARGS.background_gop)
+    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, ARGS.roi_offset, ARGS.background_gop, inner)
+    codec = codec if inner == "learned" else None
     err = _Err()
     full, objects, regions = {}, {}, {}
     t0 = time.perf_counter()
@@ -256,7 +266,7 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
         with VideoReader(data) as rd:
             held = {df.number: df.image for df in VideoDecoder(rd, codec, tracks=objs, backdrop=True).frames(fill=FILL)}
             held_bytes = rd.bytes_read
-    return Point(name, "ssc", f"qp {qp}", 8 * len(data) / 1000 / secs, 8 * obj_bytes / 1000 / secs, po, pb,
+    return Point(name, SSC_LABEL[inner], f"qp {qp}", 8 * len(data) / 1000 / secs, 8 * obj_bytes / 1000 / secs, po, pb,
                  len(frames) / summ.seconds, len(frames) / dec_s, len(frames) / obj_s if objs else None,
                  fid.ap(full) if fid else None, fid.ap(objects, regions) if (fid and objs) else None,
                  8 * held_bytes / 1000 / secs if held_bytes else None, fid.ap(held, regions) if held else None,
@@ -264,13 +274,14 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
                   "backdrop": fid.pose_ap(held, regions) if held else None} if (fid and fid.pose_head) else None)
 
 
-def run_anchor(name: str, frames: np.ndarray, maps, fps: float, lib: str, crf: int, roi, fid: PersonFidelity | None = None) -> Point:
-    nbytes, dec, efps = _ffmpeg_code(frames, fps, lib, crf, ARGS.gop, roi, ARGS.qoffset)
+def run_anchor(name: str, frames: np.ndarray, maps, fps: float, lib: str, crf: int, roi, fid: PersonFidelity | None = None,
+               chroma: str = "444") -> Point:
+    nbytes, dec, efps = _ffmpeg_code(frames, fps, lib, crf, ARGS.gop, roi, ARGS.qoffset, chroma)
     err = _Err()
     for f, d, gm in zip(frames, dec, maps):
         err.add(f, d, gm.labels != 0)
     po, pb = err.psnr()
-    label = {"libx264": "x264", "libx265": "x265"}[lib] + ("-roi" if roi else "")
+    label = {"libx264": "x264", "libx265": "x265"}[lib] + ("-420" if chroma == "420" else "") + ("-roi" if roi else "")
     return Point(name, label, f"crf {crf}", 8 * nbytes / 1000 / (len(frames) / fps), None, po, pb, efps,
                  fidelity=fid.ap(dec) if fid else None,
                  pose={"full": fid.pose_ap(dec)} if (fid and fid.pose_head) else None)
@@ -314,21 +325,29 @@ def evaluate(spec: str, codec) -> tuple[list[Point], list[dict]]:
            if ARGS.fidelity and (spec == "surveillance" or name in ARGS.people) else None)
     roi = union_box(maps)
     pts = []
-    jobs = [("ssc", qp, None) for qp in ARGS.qps] + [(lib, crf, r) for lib in ("libx264", "libx265")
-                                                    for r in (None, roi) for crf in ARGS.crfs]
-    for what, setting, r in tqdm(jobs, desc=name, unit="encode"):
-        pts.append(run_ssc(name, frames, maps, fps, codec, setting, fid) if what == "ssc"
-                   else run_anchor(name, frames, maps, fps, what, setting, r, fid))
+    jobs = [(inner, qp, None, None) for inner in ARGS.inners for qp in ARGS.qps]
+    jobs += [(lib, crf, r, chroma) for lib, chroma in (("libx264", "444"), ("libx265", "444"), ("libx265", "420"))
+             for r in (None, roi) for crf in ARGS.crfs]
+    for what, setting, r, chroma in tqdm(jobs, desc=name, unit="encode"):
+        pts.append(run_ssc(name, frames, maps, fps, codec, setting, fid, what) if what in SSC_LABEL
+                   else run_anchor(name, frames, maps, fps, what, setting, r, fid, chroma))
     heads = []
     roi265 = [p for p in pts if p.codec == "x265-roi"]
     plain265 = [p for p in pts if p.codec == "x265"]
+    plain420 = [p for p in pts if p.codec == "x265-420"]
     for p in pts:
-        if p.codec == "ssc":
+        if p.codec in SSC_LABEL.values():
             a, b = rate_at(roi265, p.psnr_object), rate_at(plain265, p.psnr_object)
             f, fb = p.fidelity_objects_only, p.fidelity_backdrop
             fa = rate_at_fidelity(roi265, f) if f is not None else None
             fba = rate_at_fidelity(roi265, fb) if fb is not None else None
-            heads.append({"seq": name, "setting": p.setting, "psnr_object": p.psnr_object, "object_kbps": p.object_kbps,
+            fx = rate_at_fidelity(plain420, p.fidelity) if p.fidelity is not None else None
+            fbx = rate_at_fidelity(plain420, fb) if fb is not None else None
+            heads.append({"seq": name, "codec": p.codec, "setting": p.setting, "psnr_object": p.psnr_object,
+                          "object_kbps": p.object_kbps, "kbps": p.kbps, "fidelity": p.fidelity,
+                          "x265_420_kbps_at_fidelity": fx, "full_ratio_vs_x265_420": p.kbps / fx if fx else None,
+                          "x265_420_kbps_at_backdrop_fidelity": fbx,
+                          "backdrop_ratio_vs_x265_420": p.backdrop_kbps / fbx if fbx else None,
                           "x265_roi_kbps": a, "ratio_vs_x265_roi": p.object_kbps / a if a else None,
                           "x265_kbps": b, "ratio_vs_x265": p.object_kbps / b if b else None,
                           "object_area": float(np.mean([(gm.labels != 0).mean() for gm in maps])),
@@ -374,11 +393,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="person-detector fidelity per point (surveillance tracks then come from the person detector)")
     ap.add_argument("--people", default="breakdance,parkour", help="DAVIS sequences with people (fidelity measured)")
     ap.add_argument("--det-every", type=int, default=2, help="fidelity: detector on every N-th frame")
+    ap.add_argument("--inners", default="hevc,learned", help="the ssc points' inner codecs (hevc, learned)")
     ap.add_argument("--pose", action=argparse.BooleanOptionalAction, default=pose_installed(),
                     help="blazepose mask and keypoint fidelity on the DAVIS --people sequences (default: when installed)")
     ap.add_argument("--out", default="out/eval/video")
     ARGS = ap.parse_args(argv)
     ARGS.people = ARGS.people.split(",")
+    ARGS.inners = ARGS.inners.split(",")
     codec = load_codec(ARGS.model)
     points, heads = [], []
     for spec in ARGS.clips.split(","):
@@ -394,12 +415,12 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", "## Target: ssc object-only bits / x265-ROI bits at equal object PSNR (<= 0.5)", ""]
     lines += markdown_table(["seq", "ssc", "PSNR obj", "object area", "ssc obj kbit/s", "x265-ROI kbit/s", "ratio",
                              "x265 kbit/s", "ratio vs x265"],
-                            [[h["seq"], h["setting"], h["psnr_object"], h["object_area"], h["object_kbps"], h["x265_roi_kbps"],
+                            [[h["seq"], f'{h["codec"]} {h["setting"]}', h["psnr_object"], h["object_area"], h["object_kbps"], h["x265_roi_kbps"],
                               h["ratio_vs_x265_roi"], h["x265_kbps"], h["ratio_vs_x265"]] for h in heads])
     lines += ["", "## Target: persons-only fidelity >= 90 at <= 0.5x the bits of x265-ROI at equal fidelity", ""]
     lines += markdown_table(["seq", "ssc", "fidelity persons-only", "ssc obj kbit/s", "x265-ROI kbit/s at that fidelity",
                              "ratio"],
-                            [[h["seq"], h["setting"], h["fidelity_objects_only"], h["object_kbps"], h["x265_roi_kbps_at_fidelity"],
+                            [[h["seq"], f'{h["codec"]} {h["setting"]}', h["fidelity_objects_only"], h["object_kbps"], h["x265_roi_kbps_at_fidelity"],
                               h["fidelity_ratio_vs_x265_roi"]] for h in heads if h["fidelity_objects_only"] is not None])
     pose_rows = [[p.seq, p.codec, p.setting, p.kbps, p.object_kbps, p.backdrop_kbps,
                   *(None if (p.pose or {}).get(k) is None else f"{p.pose[k]['mask']:.1f} / {p.pose[k]['keypoints']:.1f}"
@@ -408,9 +429,16 @@ def main(argv: list[str] | None = None) -> None:
         lines += ["", "## BlazePose fidelity (mask AP / keypoint AP against its results on the originals)", ""]
         lines += markdown_table(["seq", "codec", "setting", "kbit/s", "persons-only kbit/s", "persons + held bg kbit/s",
                                  "full decode", "persons only", "persons + held background"], pose_rows)
+    lines += ["", "## Full decode and persons + held background against x265 4:2:0 at equal person fidelity", ""]
+    lines += markdown_table(["seq", "ssc", "kbit/s", "fidelity", "x265-420 kbit/s at it", "ratio (target <= 1.05)",
+                             "persons + held bg kbit/s", "its fidelity", "x265-420 kbit/s at it", "ratio (target <= 0.7)"],
+                            [[h["seq"], f'{h["codec"]} {h["setting"]}', h["kbps"], h["fidelity"], h["x265_420_kbps_at_fidelity"],
+                              h["full_ratio_vs_x265_420"], h["backdrop_kbps"], h["fidelity_backdrop"],
+                              h["x265_420_kbps_at_backdrop_fidelity"], h["backdrop_ratio_vs_x265_420"]]
+                             for h in heads if h["fidelity"] is not None])
     lines += ["", "## The same target for persons over the held background (backdrop decode)", ""]
     lines += markdown_table(["seq", "ssc", "fidelity", "kbit/s read", "x265-ROI kbit/s at that fidelity", "ratio"],
-                            [[h["seq"], h["setting"], h["fidelity_backdrop"], h["backdrop_kbps"],
+                            [[h["seq"], f'{h["codec"]} {h["setting"]}', h["fidelity_backdrop"], h["backdrop_kbps"],
                               h["x265_roi_kbps_at_backdrop_fidelity"], h["backdrop_ratio_vs_x265_roi"]]
                              for h in heads if h["fidelity_backdrop"] is not None])
     out = write_outputs(ARGS.out, "video", {"meta": run_meta(**{k: v for k, v in vars(ARGS).items()}),
