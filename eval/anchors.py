@@ -51,14 +51,18 @@ def require_ffmpeg() -> str:
     return exe
 
 
-def x265_intra_code(x: np.ndarray, crf: int, preset: str = "medium") -> Coded:
-    """HEVC intra (every frame a key frame), 4:4:4 so RGB PSNR is not limited by chroma subsampling;
-    size is the raw Annex-B bitstream (no container)."""
+def x265_intra_code(x: np.ndarray, crf: int, preset: str = "medium", chroma: str = "444") -> Coded:
+    """HEVC intra (every frame a key frame): 4:4:4 (RGB PSNR not limited by chroma subsampling) or
+    4:2:0 (what users run; an odd side is edge-padded for the encoder and cut after decoding); size is
+    the raw Annex-B bitstream (no container)."""
     exe = require_ffmpeg()
+    h0, w0 = x.shape[:2]
+    if chroma == "420" and (h0 % 2 or w0 % 2):
+        x = np.pad(x, ((0, h0 % 2), (0, w0 % 2), (0, 0)), mode="edge")
     h, w = x.shape[:2]
     enc = subprocess.run(
         [exe, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-i", "-",
-         "-c:v", "libx265", "-preset", preset, "-crf", str(crf), "-pix_fmt", "yuv444p",
+         "-c:v", "libx265", "-preset", preset, "-crf", str(crf), "-pix_fmt", f"yuv{chroma}p",
          "-x265-params", "keyint=1:log-level=error", "-f", "hevc", "-"],
         input=np.ascontiguousarray(x).tobytes(), capture_output=True, check=False)
     if enc.returncode:
@@ -67,7 +71,18 @@ def x265_intra_code(x: np.ndarray, crf: int, preset: str = "medium") -> Coded:
                          input=enc.stdout, capture_output=True, check=False)
     if dec.returncode or len(dec.stdout) != h * w * 3:
         raise SSCError(f"ffmpeg HEVC decode failed: {dec.stderr.decode(errors='replace').strip()}")
-    return Coded(len(enc.stdout), np.frombuffer(dec.stdout, np.uint8).reshape(h, w, 3))
+    return Coded(len(enc.stdout), np.frombuffer(dec.stdout, np.uint8).reshape(h, w, 3)[:h0, :w0])
+
+
+def at_scale(code, x: np.ndarray, scale: float) -> Coded:
+    """An anchor coded at ``scale`` of the image's size (area downsampling) and brought back to it
+    (bicubic): what any codec can do for a task model that sees a small view."""
+    if scale == 1:
+        return code(x)
+    h, w = x.shape[:2]
+    small = np.asarray(Image.fromarray(x).resize((max(2, round(w * scale)), max(2, round(h * scale))), Image.BOX))
+    c = code(small)
+    return Coded(c.nbytes, np.asarray(Image.fromarray(c.decoded).resize((w, h), Image.BICUBIC)))
 
 
 def load_peers(folder: str | Path = PEER_DIR) -> list[LoadedCodec]:

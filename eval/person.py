@@ -46,12 +46,17 @@ from ssc.masks import apply_policy, from_coco
 from ssc.masks.detect import DetectSpec, detected_groups, whole_image
 from ssc.models.zoo import load_codec
 
-from .anchors import Coded, pillow_available, pillow_code, x265_intra_code
+from .anchors import Coded, at_scale, pillow_available, pillow_code, x265_intra_code
 from .coco import COCOEvaluator
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
 
 PERSON = 1
-ANCHORS = {"jpeg": [5, 10, 20, 40, 70], "webp": [2, 10, 30, 60], "avif": [10, 30, 50, 70], "x265": [45, 40, 35, 30]}
+#: the anchors at their strongest: x265 intra in 4:2:0 (what users run) beside 4:4:4, AVIF down to
+#: qualities that reach 0.08 bpp; every anchor also coded at half size and upsampled (``--anchor-scales``)
+ANCHORS = {"jpeg": [5, 10, 20, 40, 70], "webp": [2, 10, 30, 60], "avif": [2, 10, 30, 50, 70], "x265": [45, 40, 35, 30],
+           "x265-420": [45, 40, 35, 30]}
+#: the bpp of issue 37's gain table
+GAIN_BPP = (0.08, 0.12, 0.2, 0.3)
 SSC_FULL = [0.0, 1.0, 2.0, 3.0]
 SSC_PERSONS = [0.0, 1.5, 3.0]
 SSC_ROI = [1.5, 3.0]  # detector groups: persons at q, background at 0 (the persons-only points' streams)
@@ -139,8 +144,17 @@ def detect(head, image: np.ndarray, image_id: int, region: np.ndarray | None, po
     return results_in_region(inst, region, image_id, "detect"), dt
 
 
+def is_anchor(kind: str) -> bool:
+    return kind.split("@")[0] in ANCHORS
+
+
 def anchor_code(kind: str, x: np.ndarray, setting: float) -> Coded:
-    return x265_intra_code(x, int(setting)) if kind == "x265" else pillow_code(kind, x, int(setting))
+    """Anchor ``kind`` (``NAME`` or ``NAME@SCALE``, coded at that scale of the image) at ``setting``."""
+    name, _, scale = kind.partition("@")
+    if name.startswith("x265"):
+        chroma = "420" if name == "x265-420" else "444"
+        return at_scale(lambda im: x265_intra_code(im, int(setting), chroma=chroma), x, float(scale or 1))
+    return at_scale(lambda im: pillow_code(name, im, int(setting)), x, float(scale or 1))
 
 
 def ssc_point(codec, x: np.ndarray, data: bytes, decode_ids: list[int] | None) -> tuple[np.ndarray, int, np.ndarray | None, float]:
@@ -175,8 +189,8 @@ def run(args: argparse.Namespace) -> dict:
     det_spec = DetectSpec("ssdlite-person", args.det_score, args.det_pad)
     plan: list[tuple[str, float]] = [("original", 0.0)]
     for kind, settings in ANCHORS.items():
-        if kind == "x265" or pillow_available(kind):
-            plan += [(kind, s) for s in settings]
+        if kind.startswith("x265") or pillow_available(kind):
+            plan += [(kind if sc == 1 else f"{kind}@{sc:g}", s) for sc in args.anchor_scales for s in settings]
     plan += [("ssc", q) for q in args.ssc] + [("ssc-persons-det", q) for q in args.persons]
     plan += [("ssc-persons-ann", q) for q in args.persons] + [("ssc-roi", q) for q in args.roi]
     pose, kp_gt = pose_head(args)
@@ -207,7 +221,7 @@ def run(args: argparse.Namespace) -> dict:
                 res, dt = detect(head, x, iid, None, pose, acc[(kind, s)])
                 acc[(kind, s)].add(iid, 0, px, res, 0.0, dt)
                 continue
-            if kind in ANCHORS:
+            if is_anchor(kind):
                 t = time.perf_counter()
                 c = anchor_code(kind, x, s)
                 y, nbytes, region, dec_s = c.decoded, c.nbytes, None, time.perf_counter() - t  # encode + decode
@@ -226,7 +240,15 @@ def run(args: argparse.Namespace) -> dict:
              "ssc-persons-det": f"groups: detector boxes, score >= {args.det_score:g}, padded {args.det_pad} px",
              "ssc-roi": "persons at the quality given, background at 0"}
     points = [acc[p].point(p[0], p[1], notes.get(p[0], "")) for p in plan]
-    return {"points": [asdict(p) for p in points], "targets": {**targets(points), "pose": pose_targets(points)},
+    full = [p for p in points if p.kind == "ssc" and p.bpp <= 0.20 and p.AP is not None]
+    people = [p for p in points if p.kind == "ssc-persons-det" and p.bpp <= 0.10 and p.AP is not None]
+    machine = {"envelope": envelope_gains(points),
+               "T2_full_decode_17AP_at_0.20bpp": {"best": max(((p.AP, p.bpp) for p in full), default=None),
+                                                  "met": any(p.AP >= 17.0 for p in full)},
+               "T3_persons_only_16.5AP_at_0.10bpp": {"best": max(((p.AP, p.bpp) for p in people), default=None),
+                                                     "met": any(p.AP >= 16.5 for p in people)}}
+    return {"points": [asdict(p) for p in points],
+            "targets": {**targets(points), "pose": pose_targets(points), "machine": machine},
             "meta": run_meta(model=args.model, weights_sha256=codec.card.sha256, detector=head.info.weights,
                              images=len(records), ann=args.ann, det_score=args.det_score, det_pad=args.det_pad)}
 
@@ -249,7 +271,7 @@ def targets(points: list[PersonPoint]) -> dict:
     anchor that reaches it) and T2 (persons-only, detector groups: AP >= 17 at <= 0.10 bpp)."""
     orig = next(p.AP for p in points if p.kind == "original")
     need = orig - 1.0
-    anchors = [p for p in points if p.kind in ANCHORS and p.AP is not None and p.AP >= need]
+    anchors = [p for p in points if is_anchor(p.kind) and p.AP is not None and p.AP >= need]
     best_anchor = min((p.bpp for p in anchors), default=None)
     ssc_ok = [p for p in points if p.kind == "ssc" and p.AP is not None and p.AP >= need]
     ssc_bpp = min((p.bpp for p in ssc_ok), default=None)
@@ -277,7 +299,7 @@ def pose_targets(points: list[PersonPoint], keep: float = 0.9, bpp_cap: float = 
     def cheapest(sel):
         return min((p.bpp for p in sel if p.kp_AP is not None and p.kp_AP >= need), default=None)
 
-    ssc_bpp, anchor_bpp = cheapest(p for p in points if p.kind == "ssc"), cheapest(p for p in points if p.kind in ANCHORS)
+    ssc_bpp, anchor_bpp = cheapest(p for p in points if p.kind == "ssc"), cheapest(p for p in points if is_anchor(p.kind))
     return {
         "persons_only": {"bpp_cap": bpp_cap, "kp_AP": best and best.kp_AP, "mask_AP": best and best.mask_AP,
                          "bpp": best and best.bpp, "needed_kp_AP": need, "needed_mask_AP": keep * orig.mask_AP,
@@ -285,6 +307,40 @@ def pose_targets(points: list[PersonPoint], keep: float = 0.9, bpp_cap: float = 
         "full_decode": {"needed_kp_AP": need, "ssc_bpp": ssc_bpp, "best_anchor_bpp": anchor_bpp,
                         "met": bool(ssc_bpp is not None and (anchor_bpp is None or ssc_bpp <= anchor_bpp))},
     }
+
+
+def curve_at(points: list[PersonPoint], bpp: float, key: str = "AP") -> float | None:
+    """One codec's ``key`` at ``bpp``: log-linear between its bracketing points, its best point's
+    beyond its highest rate (it can always spend less), None below its lowest."""
+    pts = sorted((p.bpp, getattr(p, key)) for p in points if getattr(p, key) is not None and p.bpp > 0)
+    if not pts or bpp < pts[0][0]:
+        return None
+    best = None
+    for (b0, a0), (b1, a1) in zip(pts, pts[1:]):
+        if b0 <= bpp <= b1:
+            best = a0 + (np.log(bpp) - np.log(b0)) / (np.log(b1) - np.log(b0)) * (a1 - a0) if b1 > b0 else max(a0, a1)
+    low = max(a for b, a in pts if b <= bpp)  # a lower rate point is always available
+    return max(low, best) if best is not None else low
+
+
+def envelope_gains(points: list[PersonPoint], bpps=GAIN_BPP) -> dict:
+    """Issue 37's table: at each bpp, the upper envelope of every anchor at any scale, ssc's best
+    configuration that a receiver in the field can have (full decode, persons-only and ROI with
+    encoder-side detector groups; not the annotation groups), and ssc's gain over the envelope."""
+    by_kind: dict[str, list[PersonPoint]] = {}
+    for p in points:
+        by_kind.setdefault(p.kind, []).append(p)
+    rows = []
+    for b in bpps:
+        anchors = {k: curve_at(v, b) for k, v in by_kind.items() if is_anchor(k)}
+        sscs = {k: curve_at(v, b) for k, v in by_kind.items() if k in ("ssc", "ssc-persons-det", "ssc-roi")}
+        a = max(((v, k) for k, v in anchors.items() if v is not None), default=(None, None))
+        s = max(((v, k) for k, v in sscs.items() if v is not None), default=(None, None))
+        rows.append({"bpp": b, "envelope_AP": a[0], "envelope_by": a[1], "ssc_AP": s[0], "ssc_by": s[1],
+                     "gain": None if a[0] is None or s[0] is None else s[0] - a[0]})
+    gains = [r["gain"] for r in rows]
+    return {"rows": rows, "mean_gain": None if None in gains else float(np.mean(gains)),
+            "T1_met": None not in gains and all(g > 0 for g in gains) and float(np.mean(gains)) >= 1.0}
 
 
 def plot(points: list[dict], path: Path) -> None:
@@ -321,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--det-score", type=float, default=0.2, help="encoder-side detector: score of a person group")
     ap.add_argument("--det-pad", type=int, default=16, help="encoder-side detector: box padding in pixels")
     ap.add_argument("--min-area", type=int, default=256, help="annotation groups: smaller objects join the background")
+    ap.add_argument("--anchor-scales", type=float, nargs="+", default=[1.0, 0.5],
+                    help="every anchor is also coded at these scales of the image and upsampled")
     ap.add_argument("--pose", action=argparse.BooleanOptionalAction, default=pose_installed(),
                     help="also person mask AP and keypoint AP with the blazepose head (default: when installed)")
     ap.add_argument("--kp-ann", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "annotations"
@@ -341,6 +399,14 @@ def main(argv: list[str] | None = None) -> int:
              f"{'met' if t['T1']['met'] else 'missed'}; ssc {t['T1']['ssc_bpp']}, best anchor {t['T1']['best_anchor_bpp']}",
              f"T2 (persons-only, detector groups, AP >= 17 at <= 0.10 bpp): {'met' if t['T2']['met'] else 'missed'}; "
              f"best (AP, bpp) {t['T2']['best']}"]
+    env = t["machine"]["envelope"]
+    lines += ["", "ssc's best configuration against the upper envelope of every anchor at any scale (person AP)", ""]
+    lines += markdown_table(["bpp", "anchor envelope", "by", "ssc", "by", "gain"],
+                            [[r["bpp"], r["envelope_AP"], r["envelope_by"], r["ssc_AP"], r["ssc_by"], r["gain"]]
+                             for r in env["rows"]])
+    lines += [f"mean gain {env['mean_gain']} (T1: all positive and mean >= +1.0: {'met' if env['T1_met'] else 'missed'}); "
+              + "; ".join(f"{k}: {'met' if d['met'] else 'missed'}, best (AP, bpp) {d['best']}"
+                          for k, d in t["machine"].items() if k != "envelope")]
     for name, d in t.get("pose", {}).items():
         lines.append(f"pose {name}: {'met' if d['met'] else 'missed'}; " + ", ".join(f"{k} {v}" for k, v in d.items() if k != "met"))
     out = write_outputs(args.out, "person", data, lines)
