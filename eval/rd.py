@@ -10,6 +10,9 @@ bpp), with BD-rate tables (Bjontegaard, :mod:`ssc.eval.bdrate`). Two parts:
   where the bytes go (table, masks, framing, segments), and what a one-object decode reads against
   the object's share of the image (``partial``).
 
+``--ref-model NAME`` adds the one-group curve of another model (``ref-1group``, at
+``--ref-qualities``) and its BD-rate against this run's: a retrained model against the one it replaces.
+
 ``--refine STEPS`` adds the same ssc curves encoded with the encoder-side latent refinement
 (:mod:`ssc.models.refine`), BD-rate against the plain encoder and the anchors of the same run;
 ``--ssc-qualities`` thins the ssc points (the refinement costs about a minute per Kodak image and point).
@@ -126,7 +129,7 @@ Coder = Callable[[np.ndarray, float], Coded]
 
 
 def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, peers: list[LoadedCodec], image_path: Path,
-               x: np.ndarray) -> dict[str, tuple[list, Coder]]:
+               x: np.ndarray, ref: LoadedCodec | None = None) -> dict[str, tuple[list, Coder]]:
     """Every codec of this part of the benchmark with its settings, for one image."""
     one = GroupMap.from_labels(np.zeros(x.shape[:2], np.int32))
     qs = args.ssc_qualities
@@ -134,6 +137,8 @@ def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, peers: l
     gm = (apply_policy(from_coco(args.ann, image_path), "instance", min_area=args.min_area) if part == "coco"
           else kmeans_groups(x, k=args.kmeans))
     out: dict[str, tuple[list, Coder]] = {}
+    if ref is not None:
+        out["ref-1group"] = (args.ref_qualities, lambda im, q: ssc_code(ref, im, one, q))
     for name, groups in (("ssc-1group", one), ("ssc-groups", gm)):
         out[name] = (qs, lambda im, q, g=groups: ssc_code(codec, im, g, q))
         if name == "ssc-groups" and args.pixel_groups:
@@ -187,6 +192,7 @@ def bd_table(curves: dict[str, tuple[list[float], list[float]]], pairs: list[tup
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     codec = load_codec(args.model)
+    ref = load_codec(args.ref_model) if args.ref_model else None
     if args.part == "kodak" and "x265" in args.anchors:
         require_ffmpeg()
     peers = load_peers(args.peer_dir) if (args.part == "kodak" and "peer" in args.anchors) else []
@@ -199,7 +205,7 @@ def run(args: argparse.Namespace) -> dict:
     partial: list[dict] = []
     for p in tqdm(paths, desc=f"rd {args.part}"):
         x = read_image(p)
-        for name, (settings, code) in coders_for(args.part, args, codec, peers, p, x).items():
+        for name, (settings, code) in coders_for(args.part, args, codec, peers, p, x, ref).items():
             for s in settings:
                 t0 = time.perf_counter()
                 c = code(x, s)
@@ -210,14 +216,15 @@ def run(args: argparse.Namespace) -> dict:
                     partial += [{"codec": name, "image": p.name, "setting": float(s), **r} for r in c.partial]
     codecs = sorted({p.codec for p in points})
     curves = {m: {c: average_curve(points, c, m) for c in codecs} for m in ("psnr", "ms_ssim_db")}
-    pairs = [("ssc-groups", "ssc-1group"), ("ssc-groups-pixel", "ssc-1group"), ("ssc-groups-refined", "ssc-1group-refined"),
+    pairs = [("ssc-groups", "ssc-1group"), ("ssc-groups-pixel", "ssc-1group"), ("ssc-1group", "ref-1group"), ("ssc-groups-refined", "ssc-1group-refined"),
              ("ssc-1group-refined", "ssc-1group"), ("ssc-groups-refined", "ssc-groups")]
     pairs += [(t, a) for t in ("ssc-1group", "ssc-groups", "ssc-1group-refined", "ssc-groups-refined")
               for a in codecs if not a.startswith("ssc")]
     bd = {m: bd_table(curves[m], pairs) for m in curves}
     seconds = {c: float(np.mean([p.seconds for p in points if p.codec == c])) for c in codecs}
     return {"meta": run_meta(part=args.part, model=args.model, images=[p.name for p in paths], refine_steps=args.refine,
-                             weights_sha256=codec.card.sha256),
+                             weights_sha256=codec.card.sha256, ref_model=args.ref_model,
+                             ref_sha256=ref.card.sha256 if ref else None),
             "curves": curves, "bd_rate_percent": bd, "seconds_per_point": seconds, "points": [asdict(p) for p in points],
             "byte_parts": byte_parts(points), "partial": partial_summary(partial), "partial_objects": partial}
 
@@ -297,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also code the ssc curves with the encoder-side latent refinement of STEPS steps")
     ap.add_argument("--refine-curves", nargs="+", choices=["1group", "groups"], default=["1group", "groups"],
                     help="which ssc curves --refine repeats")
+    ap.add_argument("--ref-model", default=None, help="also the one-group curve of this model (BD-rate against it)")
+    ap.add_argument("--ref-qualities", type=float, nargs="+", default=SSC_QUALITIES, help="--ref-model's quality levels")
     ap.add_argument("--pixel-groups", action=argparse.BooleanOptionalAction, default=True,
                     help="also code the groups pixel-exact (bitstream v2's layout) beside the cell-owned groups")
     ap.add_argument("--out", default="out/eval/rd")
