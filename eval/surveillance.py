@@ -12,7 +12,7 @@ detections at score >= 0.5 on the original frames, with the bits each decode rea
 with ``addroi`` on the union of the person boxes, at a CRF ladder over the same clip, and the
 persons-only streams' bits against x265-roi's at equal fidelity; and, against x265 in 4:2:0 (what
 users run) at equal fidelity, the full decode's bits and the persons + held background's bits. The
-tracks' inner codec is ``--inner`` (hevc by default, or learned).
+tracks' inner codec is ``--inner`` (learned by default, or hevc).
 Run: ``python -m ssc.eval.surveillance --out out/eval/surveillance``.
 """
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fid-every", type=int, default=10, help="person fidelity: every N-th frame (0: skip)")
     ap.add_argument("--anchor-crfs", type=lambda v: [int(c) for c in v.split(",") if c], default=[28, 34, 40, 46, 51],
                     help="person fidelity: x265 (plain and addroi) at these CRFs over the whole clip (empty: none)")
-    ap.add_argument("--inner", choices=["hevc", "learned"], default="hevc", help="the tracks' inner codec")
+    ap.add_argument("--inner", choices=["hevc", "learned"], default="learned", help="the tracks' inner codec")
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
     out = Path(args.out)

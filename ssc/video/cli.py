@@ -206,9 +206,10 @@ def add_video_commands(sub, model_args, ids_type) -> None:
                    help="folder:DIR | propagate:FIRST.png | detect:foreground[,every=N] | detect:MODEL[,every=N][,score=S]")
     e.add_argument("-o", "--output", required=True)
     force_arg(e)
-    e.add_argument("--inner", choices=["hevc", "learned"], default="hevc",
-                   help="the tracks' inner codec: hevc (libx265 per track, the default) or learned (ssc's image codec "
-                        "with motion and residual layers; for research and comparison)")
+    e.add_argument("--inner", choices=["hevc", "learned"], default="learned",
+                   help="the tracks' inner codec: learned (ssc's image codec with motion and residual layers, the "
+                        "default: it needs fewer bits for the same person fidelity on the surveillance clip) or hevc "
+                        "(libx265 per track; docs/results.md)")
     e.add_argument("--preset", default="medium", help="hevc: x265 preset (ultrafast ... veryslow)")
     e.add_argument("--tune", default="zerolatency", help="hevc: x265 tune (zerolatency, psnr, ssim, grain, fastdecode)")
     e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps; hevc: "
