@@ -43,10 +43,11 @@ def cmd_encode(args: argparse.Namespace) -> int:
     roi = {gid: args.roi_quality for gid in gm.ids if gid != 0} if args.roi_quality is not None else None
     quality = args.quality if args.quality is not None else default_quality(codec.model.num_qualities)
     res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile,
-                       refine=Refinement(steps=args.refine))
+                       refine=Refinement(steps=args.refine), cells=not args.pixel_groups, exact_masks=args.exact_masks)
     write_bytes(args.output, res.data)
     px = image.shape[0] * image.shape[1]
-    print(f"{args.output}: {len(res.data)} bytes, {8 * len(res.data) / px:.4f} bpp, {len(gm.groups)} groups, {res.seconds:.2f} s")
+    print(f"{args.output}: {len(res.data)} bytes, {8 * len(res.data) / px:.4f} bpp, {len(res.header.groups)} groups, "
+          f"{res.seconds:.2f} s")
     return 0
 
 
@@ -230,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="quality level, 0 = lowest, fractional allowed (default: 2/3 of the model's range)")
     e.add_argument("--roi-quality", type=float, default=None, help="quality of every object group (ROI coding)")
     e.add_argument("--policy", default="instance", choices=["instance", "class", "objects"])
+    e.add_argument("--exact-masks", action="store_true",
+                   help="also store the objects' pixel-exact masks (metadata for compositing and segmentation)")
+    e.add_argument("--pixel-groups", action="store_true",
+                   help="code pixel-exact groups (bitstream v2's layout) instead of cell-owned groups")
     e.add_argument("--min-area", type=int, default=0, help="merge objects smaller than this into the background")
     e.add_argument("--tile", type=int, default=None,
                    help="code in tiles of this side (multiple of 64) to bound memory; 0 = never; "
