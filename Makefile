@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint campaign-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-person-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
+.PHONY: install demo test test-slow lint campaign-weights cell-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-person-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ peer-weights:
 	mkdir -p eval/weights
 	for i in 1 2 3 4; do cp runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.safetensors runs/bmshj2018-peer-q$$i/bmshj2018-peer-q$$i.json eval/weights/; \
 	  cp runs/bmshj2018-peer-q$$i/log.jsonl eval/weights/bmshj2018-peer-q$$i.train_log.jsonl; done
+
+# The cell-owned groups' codec (issue 35): export its latest checkpoint (training may go on) into the zoo.
+cell-weights: install
+	$(BIN)/ssc train --config configs/gi-cell-m.yaml --export-only
+	cp runs/gi-cell-m/gi-cell-m.safetensors runs/gi-cell-m/gi-cell-m.json ssc/weights/
+	cp runs/gi-cell-m/log.jsonl ssc/weights/gi-cell-m.train_log.jsonl
 
 # The reference detector (ssc train --config configs/det-ref.yaml) into the package zoo.
 det-weights:

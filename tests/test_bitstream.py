@@ -294,7 +294,8 @@ def test_segment_framing():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_fuzz_bit_flips_truncations_and_splices(data):
-    ref = data.draw(st.sampled_from([reference_stream(), GOLDEN_V1.read_bytes()]))
+    ref = data.draw(st.sampled_from([reference_stream(), GOLDEN_V1.read_bytes(), GOLDEN_V2.read_bytes(),
+                                     GOLDEN_CELLS.read_bytes()]))
     kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "random"]))
     if kind == "flip":
         b = bytearray(ref)
@@ -307,12 +308,12 @@ def test_fuzz_bit_flips_truncations_and_splices(data):
         at = data.draw(st.integers(0, len(ref)))
         blob = ref[:at] + data.draw(st.binary(max_size=64)) + ref[at:]
     else:
-        blob = b"SSC" + bytes([data.draw(st.sampled_from([1, 2]))]) + data.draw(st.binary(max_size=200))
+        blob = b"SSC" + bytes([data.draw(st.sampled_from([1, 2, 3]))]) + data.draw(st.binary(max_size=200))
     exercise(blob)  # raises on anything but an ssc error
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from([1, 2]), st.binary(min_size=0, max_size=300))
+@given(st.sampled_from([1, 2, 3]), st.binary(min_size=0, max_size=300))
 def test_fuzz_forged_header_bodies_with_valid_crc(version, body):
     blob = PREAMBLE.pack(b"SSC", version, len(body), crc32(body)) + body
     try:
@@ -324,17 +325,19 @@ def test_fuzz_forged_header_bodies_with_valid_crc(version, body):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_fuzz_forged_table_fields_behind_a_valid_crc(data):
-    """Random table values (areas, boxes, lengths, label refs) with a valid header CRC."""
-    h = StreamReader(reference_stream()).header
+    """Random table values (areas, boxes, object boxes, lengths, label refs) with a valid header CRC,
+    in pixel-exact and cell-owned streams."""
+    src = data.draw(st.sampled_from([reference_stream(), GOLDEN_CELLS.read_bytes()]))
+    h = StreamReader(src).header
     g = data.draw(st.sampled_from(h.groups))
-    field_name = data.draw(st.sampled_from(["area", "box", "mask_length", "seg_length", "quality"]))
-    if field_name == "box":
+    field_name = data.draw(st.sampled_from(["area", "box", "object_box", "mask_length", "seg_length", "quality"]))
+    if field_name in ("box", "object_box"):
         value = tuple(data.draw(st.integers(0, 40)) for _ in range(4))
     else:
         value = data.draw(st.integers(0, 2**33))
     groups = tuple(replace(x, **{field_name: value}) if x is g else x for x in h.groups)
     try:
-        blob = _forge(replace(h, groups=groups))
+        blob = _forge(replace(h, groups=groups), src)
     except SSCError:
         return  # not encodable (e.g. an inverted box)
     exercise(blob)
