@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ssc.defaults import DEFAULT_MODEL
+from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.video.masks import DetectorMasks, ForegroundDetector
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoReader
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--arch", default="r3d_18")
     ap.add_argument("--weights", default=None, help="action checkpoint (.pth / .safetensors); none ships with ssc")
     ap.add_argument("--label-map", default=None, help="default: the data's label_map_k400.txt")
-    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--model", default=DEFAULT_VIDEO_MODEL)
     ap.add_argument("--out", default="out/eval/action")
     args = ap.parse_args(argv)
     data = Path(args.data)

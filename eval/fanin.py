@@ -19,7 +19,7 @@ from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
-from ssc.defaults import DEFAULT_MODEL
+from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.batch import AnalyzeJob, DecodeJob, VideoEncodeJob, analyze_job, decode_job, encode_video_job
 from ssc.parallel import JobError, LocalExecutor, RayExecutor
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kbps", type=float, default=150.0)
     ap.add_argument("--roi-offset", type=float, default=8.0)
     ap.add_argument("--gop", type=int, default=32)
-    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--model", default=DEFAULT_VIDEO_MODEL)
     ap.add_argument("--out", default="out/eval/fanin")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()

@@ -267,6 +267,8 @@ def report_lines(res: dict) -> list[str]:
     one = parts.get("ssc-1group", {})
     rows = []
     for c, by in parts.items():
+        if c.startswith("ref-"):  # another model's settings: no like-for-like setting to compare
+            continue
         for s, d in by.items():
             base = sum(one.get(s, d).values())
             rows.append([c, s, *(f"{d[k]:.0f} ({100 * (d[k] - one.get(s, {}).get(k, 0)) / base:+.1f}%)" for k in d)])

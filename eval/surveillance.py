@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ssc.defaults import DEFAULT_MODEL
+from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kbps", type=float, default=150.0)
     ap.add_argument("--roi-offset", type=int, default=8)
     ap.add_argument("--gop", type=int, default=32)
-    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--model", default=DEFAULT_VIDEO_MODEL)
     ap.add_argument("--masks", default="detect:foreground,every=5",
                     help="video mask source: detect:foreground[,every=N] or detect:ssdlite-person[,every=N][,timeout=T]")
     ap.add_argument("--fid-every", type=int, default=10, help="person fidelity: every N-th frame (0: skip)")

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ssc.defaults import DEFAULT_MODEL
+from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector, load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--crfs", type=lambda s: [int(v) for v in s.split(",")], default=[22, 28, 34, 40, 46, 51])
     ap.add_argument("--roi-offset", type=int, default=6)
     ap.add_argument("--qoffset", type=float, default=-0.3, help="addroi qoffset (-1..1, negative = better ROI)")
-    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--model", default=DEFAULT_VIDEO_MODEL)
     ap.add_argument("--fidelity", action=argparse.BooleanOptionalAction, default=True,
                     help="person-detector fidelity per point (surveillance tracks then come from the person detector)")
     ap.add_argument("--people", default="breakdance,parkour", help="DAVIS sequences with people (fidelity measured)")

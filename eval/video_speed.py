@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssc.defaults import DEFAULT_MODEL
+from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--qp", type=int, nargs="+", default=[28, 32, 36])
     ap.add_argument("--gop", type=int, default=16)
-    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--model", default=DEFAULT_VIDEO_MODEL)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2, help="timed encodes per row (the fastest counts: a shared machine is noisy)")
     ap.add_argument("--baseline-rev", nargs="+", default=[],

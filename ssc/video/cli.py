@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..args import EXIT_INTERRUPTED, EXIT_PARTIAL, force_arg
+from ..defaults import DEFAULT_VIDEO_MODEL
 from ..errors import SSCError
 from ..outputs import atomic_output, check_new, interrupt_between, write_text
 from .info import video_info
@@ -36,7 +37,8 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     check_new(args.output, args.force)
     src = open_frames(args.video, fps=args.fps)
     masks = load_video_masks(args.masks, _names(args.label), device=args.device)
-    codec = load_codec(args.weights or args.model, device=args.device) if args.inner == "learned" else None
+    model = args.weights or (args.model if args.model_given else DEFAULT_VIDEO_MODEL)
+    codec = load_codec(model, device=args.device) if args.inner == "learned" else None
     rate = RateControl(qp=args.qp, roi_offset=args.roi_offset, target_kbps=args.kbps)
     hevc = HevcSettings(args.preset, args.tune, args.roi_offset)
     n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
@@ -120,8 +122,6 @@ def track_poses(stream: str, tracks, labels, start: int, stop: int | None, devic
     """Person keypoints (and box, score) of the blazepose head on every decoded frame of the chosen
     tracks, each assigned to the track holding most of its mask: (results with ``frame`` and
     ``track_id``, tracks, bytes read, stream size, failures)."""
-    import numpy as np
-
     from ssc.analyze import results_in_region
     from ssc.tasks import resolve_head
 
