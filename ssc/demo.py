@@ -61,7 +61,8 @@ def run_demo(image: str | None, ann: str | None, out_dir: Path, model: str, qual
         rows.append({"id": g.group_id, "label": g.label, "area": g.area, "bytes": g.seg_length, "psnr": p})
         print(f"{g.group_id:>3} {g.label[:16]:<16} {g.area:>7} {g.seg_length:>7} {bpp(g.seg_length, g.area):>10.3f} {p:>8.2f}")
     print(f"all groups: PSNR {psnr(x, full.image):.2f} dB, decode {full.seconds:.2f} s, read {full.bytes_read} bytes")
-    same = np.array_equal(one.image[gm.labels == pick.group_id], full.image[gm.labels == pick.group_id])
+    region = one.group_map == pick.group_id  # what its segment codes: its cells
+    same = np.array_equal(one.image[region], full.image[region])
     print(f"group {pick.group_id} ({pick.label}) alone: read {one.bytes_read} of {len(enc.data)} bytes "
           f"({100 * one.bytes_read / len(enc.data):.1f}%), area {100 * pick.area / (h * w):.1f}% of the image, "
           f"decode {one.seconds:.2f} s, identical to full decode: {same}")
