@@ -84,10 +84,10 @@ def figure(image: Path, out: Path, model: str, quality: float) -> Path:
     from ssc.api import decode_image, encode_image
     from ssc.masks.detect import DetectSpec, detected_groups
     from ssc.models.zoo import load_codec
-    from ssc.tasks import resolve_head
+    from ssc.tasks import DEFAULT_BACKEND, resolve_head
 
     x = read_image(image)
-    gm = detected_groups(x, DetectSpec("ssdlite-person", 0.2, 16), resolve_head(), quiet=True)
+    gm = detected_groups(x, DetectSpec(DEFAULT_BACKEND, 0.2, 16), resolve_head(), quiet=True)
     codec = load_codec(model)
     people = [g.group_id for g in gm.groups if g.class_id == 1]
     data = encode_image(x, gm, codec, quality=0.0, group_quality={g: quality for g in people}).data

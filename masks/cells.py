@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from ssc.bitstream.format import CELL  # the side of a latent cell in pixels (the codec's y is at 1/16)
+from ssc.bitstream.groupmap import cells_to_pixels
 from ssc.errors import MaskError
+
 #: pixels an object needs in a cell to own it (1/16 of the cell)
 MIN_PIXELS = 16
 
@@ -64,11 +66,6 @@ def cell_owners(labels: np.ndarray, cell: int = CELL, min_pixels: int = MIN_PIXE
                 owners[r, q] = ids[k]
                 claimed[r, q] = True
     return owners
-
-
-def cells_to_pixels(cells: np.ndarray, shape: tuple[int, int], cell: int = CELL) -> np.ndarray:
-    """A per-cell array expanded to pixels and cut to ``shape``."""
-    return np.repeat(np.repeat(cells, cell, 0), cell, 1)[: shape[0], : shape[1]]
 
 
 def owned_labels(labels: np.ndarray, cell: int = CELL, min_pixels: int = MIN_PIXELS) -> np.ndarray:

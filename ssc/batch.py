@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ssc.tasks.heads import DEFAULT_BACKEND, resolve_head, shared_head  # noqa: F401  (shared_head re-exported)
+from ssc.tasks.heads import DEFAULT_BACKEND, resolve_head
 
 from .errors import SSCError
 from .outputs import atomic_output, save_image, write_bytes, write_text
@@ -27,7 +27,7 @@ STREAM_SUFFIXES = (".ssc", ".ssv")
 
 
 # ----------------------------------------------------------------------------- worker-side caches
-# (shared_head, one task head per worker process, lives in ssc.tasks.heads: masks use it too)
+# (the task heads' cache, one head per worker process, is ssc.tasks.heads.shared_head: masks use it too)
 @lru_cache(maxsize=4)
 def shared_codec(name: str, device: str = "cpu"):
     """One loaded codec per (weights, device) in each worker process, reused by its jobs."""

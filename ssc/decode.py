@@ -80,7 +80,7 @@ def crop_pixels(x: torch.Tensor) -> np.ndarray:
 
 
 def paint_group(codec: LoadedCodec, tiles: list[tuple[Tile, torch.Tensor, torch.Tensor]], e: GroupEntry,
-                 sel: np.ndarray, out: np.ndarray) -> None:
+                sel: np.ndarray, out: np.ndarray) -> None:
     """Synthesise a group's decoded tiles into ``out`` at its pixels."""
     x0, y0, x1, y1 = e.box
     pix = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)

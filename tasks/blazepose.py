@@ -28,7 +28,7 @@ from PIL import Image
 
 from ssc.errors import WeightsError
 
-from .heads import Category, HeadInfo, TaskHead, register_backend, shared_head
+from .heads import DEFAULT_BACKEND, Category, HeadInfo, TaskHead, register_backend, shared_head
 from .structures import Instances
 
 PERSON = Category(1, "person")
@@ -161,7 +161,7 @@ class BlazePoseHead(TaskHead):
 
     def __init__(self, device: str = "cpu", box_score: float = 0.3, detector: TaskHead | None = None,
                  threads: int | None = None) -> None:
-        self.detector = detector or shared_head("ssdlite-person", None, device, None)
+        self.detector = detector or shared_head(DEFAULT_BACKEND, None, device, None)
         self.box_score = box_score
         self.pose = BlazePose(threads)
         self.info = HeadInfo(

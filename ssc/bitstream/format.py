@@ -128,7 +128,8 @@ class GroupEntry:
     seg_length: int = 0
     mask_offset: int = 0
     mask_length: int = 0  # 0: the complement group (no mask record)
-    #: cell-owned streams: the object's pixel box inside ``box`` (the bounding box of its cells)
+    #: cell-owned streams: the object's own pixel box (``box`` is the bounding box of its cells; the
+    #: object may reach into other groups' cells where it has few pixels)
     object_box: tuple[int, int, int, int] | None = None
 
     @property

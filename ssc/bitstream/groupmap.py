@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import BitstreamError
-from .format import GroupEntry, choose_complement, join_exact
+from .format import CELL, GroupEntry, choose_complement, join_exact
 from .groupmap_rows import decode_rows, encode_rows
 
 MAP_CODEC_DELTA_DEFLATE = 1
@@ -51,6 +51,11 @@ def cell_box(box: tuple[int, int, int, int], cell: int) -> tuple[int, int, int, 
     """A cell-owned group's box in cells (x0, y0, x1, y1; the image's partial edge cells count)."""
     x0, y0, x1, y1 = box
     return x0 // cell, y0 // cell, -(-x1 // cell), -(-y1 // cell)
+
+
+def cells_to_pixels(cells: np.ndarray, shape: tuple[int, int], cell: int = CELL) -> np.ndarray:
+    """A per-cell array expanded to pixels and cut to ``shape``."""
+    return np.repeat(np.repeat(cells, cell, 0), cell, 1)[: shape[0], : shape[1]]
 
 
 def encode_cell_masks(owners: np.ndarray, labels: np.ndarray | None, groups: Sequence[GroupEntry],

@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import BitstreamError, CorruptSegmentError
 from .format import (DEFAULT_MAX_PIXELS, PREAMBLE, GroupEntry, StreamHeader, parse_header, parse_preamble, split_exact,
                      unpack_mask, unpack_segment)
-from .groupmap import cell_box, decode_group_map, decode_group_mask
+from .groupmap import cell_box, cells_to_pixels, decode_group_map, decode_group_mask
 
 
 class StreamReader:
@@ -87,7 +87,7 @@ class StreamReader:
             if cell:
                 c0, r0, c1, r1 = cell_box(g.box, cell)
                 cells = decode_group_mask(coded, r1 - r0, c1 - c0)
-                m = np.repeat(np.repeat(cells, cell, 0), cell, 1)[: y1 - y0, : x1 - x0]
+                m = cells_to_pixels(cells, (y1 - y0, x1 - x0), cell)
             else:
                 m = decode_group_mask(coded, y1 - y0, x1 - x0)
         except BitstreamError as e:

@@ -103,7 +103,6 @@ class HevcEncoder:
     height: int
     fps: Fraction
     settings: HevcSettings = field(default_factory=HevcSettings)
-    threads: int = 0
     _enc: dict[int, _Enc] = field(default_factory=dict)
     _held: np.ndarray | None = None  # the background last seen at each pixel (source pixels)
 
@@ -114,7 +113,7 @@ class HevcEncoder:
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(self.fps).limit_denominator(1001) ** -1
         params = ["repeat-headers=1", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
-                  "rc-lookahead=0", "frame-threads=1", f"crf={crf:g}"] + ([f"pools={self.threads}"] if self.threads else [])
+                  "rc-lookahead=0", "frame-threads=1", f"crf={crf:g}"]
         ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
         ctx.open()
         e = self._enc[tid] = _Enc(ctx, size)
