@@ -17,7 +17,9 @@ codes what a track's segment body holds:
   in, no lookahead), CRF rate control per track (the ssc qp, the background at qp + ROI offset).
 
 Body syntax: intra ``tw varint | th varint | tx zigzag | ty zigzag | access unit``; inter ``tx zigzag |
-ty zigzag | access unit``: the tube's size and its top-left corner in this frame (inside the frame).
+ty zigzag | access unit``: the tube's size and its top-left corner in this frame. Tubes lie in the
+frame with its sides rounded up to even numbers (4:2:0 needs even picture sides): an odd frame's last
+column or row is coded from its edge-padded copy, and decoders drop what lies past the frame.
 A decoder refuses a tube larger than the frame, caps libavcodec's picture size to the tube
 (``max_pixels``), runs it single-threaded (bit-exact everywhere), and fails only the track whose
 access unit does not decode to exactly one picture of the tube's size.
@@ -59,6 +61,11 @@ class HevcSettings:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"x265 preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+
+
+def even(n: int) -> int:
+    """``n`` rounded up to an even number: the picture sides of an HEVC 4:2:0 tube."""
+    return n + n % 2
 
 
 def tube_size(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int]:
@@ -132,13 +139,16 @@ class HevcEncoder:
                      intra: bool, qp: int, background: bool) -> tuple[bytes, tuple[int, int, int, int]]:
         """(segment body, tube region x0, y0, x1, y1) of one track entry."""
         av = _av()
-        H, W = self.height, self.width
+        H, W = even(self.height), even(self.width)
+        if frame.shape[:2] != (H, W):  # an odd side: the tubes see the frame edge-padded
+            pad = ((0, H - frame.shape[0]), (0, W - frame.shape[1]))
+            frame, mask = np.pad(frame, (*pad, (0, 0)), mode="edge"), np.pad(mask, pad)
         if background:
             self._held = frame.copy() if self._held is None else self._held
             self._held[mask] = frame[mask]
         e = self._enc.get(tid)
         if intra or e is None:
-            size = (W - W % 2, H - H % 2) if background else tube_size(box, W, H)
+            size = (W, H) if background else tube_size(box, W, H)
             e = self._open(tid, size, qp + (self.settings.background_offset if background else 0))
         tw, th = e.size
         tx, ty = (0, 0) if background else tube_origin(box, tw, th, W, H)
@@ -162,7 +172,7 @@ class HevcDecoder:
     region in the frame (CorruptSegmentError for that track when it does not decode)."""
 
     def __init__(self, width: int, height: int) -> None:
-        self.width, self.height = width, height
+        self.width, self.height = even(width), even(height)  # the tubes' room, see the module docstring
         self._ctx: dict[int, tuple[object, tuple[int, int]]] = {}
 
     def drop(self, tid: int) -> None:
