@@ -20,6 +20,7 @@ from .data import CropBatch, CropSampler, load_samples, prefetched
 from .distributed import DistContext, barrier, init_distributed, mean_over_ranks, shutdown, wrap
 from .models import create_model
 from .models.zoo import ModelCard, export_weights
+from .task_loss import DetectorDistortion, TaskLossOptions, level_weights
 
 
 @dataclass
@@ -53,6 +54,9 @@ class TrainConfig:
     #: quality levels this model has below those of ``init_from`` (a codec's rate range extended
     #: downwards); their gains start half a level-step below the lowest trained level
     levels_below_init: int = 0
+    #: a task distortion beside the pixel one (:class:`ssc.task_loss.TaskLossOptions`): a codec
+    #: tuned to the machine that reads it; None trains for pixels alone
+    task: dict | None = None
 
     @property
     def model_kwargs(self) -> dict:
@@ -327,6 +331,9 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
     sampler = crop_sampler(cfg, 128, ctx, model.num_qualities)
     per_rank = ctx.local_batch(cfg.batch)
     lam = torch.tensor(cfg.lambdas, device=ctx.device)
+    task = TaskLossOptions.from_config(cfg.task)
+    task_dist = DetectorDistortion(task, ctx.device) if task else None
+    task_w = level_weights(task, model.num_qualities).to(ctx.device) if task else None
     t0 = time.time() - before  # training time accumulates across resumes
     deadline = time.time() + 60 * minutes if minutes else None
     model.train()
@@ -344,7 +351,11 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
             m, q = b.mask.to(ctx.device, non_blocking=cuda), b.quality.to(ctx.device, non_blocking=cuda)
             res = net(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
             mse = ((res.x_hat - x * m) ** 2).sum((1, 2, 3)) / (3 * res.pixels)
-            loss = (lam[q] * 255**2 * mse + res.bpp).mean()
+            dist = 255**2 * mse
+            if task_dist is not None:
+                td = task_dist(x * m, res.x_hat.clamp(0, 1))
+                dist = task.pixel * dist + task_w[q] * td
+            loss = (lam[q] * dist + res.bpp).mean()
             backprop(opt, loss, model.parameters(), cfg.grad_clip)
             done = step + 1
             last = stop.requested or (deadline is not None and time.time() >= deadline)
@@ -352,7 +363,8 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
                 last = mean_over_ranks({"stop": float(last)}, ctx)["stop"] > 0
             finish_step(cfg, step, model, opt, t0, log, lambda: {
                 "loss": loss.item(), "bpp": res.bpp.mean().item(),
-                "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr}, last=last)
+                "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr,
+                **({"task": td.mean().item()} if task_dist is not None else {})}, last=last)
             if last:
                 break
     batches.close()
@@ -407,6 +419,7 @@ def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: 
             "hardware": f"{ctx.device_type}, {torch.get_num_threads()} threads" if ctx.device_type == "cpu"
             else torch.cuda.get_device_name(ctx.local_rank),
             **({"kind": cfg.kind, "extra": cfg.extra} if cfg.extra else {}),
+            **({"task": cfg.task} if cfg.task else {}),
         },
     )
     path = weights_path(cfg)

@@ -11,13 +11,13 @@ ROOT = Path(__file__).resolve().parent.parent
 #: ssc's units from the bottom up; a unit may import its own layer and any layer below it.
 #: Registries name higher modules only as strings (models.registry, train's trainers), not imports.
 LAYERS = [
-    {"errors", "defaults", "outputs", "parallel", "args", "metrics", "distributed"},
+    {"errors", "defaults", "purpose", "outputs", "parallel", "args", "metrics", "distributed"},
     {"bitstream"},
     {"models"},
     {"tasks"},
     {"masks"},
     {"crop", "decode", "encode", "api"},
-    {"data", "train"},
+    {"data", "task_loss", "train"},
     {"train_detector", "omni"},
     {"video", "analyze"},
     {"batch", "demo", "gpu_recipe"},
