@@ -148,6 +148,16 @@ def is_anchor(kind: str) -> bool:
     return kind.split("@")[0] in ANCHORS
 
 
+def base_kind(kind: str) -> str:
+    """``kind`` without its model (``ssc-roi/gi-cell-m-person`` -> ``ssc-roi``): the first ``--model``'s
+    points carry none."""
+    return kind.split("/")[0]
+
+
+def with_model(kind: str, model: str, first: str) -> str:
+    return kind if model == first else f"{kind}/{model}"
+
+
 def anchor_code(kind: str, x: np.ndarray, setting: float) -> Coded:
     """Anchor ``kind`` (``NAME`` or ``NAME@SCALE``, coded at that scale of the image) at ``setting``."""
     name, _, scale = kind.partition("@")
@@ -190,14 +200,16 @@ def run(args: argparse.Namespace) -> dict:
         records = [r for r in records if r["id"] in kp_ids]
     records = records[: args.limit]
     head = resolve_head()
-    codec = load_codec(args.model)
+    codecs = {m: load_codec(m) for m in args.model}
+    first = args.model[0]
     det_spec = DetectSpec("ssdlite-person", args.det_score, args.det_pad)
-    plan: list[tuple[str, float]] = [("original", 0.0)]
+    plan: list[tuple[str, float, str | None]] = [("original", 0.0, None)]
     for kind, settings in ANCHORS.items():
         if kind.startswith("x265") or pillow_available(kind):
-            plan += [(kind if sc == 1 else f"{kind}@{sc:g}", s) for sc in args.anchor_scales for s in settings]
-    plan += [("ssc", q) for q in args.ssc] + [("ssc-persons-det", q) for q in args.persons]
-    plan += [("ssc-persons-ann", q) for q in args.persons if args.ann_groups] + [("ssc-roi", q) for q in args.roi]
+            plan += [(kind if sc == 1 else f"{kind}@{sc:g}", s, None) for sc in args.anchor_scales for s in settings]
+    for m in args.model:
+        plan += [("ssc", q, m) for q in args.ssc] + [("ssc-persons-det", q, m) for q in args.persons]
+        plan += [("ssc-persons-ann", q, m) for q in args.persons if args.ann_groups] + [("ssc-roi", q, m) for q in args.roi]
     pose, kp_gt = pose_head(args)
     kp_images = frozenset(kp_gt.getImgIds()) if kp_gt is not None else frozenset()
     acc = {p: Accumulator(COCOEvaluator(gt, ("bbox",), cat_ids=[PERSON]),
@@ -209,52 +221,58 @@ def run(args: argparse.Namespace) -> dict:
         iid, px = int(rec["id"]), x.shape[0] * x.shape[1]
         det_groups = detected_groups(x, det_spec, head, quiet=True)
         ann_groups = apply_policy(from_coco(args.ann, path), "instance", min_area=args.min_area)
-        streams: dict[tuple[str, float], bytes] = {}
+        streams: dict[tuple[str, float, str], bytes] = {}
 
-        def stream(groups, kind: str, q: float, persons_only_quality: bool) -> bytes:
+        def stream(groups, kind: str, q: float, persons_only_quality: bool, model: str) -> bytes:
             """One encode per (groups, quality): the detector-group stream codes persons at q and the
             background at 0, so its persons-only decode and its full (ROI) decode share it (group
             independence: the person segments do not depend on the background's quality)."""
-            if (kind, q) not in streams:
+            if (kind, q, model) not in streams:
                 roi = {g: q for g in persons(groups)} if persons_only_quality else None
-                streams[(kind, q)] = encode_image(x, groups, codec, quality=0.0 if persons_only_quality else q,
-                                                  group_quality=roi or None).data
-            return streams[(kind, q)]
+                streams[(kind, q, model)] = encode_image(x, groups, codecs[model], quality=0.0 if persons_only_quality else q,
+                                                         group_quality=roi or None).data
+            return streams[(kind, q, model)]
 
-        for kind, s in plan:
+        for kind, s, m in plan:
+            a = acc[(kind, s, m)]
             if kind == "original":
-                res, dt = detect(head, x, iid, None, pose, acc[(kind, s)])
-                acc[(kind, s)].add(iid, 0, px, res, 0.0, dt)
+                res, dt = detect(head, x, iid, None, pose, a)
+                a.add(iid, 0, px, res, 0.0, dt)
                 continue
+            codec = codecs.get(m)
             if is_anchor(kind):
                 t = time.perf_counter()
                 c = anchor_code(kind, x, s)
                 y, nbytes, region, dec_s = c.decoded, c.nbytes, None, time.perf_counter() - t  # encode + decode
             elif kind == "ssc":
-                y, nbytes, region, dec_s = ssc_point(codec, x, stream(whole_image(*x.shape[:2]), "whole", s, False), None)
+                y, nbytes, region, dec_s = ssc_point(codec, x, stream(whole_image(*x.shape[:2]), "whole", s, False, m), None)
             elif kind == "ssc-persons-det":
-                y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True), persons(det_groups))
+                y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m), persons(det_groups))
             elif kind == "ssc-persons-ann":
-                y, nbytes, region, dec_s = ssc_point(codec, x, stream(ann_groups, "ann", s, False), persons(ann_groups))
+                y, nbytes, region, dec_s = ssc_point(codec, x, stream(ann_groups, "ann", s, False, m), persons(ann_groups))
             else:  # ssc-roi
-                y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True), None)
-            res, dt = detect(head, y, iid, region, pose, acc[(kind, s)])
-            acc[(kind, s)].add(iid, nbytes, px, res, dec_s, dt)
+                y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m), None)
+            res, dt = detect(head, y, iid, region, pose, a)
+            a.add(iid, nbytes, px, res, dec_s, dt)
     notes = {"x265": "decode_ms: ffmpeg encode + decode", "jpeg": "decode_ms: encode + decode",
              "webp": "decode_ms: encode + decode", "avif": "decode_ms: encode + decode",
              "ssc-persons-det": f"groups: detector boxes, score >= {args.det_score:g}, padded {args.det_pad} px",
              "ssc-roi": "persons at the quality given, background at 0"}
-    points = [acc[p].point(p[0], p[1], notes.get(p[0], "")) for p in plan]
-    full = [p for p in points if p.kind == "ssc" and p.bpp <= 0.20 and p.AP is not None]
-    people = [p for p in points if p.kind == "ssc-persons-det" and p.bpp <= 0.10 and p.AP is not None]
+    points = [acc[p].point(p[0] if p[2] is None else with_model(p[0], p[2], first), p[1], notes.get(p[0], ""))
+              for p in plan]
+    full = [p for p in points if base_kind(p.kind) == "ssc" and p.bpp <= 0.20 and p.AP is not None]
+    people = [p for p in points if base_kind(p.kind) == "ssc-persons-det" and p.bpp <= 0.10 and p.AP is not None]
     machine = {"envelope": envelope_gains(points),
                "T2_full_decode_17AP_at_0.20bpp": {"best": max(((p.AP, p.bpp) for p in full), default=None),
+                                                  "by": next((p.kind for p in full if p.AP >= 17.0), None),
                                                   "met": any(p.AP >= 17.0 for p in full)},
                "T3_persons_only_16.5AP_at_0.10bpp": {"best": max(((p.AP, p.bpp) for p in people), default=None),
+                                                     "by": next((p.kind for p in people if p.AP >= 16.5), None),
                                                      "met": any(p.AP >= 16.5 for p in people)}}
     return {"points": [asdict(p) for p in points],
             "targets": {**targets(points), "pose": pose_targets(points), "machine": machine},
-            "meta": run_meta(model=args.model, weights_sha256=codec.card.sha256, detector=head.info.weights,
+            "meta": run_meta(model=first, models={m: c.card.sha256 for m, c in codecs.items()},
+                             weights_sha256=codecs[first].card.sha256, detector=head.info.weights,
                              images=len(records), ann=args.ann, det_score=args.det_score, det_pad=args.det_pad)}
 
 
@@ -338,7 +356,7 @@ def envelope_gains(points: list[PersonPoint], bpps=GAIN_BPP) -> dict:
     rows = []
     for b in bpps:
         anchors = {k: curve_at(v, b) for k, v in by_kind.items() if is_anchor(k)}
-        sscs = {k: curve_at(v, b) for k, v in by_kind.items() if k in ("ssc", "ssc-persons-det", "ssc-roi")}
+        sscs = {k: curve_at(v, b) for k, v in by_kind.items() if base_kind(k) in ("ssc", "ssc-persons-det", "ssc-roi")}
         a = max(((v, k) for k, v in anchors.items() if v is not None), default=(None, None))
         s = max(((v, k) for k, v in sscs.items() if v is not None), default=(None, None))
         rows.append({"bpp": b, "envelope_AP": a[0], "envelope_by": a[1], "ssc_AP": s[0], "ssc_by": s[1],
@@ -375,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--ann", required=True)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--model", nargs="+", default=[DEFAULT_MODEL],
+                    help="codecs measured in the run (each gets every ssc point; the first's kinds carry no "
+                         "model name, the others' are KIND/MODEL); T1 and the pose targets read the first's")
     ap.add_argument("--ssc", type=float, nargs="*", default=SSC_FULL, help="qualities of the full-decode points")
     ap.add_argument("--persons", type=float, nargs="*", default=SSC_PERSONS, help="qualities of the persons-only points")
     ap.add_argument("--roi", type=float, nargs="*", default=SSC_ROI, help="person qualities of the ROI points")
@@ -401,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
              p["pose_ms_per_person"], p["notes"]] for p in pts]
     t = data["targets"]
     lines = [f"person AP on {data['meta']['images']} COCO val images, detector {data['meta']['detector']}, "
-             f"codec {args.model} (sha256 {data['meta']['weights_sha256'][:12]})", "",
+             "codecs " + ", ".join(f"{m} (sha256 {h[:12]})" for m, h in data["meta"]["models"].items()), "",
              *markdown_table(["kind", "setting", "bpp", "person AP", "AP50", "mask AP", "keypoint AP", "decode ms",
                               "detector ms", "pose ms/person", "notes"], rows), "",
              f"T1 (full decode >= {t['T1']['needed_AP']:.2f} AP at <= 0.5x the best anchor's bpp): "
