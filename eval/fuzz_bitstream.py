@@ -49,10 +49,10 @@ def _seed_stream(cells: bool = False) -> bytes:
 
 def stream_masks(data: bytes) -> dict[int, bytes]:
     """The coded mask of every group of a stream but the complement's (to rebuild it)."""
-    from ssc.bitstream.format import unpack_mask
+    from ssc.bitstream.format import unframe_mask
 
     h = StreamReader(data).header
-    return {g.group_id: unpack_mask(data[h.masks_offset + g.mask_offset:][: g.mask_length], g.group_id)
+    return {g.group_id: unframe_mask(data[h.masks_offset + g.mask_offset:][: g.mask_length], g.group_id, h.version)
             for g in h.groups if not g.is_complement}
 
 

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from ssc.defaults import DEFAULT_MODEL
 from ssc.api import decode_image, encode_image, read_image
 from ssc.bitstream import StreamReader
-from ssc.bitstream.format import MASK_CRC, SEGMENT_OVERHEAD
+from ssc.bitstream.format import mask_crc_size, segment_overhead
 from ssc.masks import GroupMap, apply_policy, from_coco, kmeans_groups
 from ssc.models.refine import Refinement
 from ssc.models.zoo import LoadedCodec, load_codec
@@ -92,9 +92,10 @@ def stream_parts(data: bytes) -> dict[str, int]:
     the framing (segment prefixes and CRCs, mask CRCs) and the segment bodies."""
     h = StreamReader(data).header
     n_masks = sum(not g.is_complement for g in h.groups)
-    framing = len(h.groups) * SEGMENT_OVERHEAD + n_masks * MASK_CRC.size
-    return {"table": h.masks_offset, "masks": h.masks_length - n_masks * MASK_CRC.size, "framing": framing,
-            "segments": h.payload_length - len(h.groups) * SEGMENT_OVERHEAD}
+    seg, crc = segment_overhead(h.version), mask_crc_size(h.version)
+    framing = len(h.groups) * seg + n_masks * crc
+    return {"table": h.masks_offset, "masks": h.masks_length - n_masks * crc, "framing": framing,
+            "segments": h.payload_length - len(h.groups) * seg}
 
 
 def one_object_reads(data: bytes, gm: GroupMap) -> list[dict]:

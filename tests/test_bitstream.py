@@ -1,6 +1,6 @@
-"""Bitstream v3: golden bytes (pixel-exact and cell-owned groups), random access (header + own mask +
+"""Bitstream v4: golden bytes (pixel-exact and cell-owned groups), random access (header + own mask +
 own segment), group-local failure of corrupt masks and segments, truncation, forged headers, varints,
-fuzzing; v1 and v2 streams still read."""
+fuzzing, the raw-or-rows mask records; v1, v2 and v3 streams still read."""
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,15 +10,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ssc.bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks, parse_header
-from ssc.bitstream.format import PREAMBLE, SEGMENT_OVERHEAD, VERSION, _encode_header_body
+from ssc.bitstream.format import PREAMBLE, VERSION, _encode_header_body, segment_overhead
 from ssc.bitstream.wire import Cursor, crc32, varint
 from ssc.errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError, SSCError
 from ssc.eval.fuzz_bitstream import exercise
 
 GOLD = Path(__file__).parent / "golden"
-GOLDEN = GOLD / "v3_three_groups.ssc"
+GOLDEN = GOLD / "v4_three_groups.ssc"
+GOLDEN_V3 = GOLD / "v3_three_groups.ssc"
 GOLDEN_V2 = GOLD / "v2_three_groups.ssc"
-GOLDEN_CELLS = GOLD / "v3_cells.ssc"
+GOLDEN_CELLS = GOLD / "v4_cells.ssc"
+GOLDEN_CELLS_V3 = GOLD / "v3_cells.ssc"
 GOLDEN_V1 = GOLD / "v1_three_groups.ssc"
 BODIES = {0: b"\x01\x02\x03\x04", 1: b"person-bits", 7: b"dog" * 5}
 
@@ -72,13 +74,14 @@ def test_golden_bytes_are_stable():
     assert GOLDEN_CELLS.read_bytes() == cell_stream()[0], "cell-owned layout changed: bump VERSION, regenerate"
 
 
-def test_cell_owned_golden_reads_cells_and_exact_masks():
+@pytest.mark.parametrize("path, version", [(GOLDEN_CELLS, 4), (GOLDEN_CELLS_V3, 3)])
+def test_cell_owned_golden_reads_cells_and_exact_masks(path, version):
     """Each group's mask is its cells (what its segment codes); the exact masks are metadata; the
     object boxes are pixel-exact; decoding one group reads its record and segment only."""
     _, labels, cells = cell_stream()
-    rd = StreamReader(GOLDEN_CELLS.read_bytes())
+    rd = StreamReader(path.read_bytes())
     h = rd.header
-    assert (h.version, h.cell, h.exact_masks) == (3, 16, True)
+    assert (h.version, h.cell, h.exact_masks) == (version, 16, True)
     assert h.group(1).box == (0, 0, 32, 16) and h.group(1).obj_box == (2, 3, 20, 14)
     assert rd.read_segment(7) == BODIES[7]
     assert rd.bytes_read == h.masks_offset + h.group(7).seg_length  # preamble, header, the segment
@@ -86,6 +89,8 @@ def test_cell_owned_golden_reads_cells_and_exact_masks():
     for g in h.groups:
         a0, b0, a1, b1 = g.obj_box
         assert np.array_equal(rd.object_mask(g.group_id), labels[b0:b1, a0:a1] == g.group_id)
+    if version < VERSION:
+        return  # the forgeries below are written in the current version
     with pytest.raises(BitstreamError, match="past the image"):
         bad = replace(h, groups=tuple(replace(g, box=(0, 0, 64, 16)) if g.group_id == 1 else g for g in h.groups))
         StreamReader(_forge(bad, GOLDEN_CELLS.read_bytes()))
@@ -95,7 +100,7 @@ def test_cell_owned_golden_reads_cells_and_exact_masks():
         StreamReader(_forge(bad, GOLDEN_CELLS.read_bytes()))
 
 
-@pytest.mark.parametrize("path, version", [(GOLDEN, 3), (GOLDEN_V2, 2)])
+@pytest.mark.parametrize("path, version", [(GOLDEN, 4), (GOLDEN_V3, 3), (GOLDEN_V2, 2)])
 def test_golden_parses_to_expected_header_masks_and_segments(path, version):
     rd = StreamReader(path.read_bytes())
     h = rd.header
@@ -283,7 +288,7 @@ def test_bad_varints(raw, err):
 
 def test_segment_framing():
     rd = StreamReader(reference_stream())
-    assert all(g.seg_length >= SEGMENT_OVERHEAD for g in rd.header.groups)
+    assert all(g.seg_length == len(BODIES[g.group_id]) + segment_overhead(VERSION) for g in rd.header.groups)
     masks = encode_group_masks(reference_labels(), rd.header.groups)
     with pytest.raises(BitstreamError):
         build_stream(rd.header, {0: b"", 1: b""}, masks)  # missing group 7
@@ -295,7 +300,7 @@ def test_segment_framing():
 @given(st.data())
 def test_fuzz_bit_flips_truncations_and_splices(data):
     ref = data.draw(st.sampled_from([reference_stream(), GOLDEN_V1.read_bytes(), GOLDEN_V2.read_bytes(),
-                                     GOLDEN_CELLS.read_bytes()]))
+                                     GOLDEN_V3.read_bytes(), GOLDEN_CELLS.read_bytes(), GOLDEN_CELLS_V3.read_bytes()]))
     kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "random"]))
     if kind == "flip":
         b = bytearray(ref)
@@ -308,12 +313,12 @@ def test_fuzz_bit_flips_truncations_and_splices(data):
         at = data.draw(st.integers(0, len(ref)))
         blob = ref[:at] + data.draw(st.binary(max_size=64)) + ref[at:]
     else:
-        blob = b"SSC" + bytes([data.draw(st.sampled_from([1, 2, 3]))]) + data.draw(st.binary(max_size=200))
+        blob = b"SSC" + bytes([data.draw(st.sampled_from([1, 2, 3, 4]))]) + data.draw(st.binary(max_size=200))
     exercise(blob)  # raises on anything but an ssc error
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from([1, 2, 3]), st.binary(min_size=0, max_size=300))
+@given(st.sampled_from([1, 2, 3, 4]), st.binary(min_size=0, max_size=300))
 def test_fuzz_forged_header_bodies_with_valid_crc(version, body):
     blob = PREAMBLE.pack(b"SSC", version, len(body), crc32(body)) + body
     try:
@@ -341,6 +346,27 @@ def test_fuzz_forged_table_fields_behind_a_valid_crc(data):
     except SSCError:
         return  # not encodable (e.g. an inverted box)
     exercise(blob)
+
+
+def test_mask_records_are_raw_where_that_is_shorter_and_told_apart_by_length():
+    """Mask codec 4: the encoder keeps the shorter of the row coding and the raw bitmap; a record of
+    exactly ceil(n / 8) bytes is the bitmap (its padding bits must be zero), any other the row coding."""
+    from ssc.bitstream.groupmap import decode_group_mask, encode_group_mask, raw_length
+
+    rng = np.random.default_rng(0)
+    cases = [np.ones((1, 1), bool), np.ones((3, 5), bool), rng.random((7, 9)) < 0.5,
+             np.pad(np.ones((30, 40), bool), 10)]  # a big blob: the row coding wins
+    for m in cases:
+        raw, rows = encode_group_mask(m, raw=True), encode_group_mask(m)
+        assert len(raw) == min(len(rows), raw_length(m.size)) or (len(rows) == raw_length(m.size) and len(raw) == len(rows))
+        assert np.array_equal(decode_group_mask(raw, *m.shape, raw=True), m)
+        assert np.array_equal(decode_group_mask(rows, *m.shape), m)
+    assert len(encode_group_mask(np.ones((1, 1), bool), raw=True)) == 1  # one full cell: one byte
+    assert len(encode_group_mask(cases[-1], raw=True)) < raw_length(cases[-1].size)
+    with pytest.raises(BitstreamError, match="padding"):
+        decode_group_mask(b"\xff", 1, 3, raw=True)
+    # the reference stream's person is its whole box (54 pixels): one rANS word (raw: 7 bytes), a CRC-16
+    assert StreamReader(reference_stream()).header.group(1).mask_length == 4 + 2
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
-"""The ssc bitstream specification (version 3). This module is the single source of truth; the prose
-version is docs/bitstream.md and golden files in tests/golden pin the bytes. Version-1 and version-2
+"""The ssc bitstream specification (version 4). This module is the single source of truth; the prose
+version is docs/bitstream.md and golden files in tests/golden pin the bytes. Version 1, 2 and 3
 streams are still read (:mod:`ssc.bitstream.v1`; version 2 is version 3 without the fields marked
-"v3"); only version 3 is written.
+"v3"; version 3 is version 4 with the framing marked "v2/v3"); only version 4 is written.
 
 Semantically structured streams (SSIC, Feng et al. ICCV 2023): the header carries each group's class
 label and box, so "which objects, where" is answered without decoding anything, and every group's
@@ -14,7 +14,7 @@ most 10 bytes, no redundant trailing zero byte). ``str8`` is a u8 byte count and
 Preamble (12 bytes)::
 
     magic        3 bytes  b"SSC"
-    version      u8       3
+    version      u8       4
     header_len   u32      length H of the header body that follows
     header_crc   u32      CRC-32 of the header body
 
@@ -27,7 +27,8 @@ Header body (H bytes)::
     model_id     str8     stable architecture name from the model registry
     weights_id   8 bytes  first 8 bytes of the SHA-256 of the weights file (zeros: unregistered)
     quality      varint   default quality, in 1/256 steps of the model's quality levels
-    mask_codec   u8       3 = row-transition binary masks (groupmap_rows, exclusive labels)
+    mask_codec   u8       v4: 4 = row-transition binary masks or a raw bitmap, below (v2/v3: 3 =
+                          row-transition binary masks only: groupmap_rows, exclusive labels)
     tile_size    varint   0 = untiled; T > 0 (a multiple of 64): segment bodies are tiled, see below
     cell         varint   v3: 0 = pixel-exact groups (as version 2); C = 16: cell-owned groups, below
     flags        u8       v3: bit 0 = the mask records also carry pixel-exact object masks (cell > 0)
@@ -41,22 +42,27 @@ Header body (H bytes)::
         area        varint  number of pixels of the group
         quality     varint  0 = the default quality, else the group's quality + 1 (ROI quality)
         mask_length varint  length of the group's mask record; 0 marks the complement group
-        seg_length  varint  total length of the segment (prefix + body + CRC)
+        seg_length  varint  total length of the segment (body + CRC; v2/v3: prefix + body + CRC)
         v3, cell > 0 only: dx0, dy0, dx1, dy1 zigzag varints: the object's own pixel box,
                     (x0 + dx0, y0 + dy0, x1 - dx1, y1 - dy1) with x1 = x0 + w; it may reach into
                     cells of other groups where it has only a few pixels (negative deltas)
 
 Mask section: the mask records of all groups but the complement, back to back in table order. A
 record is the group's binary mask on its box (``w x h``, row-major, coded with ``mask_codec``)
-followed by a u32 CRC-32 of ``group_id (u16) | mask bytes``. The complement group (exactly one per
-stream, the background in practice) has no record: its pixels are those no other group covers.
+followed by a u16 CRC-16/CCITT-FALSE of ``group_id (u16) | mask bytes`` (v2/v3: a u32 CRC-32). The
+complement group (exactly one per stream, the background in practice) has no record: its pixels are
+those no other group covers. Mask codec 4 codes an ``n``-sample binary mask in one of two forms,
+told apart by length alone: exactly ``ceil(n / 8)`` bytes is the raw bitmap (row-major, the first
+sample in the most significant bit, the padding bits zero); any other length is the row-transition
+coding (mask codec 3), which an encoder uses only where it is shorter than the bitmap.
 
 Payload: the segments, back to back in table order. A segment is::
 
-    group_id     u16      must equal the table entry's group_id
-    body_length  u32      must equal seg_length - 10
-    body         body_length bytes (entropy-coded latents of that group only)
-    crc          u32      CRC-32 of group_id | body_length | body
+    body         seg_length - 4 bytes (entropy-coded latents of that group only)
+    crc          u32      CRC-32 of group_id (u16) | body
+
+(v2/v3: ``group_id u16 | body_length u32 | body | crc u32``, the CRC over all that precedes it; the
+prefix repeats what the table holds.)
 
 Untiled (tile_size 0), the body is one coded crop: the group's box grown right and down to multiples
 of 64 pixels. Tiled (very large images, bounded memory), that crop is cut into T x T tiles from its
@@ -86,22 +92,27 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError
-from .wire import Cursor, crc32, str8, uint, unzigzag, varint, zigzag
+from .wire import Cursor, crc16, crc32, str8, uint, unzigzag, varint, zigzag
 
 MAGIC = b"SSC"
-VERSION = 3
+VERSION = 4
 #: Versions this reader understands (version 1: see :mod:`ssc.bitstream.v1`).
-READABLE_VERSIONS = (1, 2, 3)
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: the side of a latent cell, the only non-zero ``cell`` of a version-3 stream
 CELL = 16
 FLAG_EXACT_MASKS = 1
 KIND_IMAGE = 0
 KIND_VIDEO = 1
 PREAMBLE = struct.Struct("<3sBII")
+#: versions 2 and 3 (and video segments): group id and body length before the body, CRC-32 after
 SEGMENT_PREFIX = struct.Struct("<HI")
 SEGMENT_OVERHEAD = SEGMENT_PREFIX.size + 4
 MASK_CRC = struct.Struct("<I")
+#: version 4: the body and its CRC-32 only; mask records end in a CRC-16
+SEGMENT_OVERHEAD_V4 = 4
+MASK_CRC_V4 = struct.Struct("<H")
 MASK_CODEC_ROWS_BINARY = 3
+MASK_CODEC_ROWS_OR_RAW = 4
 #: Tile sides are multiples of this (the codec's latent grid); and at most MAX_TILE_SIZE.
 TILE_ALIGN = 64
 MAX_TILE_SIZE = 1 << 16
@@ -152,7 +163,7 @@ class StreamHeader:
     weights_id: bytes = b"\x00" * 8
     quality: int = 0
     groups: tuple[GroupEntry, ...] = ()
-    mask_codec: int = MASK_CODEC_ROWS_BINARY
+    mask_codec: int = MASK_CODEC_ROWS_OR_RAW
     tile_size: int = 0
     kind: int = KIND_IMAGE
     frames: int = 1
@@ -255,8 +266,55 @@ def _encode_header_body(h: StreamHeader) -> bytes:
     return bytes(out)
 
 
+def segment_overhead(version: int) -> int:
+    """Bytes a segment adds to its body in streams of ``version``."""
+    return SEGMENT_OVERHEAD_V4 if version >= 4 else SEGMENT_OVERHEAD
+
+
+def mask_crc_size(version: int) -> int:
+    """Bytes of the CRC ending a mask record in streams of ``version``."""
+    return MASK_CRC_V4.size if version >= 4 else MASK_CRC.size
+
+
+def frame_segment(group_id: int, body: bytes) -> bytes:
+    """A version-4 segment: the body and the CRC-32 of ``group_id (u16) | body``."""
+    return body + struct.pack("<I", crc32(struct.pack("<H", uint(group_id, 16, "group_id")) + body))
+
+
+def unframe_segment(segment: bytes, group_id: int, version: int = VERSION) -> bytes:
+    """Check a segment of a stream of ``version`` and return its body (CorruptSegmentError for that
+    group only)."""
+    if version < 4:
+        return unpack_segment(segment, group_id)
+    if len(segment) < SEGMENT_OVERHEAD_V4:
+        raise CorruptSegmentError(group_id, f"segment truncated ({len(segment)} bytes)")
+    body = segment[:-4]
+    if struct.unpack_from("<I", segment, len(body))[0] != crc32(struct.pack("<H", group_id) + body):
+        raise CorruptSegmentError(group_id, "CRC-32 mismatch (segment corrupted or not this group's)")
+    return body
+
+
+def frame_mask(group_id: int, mask_bytes: bytes) -> bytes:
+    """A version-4 mask record: the coded mask and the CRC-16 of ``group_id (u16) | mask bytes``."""
+    return mask_bytes + MASK_CRC_V4.pack(crc16(struct.pack("<H", uint(group_id, 16, "group_id")) + mask_bytes))
+
+
+def unframe_mask(record: bytes, group_id: int, version: int = VERSION) -> bytes:
+    """Check a mask record of a stream of ``version`` and return the coded mask (CorruptSegmentError
+    for that group)."""
+    if version < 4:
+        return unpack_mask(record, group_id)
+    if len(record) <= MASK_CRC_V4.size:
+        raise CorruptSegmentError(group_id, f"mask record truncated ({len(record)} bytes)")
+    body = record[: -MASK_CRC_V4.size]
+    if MASK_CRC_V4.unpack(record[-MASK_CRC_V4.size :])[0] != crc16(struct.pack("<H", group_id) + body):
+        raise CorruptSegmentError(group_id, "mask CRC-16 mismatch (mask record corrupted)")
+    return body
+
+
 def pack_segment(group_id: int, body: bytes) -> bytes:
-    """Frame one group's entropy-coded body as a length-prefixed, CRC-checked segment."""
+    """Frame one group's entropy-coded body as a length-prefixed, CRC-checked segment (versions 2
+    and 3, and the video container's segments)."""
     prefix = SEGMENT_PREFIX.pack(uint(group_id, 16, "group_id"), uint(len(body), 32, "body_length"))
     return prefix + body + struct.pack("<I", crc32(prefix + body))
 
@@ -325,9 +383,10 @@ def unpack_tiles(body: bytes, count: int, group_id: int) -> list[bytes]:
 
 
 def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int, bytes]) -> bytes:
-    """Assemble a complete version-3 stream. ``bodies`` maps group id -> entropy-coded body;
-    ``masks`` maps every group id but the complement's -> its coded mask (``mask_codec``). Lengths
-    and offsets in the table are filled in here, in ascending group-id order."""
+    """Assemble a complete version-4 stream. ``bodies`` maps group id -> entropy-coded body;
+    ``masks`` maps every group id but the complement's -> its coded mask (mask codec 4, as
+    :func:`ssc.bitstream.groupmap.encode_group_masks` makes them). Lengths and offsets in the table
+    are filled in here, in ascending group-id order."""
     ids = [g.group_id for g in header.groups]
     if ids != sorted(set(ids)):
         raise BitstreamError(f"group ids must be unique and ascending, got {ids}")
@@ -336,8 +395,10 @@ def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int
     missing = [gid for gid in ids if gid not in masks]
     if len(missing) != 1 or set(masks) - set(ids):
         raise BitstreamError(f"masks must be given for every group but one (the complement); missing {missing}")
-    segments = [pack_segment(gid, bodies[gid]) for gid in ids]
-    records = [pack_mask(gid, masks[gid]) if gid in masks else b"" for gid in ids]
+    if header.mask_codec != MASK_CODEC_ROWS_OR_RAW:
+        raise BitstreamError(f"version {VERSION} streams use mask codec {MASK_CODEC_ROWS_OR_RAW}, not {header.mask_codec}")
+    segments = [frame_segment(gid, bodies[gid]) for gid in ids]
+    records = [frame_mask(gid, masks[gid]) if gid in masks else b"" for gid in ids]
     groups = _with_offsets(
         [replace(g, box=tuple(g.box), seg_length=len(s), mask_length=len(r))
          for g, s, r in zip(header.groups, segments, records)]
@@ -400,8 +461,8 @@ def parse_header(
     weights_id = c.take(8, "weights_id")
     quality = c.varint("quality")
     (mask_codec,) = c.unpack("<B", "mask_codec")
-    if mask_codec != MASK_CODEC_ROWS_BINARY:
-        raise BitstreamError(f"unknown mask codec {mask_codec}")
+    if mask_codec != (MASK_CODEC_ROWS_OR_RAW if version >= 4 else MASK_CODEC_ROWS_BINARY):
+        raise BitstreamError(f"unknown mask codec {mask_codec} for a version-{version} stream")
     tile_size = c.varint("tile_size")
     cell, flags = (c.varint("cell"), c.unpack("<B", "flags")[0]) if version >= 3 else (0, 0)
     if cell not in (0, CELL) or flags & ~FLAG_EXACT_MASKS or (flags and not cell):
@@ -470,7 +531,7 @@ def validate_groups(h: StreamHeader) -> None:
             raise BitstreamError(f"group {g.group_id}: box {g.box} is empty or outside {h.width}x{h.height}")
         if not 0 < g.area <= (x1 - x0) * (y1 - y0):
             raise BitstreamError(f"group {g.group_id}: area {g.area} inconsistent with its box")
-        if g.seg_length < SEGMENT_OVERHEAD:
+        if g.seg_length < segment_overhead(h.version):
             raise BitstreamError(f"group {g.group_id}: segment length {g.seg_length} too small")
     total_area = sum(g.area for g in h.groups)
     if h.groups and total_area != h.width * h.height:
@@ -485,7 +546,7 @@ def _validate(h: StreamHeader) -> None:
     if h.groups and n_comp != 1:
         raise BitstreamError(f"exactly one group must be the complement (mask length 0), found {n_comp}")
     for g in h.groups:
-        if not g.is_complement and g.mask_length <= MASK_CRC.size:
+        if not g.is_complement and g.mask_length <= mask_crc_size(h.version):
             raise BitstreamError(f"group {g.group_id}: mask record length {g.mask_length} too small")
         if h.cell:
             x0, y0, x1, y1 = g.box

@@ -2,7 +2,9 @@
 
 Bitstream version 2 codes one binary mask per group on the group's box (:func:`encode_group_mask`,
 mask codec 3 = the row-transition coder of :mod:`ssc.bitstream.groupmap_rows` with exclusive labels),
-so a reader decodes one group's mask without the others.
+so a reader decodes one group's mask without the others. Version 4's mask codec 4 keeps whichever is
+shorter of that coding and the raw bitmap (``raw=True``; small cell masks are often cheaper raw:
+the row coder's adaptive models and its 32-bit rANS words cost more than a few dozen bits).
 
 Version 1 coded the whole (H x W) label map in the header with one of two codecs (the encoder kept the
 smaller); :func:`decode_group_map` still reads them and :func:`encode_group_map` remains for tests.
@@ -28,11 +30,20 @@ MAP_CODEC_DELTA_DEFLATE = 1
 MAP_CODEC_ROWS = 2
 
 
-def encode_group_mask(mask: np.ndarray) -> bytes:
-    """Code a 2-D boolean mask (a group's pixels on its box) with mask codec 3."""
+def raw_length(n: int) -> int:
+    """Bytes of the raw bitmap of ``n`` samples: the length that marks a mask-codec-4 record as raw."""
+    return -(-n // 8)
+
+
+def encode_group_mask(mask: np.ndarray, raw: bool = False) -> bytes:
+    """Code a 2-D boolean mask (a group's pixels on its box) with mask codec 3, or with ``raw`` with
+    mask codec 4: the row coding where it is shorter than the raw bitmap, else the bitmap."""
     if mask.ndim != 2 or mask.size == 0:
         raise ValueError(f"mask must be a non-empty 2-D array, got shape {mask.shape}")
-    return encode_rows(mask.astype(np.int32), 2, exclusive=True)
+    rows = encode_rows(mask.astype(np.int32), 2, exclusive=True)
+    if raw and len(rows) >= raw_length(mask.size):
+        return np.packbits(mask.astype(bool).ravel()).tobytes()
+    return rows
 
 
 def encode_group_masks(labels: np.ndarray, groups: Sequence[GroupEntry]) -> dict[int, bytes]:
@@ -43,7 +54,7 @@ def encode_group_masks(labels: np.ndarray, groups: Sequence[GroupEntry]) -> dict
     for g in groups:
         if g.group_id != comp:
             x0, y0, x1, y1 = g.box
-            out[g.group_id] = encode_group_mask(labels[y0:y1, x0:x1] == g.group_id)
+            out[g.group_id] = encode_group_mask(labels[y0:y1, x0:x1] == g.group_id, raw=True)
     return out
 
 
@@ -68,16 +79,22 @@ def encode_cell_masks(owners: np.ndarray, labels: np.ndarray | None, groups: Seq
     for g in groups:
         if g.group_id != comp:
             c0, r0, c1, r1 = cell_box(g.box, cell)
-            coded = encode_group_mask(owners[r0:r1, c0:c1] == g.group_id)
+            coded = encode_group_mask(owners[r0:r1, c0:c1] == g.group_id, raw=True)
             if labels is not None:
                 a0, b0, a1, b1 = g.obj_box
-                coded = join_exact(coded, encode_group_mask(labels[b0:b1, a0:a1] == g.group_id))
+                coded = join_exact(coded, encode_group_mask(labels[b0:b1, a0:a1] == g.group_id, raw=True))
             out[g.group_id] = coded
     return out
 
 
-def decode_group_mask(data: bytes, height: int, width: int) -> np.ndarray:
-    """Inverse of :func:`encode_group_mask`: a (height, width) bool array."""
+def decode_group_mask(data: bytes, height: int, width: int, raw: bool = False) -> np.ndarray:
+    """Inverse of :func:`encode_group_mask`: a (height, width) bool array (``raw``: mask codec 4)."""
+    n = height * width
+    if raw and len(data) == raw_length(n):
+        bits = np.unpackbits(np.frombuffer(data, np.uint8))
+        if bits[n:].any():
+            raise BitstreamError("raw mask has non-zero padding bits")
+        return bits[:n].reshape(height, width).astype(bool)
     return decode_rows(data, height, width, 2, exclusive=True).astype(bool)
 
 

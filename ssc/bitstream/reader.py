@@ -11,13 +11,13 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import BitstreamError, CorruptSegmentError
-from .format import (DEFAULT_MAX_PIXELS, PREAMBLE, GroupEntry, StreamHeader, parse_header, parse_preamble, split_exact,
-                     unpack_mask, unpack_segment)
+from .format import (DEFAULT_MAX_PIXELS, MASK_CODEC_ROWS_OR_RAW, PREAMBLE, GroupEntry, StreamHeader, parse_header,
+                     parse_preamble, split_exact, unframe_mask, unframe_segment)
 from .groupmap import cell_box, cells_to_pixels, decode_group_map, decode_group_mask
 
 
 class StreamReader:
-    """Open an ssc stream (version 1, 2 or 3) from bytes, a path or a seekable binary file."""
+    """Open an ssc stream (version 1 to 4) from bytes, a path or a seekable binary file."""
 
     def __init__(self, source: bytes | bytearray | str | os.PathLike | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self._owned = False
@@ -79,17 +79,18 @@ class StreamReader:
         if g.is_complement:
             return self._complement_mask(g)
         record = self._read_at(self.header.masks_offset + g.mask_offset, g.mask_length)
-        coded = unpack_mask(record, g.group_id)
+        coded = unframe_mask(record, g.group_id, self.header.version)
         cell = self.header.cell
+        raw = self.header.mask_codec == MASK_CODEC_ROWS_OR_RAW
         if self.header.exact_masks:
             coded, self._exact[g.group_id] = split_exact(coded, g.group_id)
         try:
             if cell:
                 c0, r0, c1, r1 = cell_box(g.box, cell)
-                cells = decode_group_mask(coded, r1 - r0, c1 - c0)
+                cells = decode_group_mask(coded, r1 - r0, c1 - c0, raw)
                 m = cells_to_pixels(cells, (y1 - y0, x1 - x0), cell)
             else:
-                m = decode_group_mask(coded, y1 - y0, x1 - x0)
+                m = decode_group_mask(coded, y1 - y0, x1 - x0, raw)
         except BitstreamError as e:
             raise CorruptSegmentError(g.group_id, f"mask does not decode ({e})") from e
         area = int(m.sum())
@@ -113,7 +114,8 @@ class StreamReader:
         if not g.is_complement:
             self.group_mask(group_id)  # reads and checks the record
             try:
-                return decode_group_mask(self._exact[group_id], b1 - b0, a1 - a0)
+                return decode_group_mask(self._exact[group_id], b1 - b0, a1 - a0,
+                                         h.mask_codec == MASK_CODEC_ROWS_OR_RAW)
             except BitstreamError as e:
                 raise CorruptSegmentError(group_id, f"exact mask does not decode ({e})") from e
         covered = np.zeros((h.height, h.width), dtype=bool)
@@ -180,7 +182,7 @@ class StreamReader:
         if start + g.seg_length > self.total_length:
             raise CorruptSegmentError(group_id, f"segment missing: the stream ends at byte {self.total_length}, "
                                                 f"the segment at {start + g.seg_length}")
-        return unpack_segment(self._read_at(start, g.seg_length), group_id)
+        return unframe_segment(self._read_at(start, g.seg_length), group_id, self.header.version)
 
     def close(self) -> None:
         if self._owned:

@@ -3,6 +3,7 @@ strings, range-checked unsigned fields and the bounds-checked :class:`Cursor` th
 The stream layouts built from them are specified in :mod:`ssc.bitstream.format`."""
 from __future__ import annotations
 
+import binascii
 import struct
 import zlib
 
@@ -14,6 +15,11 @@ _VARINT_MAX_BYTES = 10
 def crc32(data: bytes) -> int:
     """CRC-32 (ISO-HDLC polynomial, as zlib) of ``data``."""
     return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection) of ``data``."""
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def varint(value: int, what: str = "value") -> bytes:
