@@ -78,3 +78,8 @@ def test_envelope_gain_table():
     assert r[0.08]["ssc_AP"] is None  # annotation groups do not count; ssc has no point that low
     assert r[0.2]["envelope_by"] == "jpeg@0.5" and r[0.2]["envelope_AP"] == pytest.approx(15.0)
     assert r[0.4]["gain"] == pytest.approx(2.0) and t["mean_gain"] is None and not t["T1_met"]
+    # a second codec of the same run (KIND/MODEL) counts as one more configuration; its annotation
+    # groups do not either
+    s2 = [pt("ssc-roi/gi-cell-m-person", 0.1, 12.5), pt("ssc-persons-ann/gi-cell-m-person", 0.1, 40.0)]
+    t = envelope_gains(a + s + s2, bpps=(0.1,))
+    assert t["rows"][0]["ssc_by"] == "ssc-roi/gi-cell-m-person" and t["rows"][0]["ssc_AP"] == 12.5
