@@ -6,7 +6,8 @@ bpp), with BD-rate tables (Bjontegaard, :mod:`ssc.eval.bdrate`). Two parts:
   trained on the same data (``eval/weights``).
 * ``coco``: COCO val images with annotation masks, ssc with one group per instance against ssc with
   one group: the rate cost of group independence with COCO-style masks, with cell-owned groups (the
-  default, bitstream v3) and with pixel-exact groups (``ssc-groups-pixel``, the version-2 layout);
+  default) and with pixel-exact groups (``ssc-groups-pixel``, the version-2 layout), both written as
+  bitstream v4;
   where the bytes go (table, masks, framing, segments), and what a one-object decode reads against
   the object's share of the image (``partial``).
 
@@ -140,7 +141,7 @@ def coders_for(part: str, args: argparse.Namespace, codec: LoadedCodec, peers: l
     out: dict[str, tuple[list, Coder]] = {}
     if ref is not None:
         out["ref-1group"] = (args.ref_qualities, lambda im, q: ssc_code(ref, im, one, q))
-    for name, groups in (("ssc-1group", one), ("ssc-groups", gm)):
+    for name, groups in (("ssc-1group", one), ("ssc-groups", gm))[: 2 if args.groups else 1]:
         out[name] = (qs, lambda im, q, g=groups: ssc_code(codec, im, g, q))
         if name == "ssc-groups" and args.pixel_groups:
             out["ssc-groups-pixel"] = (qs, lambda im, q, g=groups: ssc_code(codec, im, g, q, cells=False))
@@ -309,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="which ssc curves --refine repeats")
     ap.add_argument("--ref-model", default=None, help="also the one-group curve of this model (BD-rate against it)")
     ap.add_argument("--ref-qualities", type=float, nargs="+", default=SSC_QUALITIES, help="--ref-model's quality levels")
+    ap.add_argument("--groups", action=argparse.BooleanOptionalAction, default=True,
+                    help="also the grouped curve (instances on COCO, k-means regions on Kodak); --no-groups: "
+                         "one-group curves only (a model against --ref-model)")
     ap.add_argument("--pixel-groups", action=argparse.BooleanOptionalAction, default=True,
                     help="also code the groups pixel-exact (bitstream v2's layout) beside the cell-owned groups")
     ap.add_argument("--out", default="out/eval/rd")

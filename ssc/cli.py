@@ -35,13 +35,24 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .masks import apply_policy, load_masks
     from .models.refine import Refinement
 
+    from .purpose import resolve_purpose
+
+    purpose = resolve_purpose(args.purpose) if args.purpose else None
+    masks = args.masks or (purpose.masks if purpose else None)
+    if not masks:
+        raise ValueError("--masks is required (or --for MACHINE, which brings its own groups)")
+    if purpose and not (args.weights or args.model_given):
+        args.model = purpose.model  # --model and --weights override the purpose's codec
     check_new(args.output, args.force)
     image = read_image(args.image)
-    gm = load_masks(args.masks, args.image, image.shape[:2], image, device=args.device)
+    gm = load_masks(masks, args.image, image.shape[:2], image, device=args.device)
     gm = apply_policy(gm, args.policy, args.min_area)
     codec = _codec(args)
     roi = {gid: args.roi_quality for gid in gm.ids if gid != 0} if args.roi_quality is not None else None
-    quality = args.quality if args.quality is not None else default_quality(codec.model.num_qualities)
+    quality = (args.quality if args.quality is not None else purpose.quality if purpose
+               else default_quality(codec.model.num_qualities))
+    if purpose and roi is None:  # the machine's classes at the quality, the rest as the purpose says
+        quality, roi = purpose.group_qualities(gm.groups, quality)
     res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile,
                        refine=Refinement(steps=args.refine), cells=not args.pixel_groups, exact_masks=args.exact_masks)
     write_bytes(args.output, res.data)
@@ -223,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("encode", help="encode an image with its group masks")
     e.add_argument("image")
-    e.add_argument("--masks", required=True,
-                   help="coco:ANN.json | png:MAP.png | masks:A.png,B.png | detect:ssdlite-person[,score=S][,pad=P] | whole")
+    e.add_argument("--masks", default=None,
+                   help="coco:ANN.json | png:MAP.png | masks:A.png,B.png | detect:ssdlite-person[,score=S][,pad=P] | whole "
+                        "(required unless --for gives them)")
+    e.add_argument("--for", dest="purpose", default=None, metavar="MACHINE",
+                   help="code for this machine (ssdlite-person): its codec, groups and qualities (--quality "
+                        "then sets its classes' quality); --model, --masks, --quality and --roi-quality override")
     e.add_argument("-o", "--output", required=True)
     force_arg(e)
     e.add_argument("--quality", type=float, default=None,

@@ -197,3 +197,37 @@ def test_every_help_works(capsys):
     assert all(name in listing for name in BENCHMARKS)
     assert main(["eval", "no-such-benchmark"]) == 1
     assert "unknown benchmark" in capsys.readouterr().err
+
+
+def test_encode_for_a_machine_picks_its_codec_groups_and_quality(tmp_path, capsys):
+    """``--for ssdlite-person``: the purpose's codec, the detector's person groups, persons at the
+    purpose's quality and the rest at its background quality; ``--quality`` sets the persons',
+    ``--model`` / ``--masks`` override; an unknown machine and a missing --masks are clear errors."""
+    require(COCO_VAL)
+    from ssc.bitstream.format import quality_code
+    from ssc.models.zoo import load_verified
+    from ssc.purpose import PURPOSES
+
+    pur = PURPOSES["ssdlite-person"]
+    img = COCO_VAL / "000000005001.jpg"  # a crowd: person groups
+    wid = bytes.fromhex(load_verified(pur.model)[0].sha256[:16])
+    assert run("encode", img, "--for", "ssdlite-person", "-o", tmp_path / "a.ssc") == 0
+    assert run("encode", img, "--for", "ssdlite-person", "--quality", "1", "-o", tmp_path / "q.ssc") == 0
+    for name, q in (("a.ssc", pur.quality), ("q.ssc", 1.0)):
+        with StreamReader(tmp_path / name) as rd:
+            h = rd.header
+            persons = [g for g in h.groups if g.label == "person"]
+            assert h.weights_id == wid and persons and len(persons) < len(h.groups)
+            assert {g.quality for g in persons} == {quality_code(q)}
+            assert {g.quality for g in h.groups if g.label != "person"} == {quality_code(pur.background_quality)}
+    assert run("encode", img, "--for", "ssdlite-person", "--model", "gi-cell-m-person", "--masks", "whole",
+               "-o", tmp_path / "b.ssc") == 0
+    with StreamReader(tmp_path / "b.ssc") as rd:
+        tuned = bytes.fromhex(load_verified("gi-cell-m-person")[0].sha256[:16])
+        assert rd.header.weights_id == tuned and len(rd.header.groups) == 1
+    capsys.readouterr()
+    assert run("encode", img, "--for", "yolo", "-o", tmp_path / "c.ssc") == 1
+    assert "known: ssdlite-person" in capsys.readouterr().err
+    assert run("encode", img, "-o", tmp_path / "d.ssc") == 1
+    assert "--masks is required" in capsys.readouterr().err
+    assert not (tmp_path / "c.ssc").exists() and not (tmp_path / "d.ssc").exists()
