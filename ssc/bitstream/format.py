@@ -304,11 +304,16 @@ def unframe_mask(record: bytes, group_id: int, version: int = VERSION) -> bytes:
     for that group)."""
     if version < 4:
         return unpack_mask(record, group_id)
-    if len(record) <= MASK_CRC_V4.size:
+    return _checked_mask(record, group_id, MASK_CRC_V4, crc16, "CRC-16")
+
+
+def _checked_mask(record: bytes, group_id: int, field: struct.Struct, crc: Callable[[bytes], int], name: str) -> bytes:
+    """The coded mask of a record ending in ``field`` = ``crc(group_id (u16) | mask bytes)``."""
+    if len(record) <= field.size:
         raise CorruptSegmentError(group_id, f"mask record truncated ({len(record)} bytes)")
-    body = record[: -MASK_CRC_V4.size]
-    if MASK_CRC_V4.unpack(record[-MASK_CRC_V4.size :])[0] != crc16(struct.pack("<H", group_id) + body):
-        raise CorruptSegmentError(group_id, "mask CRC-16 mismatch (mask record corrupted)")
+    body = record[: -field.size]
+    if field.unpack(record[-field.size :])[0] != crc(struct.pack("<H", group_id) + body):
+        raise CorruptSegmentError(group_id, f"mask {name} mismatch (mask record corrupted)")
     return body
 
 
@@ -340,13 +345,9 @@ def pack_mask(group_id: int, mask_bytes: bytes) -> bytes:
 
 
 def unpack_mask(record: bytes, group_id: int) -> bytes:
-    """Check a mask record and return the coded mask. Raises CorruptSegmentError for that group."""
-    if len(record) <= MASK_CRC.size:
-        raise CorruptSegmentError(group_id, f"mask record truncated ({len(record)} bytes)")
-    body = record[: -MASK_CRC.size]
-    if MASK_CRC.unpack(record[-MASK_CRC.size :])[0] != crc32(struct.pack("<H", group_id) + body):
-        raise CorruptSegmentError(group_id, "mask CRC-32 mismatch (mask record corrupted)")
-    return body
+    """Check a mask record (versions 2 and 3, video) and return the coded mask. Raises
+    CorruptSegmentError for that group."""
+    return _checked_mask(record, group_id, MASK_CRC, crc32, "CRC-32")
 
 
 def join_exact(cells: bytes, exact: bytes) -> bytes:
