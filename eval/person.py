@@ -406,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the images of --kp-ann (79 of the 158): every score on the same images")
     ap.add_argument("--ann-groups", action=argparse.BooleanOptionalAction, default=True,
                     help="the persons-only points with annotation groups (an upper bound no encoder in the field has)")
-    ap.add_argument("--anchor-scales", type=float, nargs="+", default=[1.0, 0.5],
-                    help="every anchor is also coded at these scales of the image and upsampled")
+    ap.add_argument("--anchor-scales", type=float, nargs="*", default=[1.0, 0.5],
+                    help="every anchor is coded at these scales of the image and upsampled (none: no anchors, a development run)")
     ap.add_argument("--pose", action=argparse.BooleanOptionalAction, default=pose_installed(),
                     help="also person mask AP and keypoint AP with the blazepose head (default: when installed)")
     ap.add_argument("--kp-ann", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "coco" / "annotations"
