@@ -34,7 +34,6 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .api import encode_image, read_image
     from .masks import apply_policy, load_masks
     from .models.refine import Refinement
-
     from .purpose import resolve_purpose
 
     purpose = resolve_purpose(args.purpose) if args.purpose else None

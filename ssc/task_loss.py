@@ -42,7 +42,7 @@ class TaskLossOptions:
     tile: int = 150
     #: weight of the output term (KL and boxes) against the feature term
     outputs: float = 1.0
-    #: extra weight of the anchors the original believes hold a person (see ``anchor_kl``)
+    #: extra weight of the anchors the original believes hold a person (see :func:`focus_weights`)
     focus: float = 20.0
 
     @classmethod
@@ -70,13 +70,17 @@ def level_weights(opts: TaskLossOptions, num_qualities: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
-def anchor_kl(logits: torch.Tensor, pt: torch.Tensor, focus: float = 0.0) -> torch.Tensor:
-    """(N, A) binary KL(teacher || student) of per-anchor person probabilities (``logits`` the
-    student's, ``pt`` the teacher's), weighted by ``1 + focus * max(p_t, p_s)``: of the 1,917 anchors a
-    handful hold a person, and unweighted the easy background ones would set the term."""
-    ent = F.binary_cross_entropy(pt, pt, reduction="none")
-    kl = F.binary_cross_entropy_with_logits(logits, pt, reduction="none") - ent
-    return kl * (1 + focus * torch.maximum(pt, torch.sigmoid(logits.detach())))
+def binary_kl(logits: torch.Tensor, pt: torch.Tensor) -> torch.Tensor:
+    """Per-anchor binary KL(teacher || student) of person probabilities (``logits`` the student's,
+    ``pt`` the teacher's, same shape): BCE(s; t) - H(t)."""
+    return (F.binary_cross_entropy_with_logits(logits, pt, reduction="none")
+            - F.binary_cross_entropy(pt, pt, reduction="none"))
+
+
+def focus_weights(logits: torch.Tensor, pt: torch.Tensor, focus: float) -> torch.Tensor:
+    """Per-anchor weights ``1 + focus * max(p_t, p_s)`` (constants of the step): of the detector's
+    anchors a handful hold a person, and unweighted the easy background ones would set a KL term."""
+    return 1 + focus * torch.maximum(pt, torch.sigmoid(logits.detach()))
 
 
 class DetectorDistortion(torch.nn.Module):
@@ -147,7 +151,7 @@ class DetectorDistortion(torch.nn.Module):
             err = self._per_tile(((sm - tm) ** 2).mean(1).flatten(1), tiles, b)
             energy = self._per_tile((tm ** 2).mean(1).flatten(1), tiles, b)
             feat = feat + err / energy.clamp(min=1e-6) / 2
-        kl = self._per_tile(anchor_kl(s_log, pt, self.opts.focus), self.anchor_tile, b)
+        kl = self._per_tile(binary_kl(s_log, pt) * focus_weights(s_log, pt, self.opts.focus), self.anchor_tile, b)
         box = self._per_tile(F.smooth_l1_loss(s_enc, t_enc, reduction="none").sum(-1) * pt, self.anchor_tile, b)
         norm = self._per_tile(torch.ones_like(pt), self.anchor_tile, b).clamp(min=1)
         return feat + self.opts.outputs * (kl + box) / norm * 100

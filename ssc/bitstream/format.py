@@ -176,6 +176,11 @@ class StreamHeader:
     exact_masks: bool = False
 
     @property
+    def raw_masks(self) -> bool:
+        """Whether a mask record may be a raw bitmap (mask codec 4, version 4)."""
+        return self.mask_codec == MASK_CODEC_ROWS_OR_RAW
+
+    @property
     def masks_offset(self) -> int:
         """Absolute offset of the mask section."""
         return PREAMBLE.size + self.header_length

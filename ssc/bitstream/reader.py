@@ -11,7 +11,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import BitstreamError, CorruptSegmentError
-from .format import (DEFAULT_MAX_PIXELS, MASK_CODEC_ROWS_OR_RAW, PREAMBLE, GroupEntry, StreamHeader, parse_header,
+from .format import (DEFAULT_MAX_PIXELS, PREAMBLE, GroupEntry, StreamHeader, parse_header,
                      parse_preamble, split_exact, unframe_mask, unframe_segment)
 from .groupmap import cell_box, cells_to_pixels, decode_group_map, decode_group_mask
 
@@ -81,16 +81,15 @@ class StreamReader:
         record = self._read_at(self.header.masks_offset + g.mask_offset, g.mask_length)
         coded = unframe_mask(record, g.group_id, self.header.version)
         cell = self.header.cell
-        raw = self.header.mask_codec == MASK_CODEC_ROWS_OR_RAW
         if self.header.exact_masks:
             coded, self._exact[g.group_id] = split_exact(coded, g.group_id)
         try:
             if cell:
                 c0, r0, c1, r1 = cell_box(g.box, cell)
-                cells = decode_group_mask(coded, r1 - r0, c1 - c0, raw)
+                cells = decode_group_mask(coded, r1 - r0, c1 - c0, self.header.raw_masks)
                 m = cells_to_pixels(cells, (y1 - y0, x1 - x0), cell)
             else:
-                m = decode_group_mask(coded, y1 - y0, x1 - x0, raw)
+                m = decode_group_mask(coded, y1 - y0, x1 - x0, self.header.raw_masks)
         except BitstreamError as e:
             raise CorruptSegmentError(g.group_id, f"mask does not decode ({e})") from e
         area = int(m.sum())
@@ -114,8 +113,7 @@ class StreamReader:
         if not g.is_complement:
             self.group_mask(group_id)  # reads and checks the record
             try:
-                return decode_group_mask(self._exact[group_id], b1 - b0, a1 - a0,
-                                         h.mask_codec == MASK_CODEC_ROWS_OR_RAW)
+                return decode_group_mask(self._exact[group_id], b1 - b0, a1 - a0, h.raw_masks)
             except BitstreamError as e:
                 raise CorruptSegmentError(group_id, f"exact mask does not decode ({e})") from e
         covered = np.zeros((h.height, h.width), dtype=bool)

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..task_loss import binary_kl, focus_weights
 from ..train import (RunLog, StopRequest, TrainConfig, backprop, ckpt_path, export, finish_run, finish_step,
                      register_trainer, resume_from, set_lr, start_run, warm_start)
 from .options import OmniOptions
@@ -59,11 +60,9 @@ def anchor_kl(logits: torch.Tensor, pt: torch.Tensor, focus: float = 0.0) -> tor
     (``extra.kd_focus``) > 0 weighs an anchor by ``1 + focus * p``, ``p`` the larger of the two
     probabilities, normalised to the weights' mean: of the detector's 3,000 anchors a handful hold a
     person, and a plain mean lets the easy background ones set the term. 0 is the plain mean."""
-    # binary KL(t || s) = BCE(s; t) - H(t)
-    ent = F.binary_cross_entropy(pt, pt, reduction="none")
-    kl = F.binary_cross_entropy_with_logits(logits, pt, reduction="none") - ent
+    kl = binary_kl(logits, pt)
     if focus > 0:
-        w = 1 + focus * torch.maximum(pt, torch.sigmoid(logits.detach()))
+        w = focus_weights(logits, pt, focus)
         kl = kl * (w / w.mean(1, keepdim=True))
     return kl.mean(1)
 
