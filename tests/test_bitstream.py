@@ -1,6 +1,7 @@
-"""Bitstream v4: golden bytes (pixel-exact and cell-owned groups), random access (header + own mask +
-own segment), group-local failure of corrupt masks and segments, truncation, forged headers, varints,
-fuzzing, the raw-or-rows mask records; v1, v2 and v3 streams still read."""
+"""Bitstream v5: golden bytes (pixel-exact and cell-owned groups, the compact table), random access
+(header + own mask + own segment), group-local failure of corrupt masks and segments, truncation,
+forged headers, varints, fuzzing, the raw-or-rows mask records, the vocabulary labels and the trimmed
+rANS words; v1 to v4 streams still read."""
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,10 +17,13 @@ from ssc.errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, 
 from ssc.eval.fuzz_bitstream import exercise
 
 GOLD = Path(__file__).parent / "golden"
-GOLDEN = GOLD / "v4_three_groups.ssc"
+GOLDEN = GOLD / "v5_three_groups.ssc"
+GOLDEN_V4 = GOLD / "v4_three_groups.ssc"
 GOLDEN_V3 = GOLD / "v3_three_groups.ssc"
 GOLDEN_V2 = GOLD / "v2_three_groups.ssc"
-GOLDEN_CELLS = GOLD / "v4_cells.ssc"
+GOLDEN_CELLS = GOLD / "v5_cells.ssc"
+GOLDEN_CELLS_V4 = GOLD / "v4_cells.ssc"
+GOLDEN_DENSE = GOLD / "v5_dense.ssc"
 GOLDEN_CELLS_V3 = GOLD / "v3_cells.ssc"
 GOLDEN_V1 = GOLD / "v1_three_groups.ssc"
 BODIES = {0: b"\x01\x02\x03\x04", 1: b"person-bits", 7: b"dog" * 5}
@@ -68,13 +72,65 @@ def cell_stream() -> bytes:
     return build_stream(h, BODIES, encode_cell_masks(owners, labels, groups, 16)), labels, cells
 
 
+def dense_stream() -> bytes:
+    """A fixed stream with ids 0..n-1, one quality, vocabulary labels, a label the vocabulary does not
+    have, a group with no class and two scaled groups: the third golden file (version 5's table)."""
+    labels = np.zeros((16, 24), np.int32)
+    labels[1:9, 2:10] = 1
+    labels[9:15, 12:22] = 2
+    labels[0:3, 18:24] = 3
+    groups = tuple(GroupEntry(g, c, n, box, int((labels == g).sum()), 256, scale=s) for g, c, n, box, s in (
+        (0, 0, "background", (0, 0, 24, 16), 1), (1, 1, "person", (2, 1, 10, 9), 0),
+        (2, 1, "person (crowd)", (12, 9, 22, 15), 0), (3, 0, "", (18, 0, 24, 3), 2)))
+    h = StreamHeader(24, 16, "gi-cell-m", bytes(range(8, 16)), 256, groups)
+    return build_stream(h, {0: b"\1\2\3", 1: b"p" * 9, 2: b"c" * 5, 3: b"n"}, encode_group_masks(labels, groups))
+
+
 def test_golden_bytes_are_stable():
     data = reference_stream()
     assert GOLDEN.read_bytes() == data, "bitstream layout changed: bump VERSION and regenerate the golden file"
     assert GOLDEN_CELLS.read_bytes() == cell_stream()[0], "cell-owned layout changed: bump VERSION, regenerate"
+    assert GOLDEN_DENSE.read_bytes() == dense_stream(), "compact table changed: bump VERSION, regenerate"
 
 
-@pytest.mark.parametrize("path, version", [(GOLDEN_CELLS, 4), (GOLDEN_CELLS_V3, 3)])
+def test_compact_table_names_vocabulary_classes_by_id_and_drops_dense_ids_and_one_quality():
+    """Version 5: ids 0..n-1 and a single quality leave their fields out; labels the vocabulary has
+    are referred to by class id, only others go into the dictionary."""
+    from ssc.bitstream.format import FLAG_DENSE_IDS, FLAG_SCALES, FLAG_UNIFORM_QUALITY, _label_table
+
+    rd = StreamReader(GOLDEN_DENSE.read_bytes())
+    h = rd.header
+    assert [(g.group_id, g.class_id, g.label, g.quality, g.scale) for g in h.groups] == [
+        (0, 0, "background", 256, 1), (1, 1, "person", 256, 0), (2, 1, "person (crowd)", 256, 0), (3, 0, "", 256, 2)]
+    assert _label_table(h)[0] == [(1, "person (crowd)")]
+    body = GOLDEN_DENSE.read_bytes()[PREAMBLE.size :]
+    flags_at = 1 + 3 + 1 + len(h.model_id) + 8 + 2 + 1 + 1 + 1  # kind .. cell (all one-byte varints)
+    assert body[flags_at] == FLAG_DENSE_IDS | FLAG_UNIFORM_QUALITY | FLAG_SCALES
+    assert rd.read_segment(2) == b"c" * 5 and rd.group_mask(3).all()
+    # the same table with ids that are not dense and two qualities codes those fields again
+    sparse = replace(h, groups=tuple(replace(g, group_id=2 * g.group_id, quality=g.group_id) for g in h.groups))
+    assert len(_encode_header_body(sparse)) == len(_encode_header_body(h)) + 2 * len(h.groups)
+    # version 4 has neither flag (nor vocabulary references)
+    with pytest.raises(BitstreamError, match="flags"):
+        parse_header(PREAMBLE.pack(b"SSC", 4, h.header_length, crc32(body[: h.header_length])) + body)
+
+
+def test_rans_words_lose_their_zero_high_bytes_and_decode_padded():
+    from ssc.bitstream.rans import SymbolReader, SymbolWriter, _U16, pad_words, trim_words
+
+    for value, n in ((1, 1), (7, 3), (65535, 2), (0, 0)):
+        w = SymbolWriter()
+        w.write(np.full(n, value, np.int32), _U16)
+        data = w.finish()
+        assert len(data) % 4 or not data or data[-1] != 0  # nothing left to trim
+        r = SymbolReader(data)
+        assert r.read(_U16, n).tolist() == [value] * n
+        r.check_end()
+    assert trim_words(b"abcd\x05\x00\x00\x00") == b"abcd\x05" and pad_words(b"abcd\x05") == b"abcd\x05\x00\x00\x00"
+    assert trim_words(b"\0\0\0\0") == b"\0" and trim_words(b"abcd") == b"abcd"
+
+
+@pytest.mark.parametrize("path, version", [(GOLDEN_CELLS, 5), (GOLDEN_CELLS_V4, 4), (GOLDEN_CELLS_V3, 3)])
 def test_cell_owned_golden_reads_cells_and_exact_masks(path, version):
     """Each group's mask is its cells (what its segment codes); the exact masks are metadata; the
     object boxes are pixel-exact; decoding one group reads its record and segment only."""
@@ -100,7 +156,7 @@ def test_cell_owned_golden_reads_cells_and_exact_masks(path, version):
         StreamReader(_forge(bad, GOLDEN_CELLS.read_bytes()))
 
 
-@pytest.mark.parametrize("path, version", [(GOLDEN, 4), (GOLDEN_V3, 3), (GOLDEN_V2, 2)])
+@pytest.mark.parametrize("path, version", [(GOLDEN, 5), (GOLDEN_V4, 4), (GOLDEN_V3, 3), (GOLDEN_V2, 2)])
 def test_golden_parses_to_expected_header_masks_and_segments(path, version):
     rd = StreamReader(path.read_bytes())
     h = rd.header
@@ -127,6 +183,14 @@ def test_v1_streams_still_decode():
     assert rd.read_segment(7) == b"dogdogdogdogdog"
     assert int(rd.group_map[12, 20]) == 7
     assert rd.group_mask(7).all() and rd.group_mask(0).sum() == h.group(0).area
+
+
+def test_v4_streams_read_beside_v5():
+    """The same three groups in version 4 and 5: equal tables, version 5's shorter."""
+    new, old = StreamReader(GOLDEN.read_bytes()).header, StreamReader(GOLDEN_V4.read_bytes()).header
+    assert [(g.group_id, g.class_id, g.label, g.box, g.area, g.quality) for g in new.groups] == [
+        (g.group_id, g.class_id, g.label, g.box, g.area, g.quality) for g in old.groups]
+    assert new.header_length < old.header_length
 
 
 def test_compact_header_is_smaller_than_v1():
@@ -300,7 +364,9 @@ def test_segment_framing():
 @given(st.data())
 def test_fuzz_bit_flips_truncations_and_splices(data):
     ref = data.draw(st.sampled_from([reference_stream(), GOLDEN_V1.read_bytes(), GOLDEN_V2.read_bytes(),
-                                     GOLDEN_V3.read_bytes(), GOLDEN_CELLS.read_bytes(), GOLDEN_CELLS_V3.read_bytes()]))
+                                     GOLDEN_V3.read_bytes(), GOLDEN_V4.read_bytes(), GOLDEN_CELLS.read_bytes(),
+                                     GOLDEN_CELLS_V3.read_bytes(), GOLDEN_CELLS_V4.read_bytes(),
+                                     GOLDEN_DENSE.read_bytes()]))
     kind = data.draw(st.sampled_from(["flip", "truncate", "splice", "random"]))
     if kind == "flip":
         b = bytearray(ref)
@@ -313,12 +379,12 @@ def test_fuzz_bit_flips_truncations_and_splices(data):
         at = data.draw(st.integers(0, len(ref)))
         blob = ref[:at] + data.draw(st.binary(max_size=64)) + ref[at:]
     else:
-        blob = b"SSC" + bytes([data.draw(st.sampled_from([1, 2, 3, 4]))]) + data.draw(st.binary(max_size=200))
+        blob = b"SSC" + bytes([data.draw(st.sampled_from([1, 2, 3, 4, 5]))]) + data.draw(st.binary(max_size=200))
     exercise(blob)  # raises on anything but an ssc error
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from([1, 2, 3, 4]), st.binary(min_size=0, max_size=300))
+@given(st.sampled_from([1, 2, 3, 4, 5]), st.binary(min_size=0, max_size=300))
 def test_fuzz_forged_header_bodies_with_valid_crc(version, body):
     blob = PREAMBLE.pack(b"SSC", version, len(body), crc32(body)) + body
     try:
@@ -332,12 +398,15 @@ def test_fuzz_forged_header_bodies_with_valid_crc(version, body):
 def test_fuzz_forged_table_fields_behind_a_valid_crc(data):
     """Random table values (areas, boxes, object boxes, lengths, label refs) with a valid header CRC,
     in pixel-exact and cell-owned streams."""
-    src = data.draw(st.sampled_from([reference_stream(), GOLDEN_CELLS.read_bytes()]))
+    src = data.draw(st.sampled_from([reference_stream(), GOLDEN_CELLS.read_bytes(), GOLDEN_DENSE.read_bytes()]))
     h = StreamReader(src).header
     g = data.draw(st.sampled_from(h.groups))
-    field_name = data.draw(st.sampled_from(["area", "box", "object_box", "mask_length", "seg_length", "quality"]))
+    field_name = data.draw(st.sampled_from(["area", "box", "object_box", "mask_length", "seg_length", "quality",
+                                            "class_id", "label", "group_id"]))
     if field_name in ("box", "object_box"):
         value = tuple(data.draw(st.integers(0, 40)) for _ in range(4))
+    elif field_name == "label":
+        value = data.draw(st.sampled_from(["", "person", "dog", "background", "x" * 40]))
     else:
         value = data.draw(st.integers(0, 2**33))
     groups = tuple(replace(x, **{field_name: value}) if x is g else x for x in h.groups)
@@ -375,3 +444,15 @@ def test_long_mutation_fuzz_finds_no_crash(tmp_path):
     from ssc.eval.fuzz_bitstream import main as fuzz_main
 
     assert fuzz_main(["--seconds", "120", "--out", str(tmp_path)]) == 0
+
+
+def test_vocabulary_is_cocos_categories():
+    """The v5 vocabulary names COCO 2017's categories by their ids (checked against the annotations)."""
+    import json
+
+    from ssc.bitstream.vocab import VOCABULARY
+
+    from .conftest import COCO_VAL_ANN, require
+
+    cats = {c["id"]: c["name"] for c in json.loads(require(COCO_VAL_ANN).read_text())["categories"]}
+    assert {k: v for k, v in VOCABULARY.items() if k} == cats and VOCABULARY[0] == "background"

@@ -1,7 +1,8 @@
-"""The ssc bitstream specification (version 4). This module is the single source of truth; the prose
-version is docs/bitstream.md and golden files in tests/golden pin the bytes. Version 1, 2 and 3
-streams are still read (:mod:`ssc.bitstream.v1`; version 2 is version 3 without the fields marked
-"v3"; version 3 is version 4 with the framing marked "v2/v3"); only version 4 is written.
+"""The ssc bitstream specification (version 5). This module is the single source of truth; the prose
+version is docs/bitstream.md and golden files in tests/golden pin the bytes. Versions 1 to 4 are
+still read (:mod:`ssc.bitstream.v1`; version 2 is version 3 without the fields marked "v3"; version
+3 is version 4 with the framing marked "v2/v3"; version 4 is version 5 without what is marked "v5");
+only version 5 is written.
 
 Semantically structured streams (SSIC, Feng et al. ICCV 2023): the header carries each group's class
 label and box, so "which objects, where" is answered without decoding anything, and every group's
@@ -14,7 +15,7 @@ most 10 bytes, no redundant trailing zero byte). ``str8`` is a u8 byte count and
 Preamble (12 bytes)::
 
     magic        3 bytes  b"SSC"
-    version      u8       4
+    version      u8       5
     header_len   u32      length H of the header body that follows
     header_crc   u32      CRC-32 of the header body
 
@@ -31,16 +32,27 @@ Header body (H bytes)::
                           row-transition binary masks only: groupmap_rows, exclusive labels)
     tile_size    varint   0 = untiled; T > 0 (a multiple of 64): segment bodies are tiled, see below
     cell         varint   v3: 0 = pixel-exact groups (as version 2); C = 16: cell-owned groups, below
-    flags        u8       v3: bit 0 = the mask records also carry pixel-exact object masks (cell > 0)
-    num_labels   varint   label dictionary: (class_id varint, label str8) per entry
+    flags        u8       v3: bit 0 = the mask records also carry pixel-exact object masks (cell > 0);
+                          v5: bit 1 = the group ids are 0, 1, ..., n - 1 (no id_delta fields);
+                          v5: bit 2 = every group is at the default quality (no quality fields);
+                          v5: bit 3 = the group entries have a scale field
+    num_labels   varint   label dictionary: (class_id varint, label str8) per entry; v5: only labels
+                          that are not the vocabulary's name of their class id
     num_groups   varint
     num_groups x group entry:
-        id_delta    varint  group_id = previous group_id + 1 + id_delta (first: group_id = id_delta)
-        label_ref   varint  0 = no class (class_id 0, label ""), i > 0 = dictionary entry i - 1
+        id_delta    varint  group_id = previous group_id + 1 + id_delta (first: group_id = id_delta);
+                    v5: absent with flag bit 1
+        label_ref   varint  0 = no class (class_id 0, label ""), 1 <= i <= D = dictionary entry i - 1
+                    (D = num_labels); v5: i = D + 1 + c = class c of the vocabulary
+                    (:mod:`ssc.bitstream.vocab`: COCO 2017's category ids and names, 0 = "background")
+                    with its name
         x0, y0, w, h varint the group's bounding box in pixels (w, h >= 1); v3 with cell C > 0: in
                     cells, the box being (C x0, C y0, min(C (x0 + w), width), min(C (y0 + h), height))
         area        varint  number of pixels of the group
-        quality     varint  0 = the default quality, else the group's quality + 1 (ROI quality)
+        quality     varint  0 = the default quality, else the group's quality + 1 (ROI quality);
+                    v5: absent with flag bit 2
+        scale       varint  v5, with flag bit 3 only: s <= 2, the group is coded at 1 / 2**s size
+                    (below); without the flag s = 0
         mask_length varint  length of the group's mask record; 0 marks the complement group
         seg_length  varint  total length of the segment (body + CRC; v2/v3: prefix + body + CRC)
         v3, cell > 0 only: dx0, dy0, dx1, dy1 zigzag varints: the object's own pixel box,
@@ -64,6 +76,10 @@ Payload: the segments, back to back in table order. A segment is::
 (v2/v3: ``group_id u16 | body_length u32 | body | crc u32``, the CRC over all that precedes it; the
 prefix repeats what the table holds.)
 
+An entropy-coded body (each tile's, when tiled) is the 32-bit little-endian words of the rANS coder
+(:mod:`ssc.bitstream.rans`). v5: the zero high bytes of its last word (at most 3) are left out; a
+reader appends zero bytes up to a whole number of words (v4 and older bodies are whole words).
+
 Untiled (tile_size 0), the body is one coded crop: the group's box grown right and down to multiples
 of 64 pixels. Tiled (very large images, bounded memory), that crop is cut into T x T tiles from its
 top-left corner (the last column / row narrower), and the body is, for every tile holding at least one
@@ -79,6 +95,15 @@ bit 0 the record is ``cell_length varint | cell mask | exact mask``: the exact m
 pixels on its object box (mask codec 3), metadata for compositing and segmentation that decoding
 does not need. The complement's cells (and exact pixels) are those no other group's record covers.
 
+Scaled groups (v5, scale s > 0; f = 2**s): the group's region (its mask, as above) is unchanged; its
+segment codes it at 1/f of the image's size. The image is reduced by averaging f x f blocks (blocks
+aligned to the image's origin; the right and bottom edges repeat their last pixel), a reduced pixel
+belongs to the group when its block holds a pixel of the group, and the group's reduced box is
+(x0 // f, y0 // f, ceil(x1 / f), ceil(y1 / f)); the body codes that reduced group exactly as a
+full-size group on its box. A decoder upsamples the reduced pixels by f (bilinear, half-pixel
+centres, each output a weighted mean over the group's reduced pixels only) and keeps those at the
+group's own pixels. Everything a scaled group's pixels depend on is still its own mask and segment.
+
 Offsets are not stored: a record or segment starts where the previous one ends. Group ids are
 unique, ascending and at most 65535; boxes lie inside the image; the group areas sum to
 width x height. A reader must refuse anything else with a clear error. A segment or mask that fails
@@ -92,15 +117,24 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, ResourceLimitError
+from .vocab import VOCABULARY
 from .wire import Cursor, crc16, crc32, str8, uint, unzigzag, varint, zigzag
 
 MAGIC = b"SSC"
-VERSION = 4
+VERSION = 5
 #: Versions this reader understands (version 1: see :mod:`ssc.bitstream.v1`).
-READABLE_VERSIONS = (1, 2, 3, 4)
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 #: the side of a latent cell, the only non-zero ``cell`` of a version-3 stream
 CELL = 16
 FLAG_EXACT_MASKS = 1
+#: version 5: the group ids are 0, 1, ..., n - 1 (the table has no id fields)
+FLAG_DENSE_IDS = 2
+#: version 5: every group is at the default quality (the table has no quality fields)
+FLAG_UNIFORM_QUALITY = 4
+#: version 5: the table has a scale field per group (some group is coded at a reduced size)
+FLAG_SCALES = 8
+#: the largest scale field: a group coded at 1 / 2**MAX_SCALE of the image's size
+MAX_SCALE = 2
 KIND_IMAGE = 0
 KIND_VIDEO = 1
 PREAMBLE = struct.Struct("<3sBII")
@@ -142,6 +176,8 @@ class GroupEntry:
     #: cell-owned streams: the object's own pixel box (``box`` is the bounding box of its cells; the
     #: object may reach into other groups' cells where it has few pixels)
     object_box: tuple[int, int, int, int] | None = None
+    #: version 5: the group is coded at 1 / 2**scale of the image's size and upsampled on decode
+    scale: int = 0
 
     @property
     def is_complement(self) -> bool:
@@ -236,7 +272,29 @@ def choose_complement(groups: tuple[GroupEntry, ...] | list) -> int:
     return min(groups, key=lambda g: (-g.area, g.group_id)).group_id
 
 
+def _label_table(h: StreamHeader) -> tuple[list[tuple[int, str]], dict[tuple[int, str], int]]:
+    """The label dictionary (in order of first use: deterministic) and every label's reference. Version
+    5 refers to a vocabulary label (:mod:`ssc.bitstream.vocab`) by its class id, past the dictionary."""
+    labels: list[tuple[int, str]] = []
+    for g in h.groups:
+        key = (g.class_id, g.label)
+        if key != (0, "") and key not in labels and VOCABULARY.get(g.class_id) != g.label:
+            labels.append(key)
+    refs = {key: i + 1 for i, key in enumerate(labels)}
+    refs[(0, "")] = 0
+    for g in h.groups:
+        if VOCABULARY.get(g.class_id) == g.label:
+            refs[(g.class_id, g.label)] = len(labels) + 1 + g.class_id
+    return labels, refs
+
+
 def _encode_header_body(h: StreamHeader) -> bytes:
+    """The version-5 header body of ``h`` (the module docstring)."""
+    dense = [g.group_id for g in h.groups] == list(range(len(h.groups)))
+    uniform = all(g.quality == h.quality for g in h.groups)
+    scales = any(g.scale for g in h.groups)
+    flags = (FLAG_EXACT_MASKS * h.exact_masks | FLAG_DENSE_IDS * dense | FLAG_UNIFORM_QUALITY * uniform
+             | FLAG_SCALES * scales)
     out = bytearray(struct.pack("<B", uint(h.kind, 8, "kind")))
     out += varint(h.width, "width") + varint(h.height, "height") + varint(h.frames, "frames")
     out += str8(h.model_id)
@@ -245,11 +303,8 @@ def _encode_header_body(h: StreamHeader) -> bytes:
     out += h.weights_id
     out += varint(h.quality, "quality")
     out += struct.pack("<B", uint(h.mask_codec, 8, "mask_codec"))
-    out += varint(h.tile_size, "tile_size") + varint(h.cell, "cell") + bytes([FLAG_EXACT_MASKS * h.exact_masks])
-    labels: list[tuple[int, str]] = []
-    for g in h.groups:  # dictionary in order of first use: deterministic, independent of dict order
-        if (g.class_id, g.label) != (0, "") and (g.class_id, g.label) not in labels:
-            labels.append((g.class_id, g.label))
+    out += varint(h.tile_size, "tile_size") + varint(h.cell, "cell") + bytes([flags])
+    labels, refs = _label_table(h)
     out += varint(len(labels), "num_labels")
     for cls, name in labels:
         out += varint(cls, "class_id") + str8(name)
@@ -257,12 +312,12 @@ def _encode_header_body(h: StreamHeader) -> bytes:
     prev = -1
     for g in h.groups:
         x0, y0, x1, y1 = g.box
-        ref = 0 if (g.class_id, g.label) == (0, "") else labels.index((g.class_id, g.label)) + 1
-        q = 0 if g.quality == h.quality else g.quality + 1
         c = h.cell or 1
-        out += b"".join(varint(v, f"group {g.group_id}") for v in (
-            g.group_id - prev - 1, ref, x0 // c, y0 // c, -(-x1 // c) - x0 // c, -(-y1 // c) - y0 // c, g.area, q,
-            g.mask_length, g.seg_length))
+        fields = [] if dense else [g.group_id - prev - 1]
+        fields += [refs[(g.class_id, g.label)], x0 // c, y0 // c, -(-x1 // c) - x0 // c, -(-y1 // c) - y0 // c, g.area]
+        fields += [] if uniform else [0 if g.quality == h.quality else g.quality + 1]
+        fields += [g.scale] if scales else []
+        out += b"".join(varint(v, f"group {g.group_id}") for v in (*fields, g.mask_length, g.seg_length))
         if h.cell:
             a0, b0, a1, b1 = g.obj_box
             out += b"".join(varint(zigzag(v), f"group {g.group_id} object box")
@@ -389,7 +444,7 @@ def unpack_tiles(body: bytes, count: int, group_id: int) -> list[bytes]:
 
 
 def build_stream(header: StreamHeader, bodies: dict[int, bytes], masks: dict[int, bytes]) -> bytes:
-    """Assemble a complete version-4 stream. ``bodies`` maps group id -> entropy-coded body;
+    """Assemble a complete version-5 stream. ``bodies`` maps group id -> entropy-coded body;
     ``masks`` maps every group id but the complement's -> its coded mask (mask codec 4, as
     :func:`ssc.bitstream.groupmap.encode_group_masks` makes them). Lengths and offsets in the table
     are filled in here, in ascending group-id order."""
@@ -471,7 +526,8 @@ def parse_header(
         raise BitstreamError(f"unknown mask codec {mask_codec} for a version-{version} stream")
     tile_size = c.varint("tile_size")
     cell, flags = (c.varint("cell"), c.unpack("<B", "flags")[0]) if version >= 3 else (0, 0)
-    if cell not in (0, CELL) or flags & ~FLAG_EXACT_MASKS or (flags and not cell):
+    known = FLAG_EXACT_MASKS | (FLAG_DENSE_IDS | FLAG_UNIFORM_QUALITY | FLAG_SCALES if version >= 5 else 0)
+    if cell not in (0, CELL) or flags & ~known or (flags & FLAG_EXACT_MASKS and not cell):
         raise BitstreamError(f"unknown cell size {cell} or flags {flags}")
     n_labels = c.varint("num_labels")
     if n_labels > len(body):  # every entry takes at least 2 bytes: refuse before looping
@@ -483,13 +539,16 @@ def parse_header(
     groups, prev = [], -1
     for i in range(n):
         what = f"group entry {i}"
-        gid = prev + 1 + c.varint(what)
+        gid = i if flags & FLAG_DENSE_IDS else prev + 1 + c.varint(what)
         if gid > MAX_GROUP_ID:
             raise BitstreamError(f"{what}: group id {gid} exceeds {MAX_GROUP_ID}")
-        ref, x0, y0, w, h, area, q, mlen, slen = (c.varint(what) for _ in range(9))
-        if ref > len(labels):
-            raise BitstreamError(f"group {gid}: label reference {ref} outside the {len(labels)}-entry dictionary")
-        cls, name = labels[ref - 1] if ref else (0, "")
+        ref, x0, y0, w, h, area = (c.varint(what) for _ in range(6))
+        q = 0 if flags & FLAG_UNIFORM_QUALITY else c.varint(what)
+        scale = c.varint(what) if flags & FLAG_SCALES else 0
+        if scale > MAX_SCALE:
+            raise BitstreamError(f"group {gid}: scale {scale} above {MAX_SCALE} (1/{1 << MAX_SCALE} size)")
+        mlen, slen = c.varint(what), c.varint(what)
+        cls, name = _label(ref, labels, version, gid)
         gq = quality if q == 0 else q - 1
         box, obj = (x0, y0, x0 + w, y0 + h), None
         if cell:
@@ -498,7 +557,7 @@ def parse_header(
             box = (x0 * cell, y0 * cell, min((x0 + w) * cell, width), min((y0 + h) * cell, height))
             d = [unzigzag(c.varint(f"{what} object box")) for _ in range(4)]
             obj = (box[0] + d[0], box[1] + d[1], box[2] - d[2], box[3] - d[3])
-        groups.append(GroupEntry(gid, cls, name, box, area, gq, 0, slen, 0, mlen, obj))
+        groups.append(GroupEntry(gid, cls, name, box, area, gq, 0, slen, 0, mlen, obj, scale))
         prev = gid
     if c.pos != len(body):
         raise BitstreamError(f"{len(body) - c.pos} unexpected bytes at the end of the header")
@@ -515,6 +574,20 @@ def parse_header(
         if stream_length > hdr.stream_length:
             raise BitstreamError(f"{stream_length - hdr.stream_length} unexpected bytes after the last segment")
     return hdr
+
+
+def _label(ref: int, labels: list[tuple[int, str]], version: int, group_id: int) -> tuple[int, str]:
+    """(class_id, label) of a group's label reference: 0 none, 1..D the dictionary, and in version 5
+    D + 1 + c the vocabulary's class c."""
+    if ref == 0:
+        return 0, ""
+    if ref <= len(labels):
+        return labels[ref - 1]
+    cls = ref - len(labels) - 1
+    if version >= 5 and cls in VOCABULARY:
+        return cls, VOCABULARY[cls]
+    raise BitstreamError(f"group {group_id}: label reference {ref} outside the {len(labels)}-entry dictionary"
+                         + (" and the vocabulary" if version >= 5 else ""))
 
 
 def check_size(kind: int, width: int, height: int, max_pixels: int) -> None:
@@ -537,6 +610,8 @@ def validate_groups(h: StreamHeader) -> None:
             raise BitstreamError(f"group {g.group_id}: box {g.box} is empty or outside {h.width}x{h.height}")
         if not 0 < g.area <= (x1 - x0) * (y1 - y0):
             raise BitstreamError(f"group {g.group_id}: area {g.area} inconsistent with its box")
+        if not 0 <= g.scale <= MAX_SCALE:
+            raise BitstreamError(f"group {g.group_id}: scale {g.scale} outside 0..{MAX_SCALE}")
         if g.seg_length < segment_overhead(h.version):
             raise BitstreamError(f"group {g.group_id}: segment length {g.seg_length} too small")
     total_area = sum(g.area for g in h.groups)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import BitstreamError
 from .groupmap_symbols import CTX_NEW, CTX_NONE, END, INC, LIMIT, MAX_BITS, NEW, NUM_CTX, NUM_MODES, SKIP, V_RANGE
-from .rans import SymbolReader, SymbolWriter
+from .rans import SymbolReader, SymbolWriter, trim_words
 
 _CM = constriction.stream.model
 
@@ -238,7 +238,7 @@ def encode_rows(index_map: np.ndarray, k: int, exclusive: bool = False) -> bytes
             coder.encode_reverse(syms[a:b], _CM.Uniform(m))
         else:  # a run of one alphabet size in one call
             coder.encode_reverse(syms[a:b], _FAMILY, np.ascontiguousarray(snaps[a:b, :m]))
-    return coder.get_compressed().astype("<u4").tobytes()
+    return trim_words(coder.get_compressed().astype("<u4").tobytes())
 
 
 def encode_rows_reference(index_map: np.ndarray, k: int, exclusive: bool = False) -> bytes:

@@ -46,6 +46,22 @@ _U16 = _CM.Uniform(1 << 16)
 _U2 = _CM.Uniform(2)
 
 
+def trim_words(data: bytes) -> bytes:
+    """The coded words (little-endian u32) without the zero high bytes of the last word, at most 3:
+    the coder's final word is the top of its state, often small (bitstream v5; about 1.6 bytes a
+    segment). :func:`pad_words` restores them."""
+    end = len(data)
+    while end > len(data) - 3 and end > 0 and data[end - 1] == 0:
+        end -= 1
+    return data[:end]
+
+
+def pad_words(data: bytes) -> bytes:
+    """Inverse of :func:`trim_words`: zero bytes up to a whole number of 32-bit words (whole words, as
+    older streams store them, are returned unchanged)."""
+    return bytes(data) + b"\0" * (-len(data) % 4)
+
+
 class SymbolWriter:
     """Collects coding operations in *decoding* order; :meth:`finish` runs the rANS coder backwards."""
 
@@ -110,16 +126,14 @@ class SymbolWriter:
             syms = ops[j][0] if i - j == 1 else np.concatenate([o[0] for o in ops[j:i]])
             coder.encode_reverse(syms, ops[i - 1][1])
             i = j
-        return coder.get_compressed().astype("<u4").tobytes()
+        return trim_words(coder.get_compressed().astype("<u4").tobytes())
 
 
 class SymbolReader:
     """Decodes what :class:`SymbolWriter` wrote, in the same order."""
 
     def __init__(self, data: bytes) -> None:
-        if len(data) % 4:
-            raise BitstreamError("entropy-coded data is not a whole number of 32-bit words")
-        words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+        words = np.frombuffer(pad_words(data), dtype="<u4").astype(np.uint32)
         try:
             self._coder = constriction.stream.stack.AnsCoder(words)
         except ValueError as e:

@@ -17,7 +17,7 @@ from .groupmap import cell_box, cells_to_pixels, decode_group_map, decode_group_
 
 
 class StreamReader:
-    """Open an ssc stream (version 1 to 4) from bytes, a path or a seekable binary file."""
+    """Open an ssc stream (version 1 to 5) from bytes, a path or a seekable binary file."""
 
     def __init__(self, source: bytes | bytearray | str | os.PathLike | BinaryIO, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self._owned = False
