@@ -41,7 +41,8 @@ def _seed_stream(cells: bool = False) -> bytes:
     coded = GroupMap.from_labels(cells_to_pixels(owners, lab.shape) if cells else lab)
     obj = {g.group_id: g.box for g in GroupMap.from_labels(lab).groups}
     groups = tuple(GroupEntry(g.group_id, g.group_id, f"g{g.group_id}", g.box, g.area, 256 + g.group_id,
-                              object_box=obj[g.group_id] if cells else None) for g in coded.groups)
+                              object_box=obj[g.group_id] if cells else None, scale=int(cells and g.group_id == 2))
+                   for g in coded.groups)
     h = StreamHeader(70, 48, "fuzz", b"\0" * 8, 256, groups, cell=16 * cells, exact_masks=cells)
     masks = encode_cell_masks(owners, lab, groups, 16) if cells else encode_group_masks(lab, groups)
     return build_stream(h, {0: b"a" * 40, 1: b"b" * 12, 2: b"c" * 20, 3: b"d"}, masks)
@@ -137,7 +138,9 @@ def fuzz_bodies(models: list[str], seconds: float | None, rng: np.random.Generat
     for name in models:
         codec = load_codec(name)
         features = hasattr(codec.model, "feature_head")
-        stream = encode_image(img, GroupMap.from_labels(lab), codec, quality=1.0).data
+        # the background at half size (bitstream v5 scaled groups): its upsampling path is fuzzed too
+        stream = encode_image(img, GroupMap.from_labels(lab), codec, quality=1.0,
+                              group_scale=None if features else {0: 1}).data
         rd = StreamReader(stream)
         bodies = {g: rd.read_segment(g) for g in rd.header.group_ids}
         masks = stream_masks(stream)

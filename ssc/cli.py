@@ -30,6 +30,21 @@ def _codec(args: argparse.Namespace):
     return load_codec(args.weights or args.model, device=args.device)
 
 
+def group_scales(specs: list[str], groups) -> dict[int, int]:
+    """``--group-scale LABEL=F`` options -> {group id: log2 F} for the groups with that label."""
+    out: dict[int, int] = {}
+    for spec in specs:
+        label, sep, factor = spec.rpartition("=")
+        if not sep or not label or factor not in ("1", "2", "4"):
+            raise ValueError(f"--group-scale {spec!r}: expected LABEL=F with F one of 1, 2, 4 (e.g. background=2)")
+        hits = [g.group_id for g in groups if g.label.lower() == label.strip().lower()]
+        if not hits:
+            known = ", ".join(sorted({g.label for g in groups})) or "none"
+            raise ValueError(f"--group-scale {spec!r}: no group is labelled {label!r} (labels: {known})")
+        out.update({gid: int(factor).bit_length() - 1 for gid in hits})
+    return out
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
     from .api import encode_image, read_image
     from .masks import apply_policy, load_masks
@@ -53,7 +68,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if purpose and roi is None:  # the machine's classes at the quality, the rest as the purpose says
         quality, roi = purpose.group_qualities(gm.groups, quality)
     res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile,
-                       refine=Refinement(steps=args.refine), cells=not args.pixel_groups, exact_masks=args.exact_masks)
+                       refine=Refinement(steps=args.refine), cells=not args.pixel_groups, exact_masks=args.exact_masks,
+                       group_scale=group_scales(args.group_scale, gm.groups))
     write_bytes(args.output, res.data)
     px = image.shape[0] * image.shape[1]
     print(f"{args.output}: {len(res.data)} bytes, {8 * len(res.data) / px:.4f} bpp, {len(res.header.groups)} groups, "
@@ -244,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quality", type=float, default=None,
                    help="quality level, 0 = lowest, fractional allowed (default: 2/3 of the model's range)")
     e.add_argument("--roi-quality", type=float, default=None, help="quality of every object group (ROI coding)")
+    e.add_argument("--group-scale", action="append", default=[], metavar="LABEL=F",
+                   help="code the groups labelled LABEL at 1/F size (F = 2 or 4), upsampled on decode, for example "
+                        "background=2 for a background a detector reads only as context; repeatable")
     e.add_argument("--policy", default="instance", choices=["instance", "class", "objects"])
     e.add_argument("--exact-masks", action="store_true",
                    help="also store the objects' pixel-exact masks (metadata for compositing and segmentation)")

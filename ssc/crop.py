@@ -78,3 +78,55 @@ def box_mask_crop(mask: np.ndarray, box: tuple[int, int, int, int], device: torc
 
 def codec_device(codec: LoadedCodec) -> torch.device:
     return next(codec.model.parameters()).device
+
+
+# ------------------------------------------------------------ scaled groups (bitstream v5, scale s)
+def reduced_box(box: tuple[int, int, int, int], f: int) -> tuple[int, int, int, int]:
+    """The box of a group coded at 1/f size: (x0 // f, y0 // f, ceil(x1 / f), ceil(y1 / f))."""
+    x0, y0, x1, y1 = box
+    return x0 // f, y0 // f, -(-x1 // f), -(-y1 // f)
+
+
+def reduce_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], f: int) -> np.ndarray:
+    """The group's mask at 1/f size on its reduced box: a reduced pixel belongs to the group when its
+    f x f block (aligned to the image's origin) holds one of the group's pixels."""
+    x0, y0, x1, y1 = box
+    lx0, ly0, lx1, ly1 = reduced_box(box, f)
+    big = np.zeros(((ly1 - ly0) * f, (lx1 - lx0) * f), dtype=bool)
+    big[y0 - ly0 * f : y1 - ly0 * f, x0 - lx0 * f : x1 - lx0 * f] = box_mask
+    return big.reshape(ly1 - ly0, f, lx1 - lx0, f).any(axis=(1, 3))
+
+
+def reduce_image(image: np.ndarray, f: int) -> np.ndarray:
+    """An (H, W, 3) uint8 image at 1/f size: the rounded mean of every f x f block, the right and
+    bottom edges repeating their last pixel up to a whole block."""
+    h, w = image.shape[:2]
+    ph, pw = -h % f, -w % f
+    x = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge").astype(np.float64)
+    x = x.reshape((h + ph) // f, f, (w + pw) // f, f, 3).mean(axis=(1, 3))
+    return np.floor(x + 0.5).astype(np.uint8)
+
+
+def _upsample_axis(x: np.ndarray, f: int, axis: int) -> np.ndarray:
+    """Bilinear upsampling by ``f`` along ``axis`` with half-pixel centres, edges clamped."""
+    n = x.shape[axis]
+    s = (np.arange(n * f) + 0.5) / f - 0.5
+    i0 = np.floor(s).astype(np.int64)
+    w1 = s - i0
+    a, b = np.clip(i0, 0, n - 1), np.clip(i0 + 1, 0, n - 1)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    w1 = w1.reshape(shape)
+    return np.take(x, a, axis=axis) * (1 - w1) + np.take(x, b, axis=axis) * w1
+
+
+def upsample_group(pix: np.ndarray, mask: np.ndarray, f: int) -> np.ndarray:
+    """(h, w, 3) uint8 pixels of a group at 1/f size and its reduced mask -> (h f, w f, 3) uint8:
+    bilinear, each output the weighted mean over the group's own reduced pixels (normalised, so
+    nothing outside the group leaks in). Plain float64 numpy: the same on every machine."""
+    m = mask.astype(np.float64)[..., None]
+    num, den = pix.astype(np.float64) * m, m
+    for axis in (0, 1):
+        num, den = _upsample_axis(num, f, axis), _upsample_axis(den, f, axis)
+    out = np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
+    return np.floor(np.clip(out, 0, 255) + 0.5).astype(np.uint8)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
-from .bitstream.format import CELL, pack_tiles, quality_code, quality_value
+from .bitstream.format import CELL, MAX_SCALE, pack_tiles, quality_code, quality_value
 from .bitstream.groupmap import encode_cell_masks
-from .crop import AUTO_TILE_PIXELS, DEFAULT_TILE, codec_device, group_tiles, tile_input
+from .crop import (AUTO_TILE_PIXELS, DEFAULT_TILE, codec_device, group_tiles, reduce_image, reduce_mask, reduced_box,
+                   tile_input)
 from .errors import GroupNotFoundError, SSCError
 from .masks import GroupMap
 from .masks.cells import cell_owners, cells_to_pixels
@@ -40,6 +41,7 @@ def encode_image(
     refine: Refinement | None = None,
     cells: bool = True,
     exact_masks: bool = False,
+    group_scale: dict[int, int] | None = None,
 ) -> EncodeResult:
     """Encode an (H, W, 3) uint8 image; every group of ``group_map`` gets its own segment.
     ``group_quality`` overrides the quality per group id (ROI coding). ``tile`` (a multiple of 64)
@@ -48,16 +50,23 @@ def encode_image(
     latents at the encoder (:mod:`ssc.models.refine`): fewer bits for the same quality, slower, same
     decoder. ``cells``: cell-owned groups (:mod:`ssc.masks.cells`; each group codes its 16-px cells,
     nothing is coded twice; a group of no cell, a background under the objects, is left out), else
-    pixel-exact groups; ``exact_masks`` also stores the objects' pixel-exact masks (metadata)."""
+    pixel-exact groups; ``exact_masks`` also stores the objects' pixel-exact masks (metadata).
+    ``group_scale`` codes groups at 1/2**s size, upsampled on decode (bitstream v5), for example a
+    background a detector reads only as context: {group id: s}, s <= 2."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise SSCError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     h, w = image.shape[:2]
     group_map.check_size(h, w)
     nq = codec.model.num_qualities
     group_quality = dict(group_quality or {})
-    unknown = set(group_quality) - set(group_map.ids)
-    if unknown:
-        raise GroupNotFoundError(f"quality given for groups {sorted(unknown)} that are not in the group map")
+    group_scale = {g: s for g, s in (group_scale or {}).items() if s}
+    for what, given in (("quality", group_quality), ("scale", group_scale)):
+        unknown = set(given) - set(group_map.ids)
+        if unknown:
+            raise GroupNotFoundError(f"{what} given for groups {sorted(unknown)} that are not in the group map")
+    bad = {g: s for g, s in group_scale.items() if s not in range(MAX_SCALE + 1)}
+    if bad:
+        raise ValueError(f"group scales {bad} outside 0..{MAX_SCALE} (1/1 to 1/{1 << MAX_SCALE} size)")
     for q in [quality, *group_quality.values()]:
         if not 0 <= q <= nq - 1:
             raise ValueError(f"quality {q} outside [0, {nq - 1}] for model {codec.card.name}")
@@ -77,12 +86,22 @@ def encode_image(
         coded_map = GroupMap.from_labels(cells_to_pixels(owners, (h, w)),
                                          {g.group_id: (g.class_id, g.label) for g in group_map.groups})
         objects = {g.group_id: g.box for g in group_map.groups}
+    reduced: dict[int, np.ndarray] = {}
     for g in coded_map.groups:
         gq = group_quality.get(g.group_id, quality)
         gq_code = quality_code(gq)
         coded = []
-        for t in group_tiles(g.box, tile):
-            x, mask = tile_input(image, coded_map.labels, g.group_id, t, dev)
+        s = group_scale.get(g.group_id, 0)
+        src, labels, box = image, coded_map.labels, g.box
+        if s:  # the group at 1/f size: its reduced pixels, mask and box (ssc.crop)
+            f = 1 << s
+            src = reduced.setdefault(f, reduce_image(image, f))
+            x0, y0, x1, y1 = g.box
+            box = reduced_box(g.box, f)
+            labels = np.full(src.shape[:2], -1, dtype=np.int32)
+            labels[box[1] : box[3], box[0] : box[2]][reduce_mask(coded_map.labels[y0:y1, x0:x1] == g.group_id, g.box, f)] = g.group_id
+        for t in group_tiles(box, tile):
+            x, mask = tile_input(src, labels, g.group_id, t, dev)
             if mask.any():
                 q = quality_value(gq_code)
                 if refining:
@@ -92,7 +111,7 @@ def encode_image(
                     coded.append(codec.model.compress_group(x, mask, q))
         bodies[g.group_id] = pack_tiles(coded) if tile else coded[0]
         entries.append(GroupEntry(g.group_id, g.class_id, g.label, g.box, g.area, gq_code,
-                                  object_box=objects.get(g.group_id)))
+                                  object_box=objects.get(g.group_id), scale=s))
     header = StreamHeader(
         width=w, height=h, model_id=codec.card.name, weights_id=codec.weights_id,
         quality=quality_code(quality), groups=tuple(entries), tile_size=tile, cell=CELL if cells else 0,

@@ -14,7 +14,7 @@ import torch
 from ..decode import codec_for_stream, decode_groups, select_groups
 from ..bitstream import StreamHeader, StreamReader
 from ..bitstream.format import DEFAULT_MAX_PIXELS, quality_value
-from ..errors import BitstreamError, WeightsError
+from ..errors import BitstreamError, SSCError, WeightsError
 from ..models.layers import support_pyramid
 from ..models.zoo import LoadedCodec
 
@@ -54,6 +54,8 @@ def decode_features(source: bytes | str | Path, codec: LoadedCodec | None = None
         parts: list[tuple[torch.Tensor, torch.Tensor, int, int]] = []
 
         def collect(e, sel, tiles) -> None:
+            if e.scale:  # fails this group only: its latents are at 1/2**scale of the grid the head composes
+                raise SSCError(f"coded at 1/{1 << e.scale} size; the feature path reads full-size groups only")
             q = torch.tensor([quality_value(e.quality)])
             mine = []
             for (tx, ty, _, _), m, y_hat in tiles:
