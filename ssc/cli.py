@@ -69,7 +69,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
         quality, roi = purpose.group_qualities(gm.groups, quality)
     res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile,
                        refine=Refinement(steps=args.refine), cells=not args.pixel_groups, exact_masks=args.exact_masks,
-                       group_scale=group_scales(args.group_scale, gm.groups))
+                       group_scale=(group_scales(args.group_scale, gm.groups) if args.group_scale or not purpose
+                                    else purpose.group_scales(gm.groups)))
     write_bytes(args.output, res.data)
     px = image.shape[0] * image.shape[1]
     print(f"{args.output}: {len(res.data)} bytes, {8 * len(res.data) / px:.4f} bpp, {len(res.header.groups)} groups, "
@@ -254,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(required unless --for gives them)")
     e.add_argument("--for", dest="purpose", default=None, metavar="MACHINE",
                    help="code for this machine (ssdlite-person): its codec, groups and qualities (--quality "
-                        "then sets its classes' quality); --model, --masks, --quality and --roi-quality override")
+                        "then sets its classes' quality); --model, --masks, --quality, --roi-quality and --group-scale "
+                        "override")
     e.add_argument("-o", "--output", required=True)
     force_arg(e)
     e.add_argument("--quality", type=float, default=None,

@@ -23,6 +23,8 @@ class Purpose:
     #: the quality of every other group (context the machine does not score); None: ``quality``
     background_quality: float | None
     doc: str
+    #: every other group is coded at 1/background_scale size (1, 2 or 4; bitstream v5 scaled groups)
+    background_scale: int = 1
 
     def group_qualities(self, groups, quality: float) -> tuple[float, dict[int, float] | None]:
         """(default quality, per-group qualities) for ``groups`` (GroupMap groups with labels): the
@@ -30,6 +32,11 @@ class Purpose:
         if self.background_quality is None:
             return quality, None
         return self.background_quality, {g.group_id: quality for g in groups if g.label in self.classes}
+
+    def group_scales(self, groups) -> dict[int, int]:
+        """{group id: log2 of its size reduction} for the groups outside the machine's classes."""
+        s = self.background_scale.bit_length() - 1
+        return {g.group_id: s for g in groups if g.label not in self.classes} if s else {}
 
 
 #: chosen by measurement (docs/results.md, issue 37: one run on the 158 COCO val images): for the
