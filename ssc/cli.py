@@ -102,7 +102,8 @@ def header_summary(header) -> dict:
         "groups": [
             {"id": g.group_id, "class_id": g.class_id, "label": g.label, "box": list(g.obj_box), "cells": list(g.box),
              "area": g.area,
-             "quality": quality_value(g.quality), "bytes": g.seg_length, "mask_bytes": g.mask_length}
+             "quality": quality_value(g.quality), "size": f"1/{1 << g.scale}", "bytes": g.seg_length,
+             "mask_bytes": g.mask_length}
             for g in header.groups
         ],
     }
@@ -126,10 +127,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{args.stream}: {info['width']}x{info['height']}, model {info['model_id']} ({info['weights_id']}), "
           f"{info['total_bytes']} bytes (bitstream v{info['version']}: {info['header_bytes']} header, "
           f"{info['mask_bytes']} masks" + (f", tiles of {info['tile_size']} px" if info["tile_size"] else "") + ")")
-    print(f"{'id':>4} {'class':<20} {'box':<22} {'area':>8} {'q':>5} {'mask B':>7} {'bytes':>8}")
+    print(f"{'id':>4} {'class':<20} {'box':<22} {'area':>8} {'q':>5} {'size':>5} {'mask B':>7} {'bytes':>8}")
     for g in info["groups"]:
         print(f"{g['id']:>4} {g['label'][:20]:<20} {','.join(map(str, g['box'])):<22} {g['area']:>8} {g['quality']:>5.2f} "
-              f"{g['mask_bytes']:>7} {g['bytes']:>8}")
+              f"{g['size']:>5} {g['mask_bytes']:>7} {g['bytes']:>8}")
     return 0
 
 

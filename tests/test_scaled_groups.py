@@ -3,6 +3,7 @@ background a detector reads only as context (issue 37). The reduction rules, the
 invariant with a scaled neighbour and a scaled group itself, the table field, forged scales, the CLI."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_scale_field_only_when_used_and_forged_scales_refused(codec, scene):
         encode_image(img, gm, codec, group_scale={9: 1})
 
 
-def test_cli_group_scale(zoo_env, tmp_path, scene):
+def test_cli_group_scale(zoo_env, tmp_path, scene, capsys):
     from PIL import Image
 
     from ssc.cli import main
@@ -119,5 +120,8 @@ def test_cli_group_scale(zoo_env, tmp_path, scene):
     args = ["encode", str(tmp_path / "x.png"), "--masks", f"png:{tmp_path / 'map.png'}", "--model", "test-small"]
     assert main(args + ["-o", str(tmp_path / "a.ssc"), "--group-scale", "background=2"]) == 0
     assert [g.scale for g in StreamReader(tmp_path / "a.ssc").header.groups] == [1, 0, 0]
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "a.ssc"), "--json"]) == 0
+    assert [g["size"] for g in json.loads(capsys.readouterr().out)["groups"]] == ["1/2", "1/1", "1/1"]
     assert main(args + ["-o", str(tmp_path / "b.ssc"), "--group-scale", "background=3"]) != 0
     assert main(args + ["-o", str(tmp_path / "c.ssc"), "--group-scale", "tree=2"]) != 0
