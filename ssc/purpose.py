@@ -39,17 +39,19 @@ class Purpose:
         return {g.group_id: s for g in groups if g.label not in self.classes} if s else {}
 
 
-#: chosen by measurement (docs/results.md, issue 37: one run on the 158 COCO val images): for the
-#: person detector, gi-cell-m with its own person groups beats the detector-tuned gi-cell-m-person
-#: (step 4351) on persons-only decodes by about 2 AP at equal bpp, and persons at the quality over a
-#: background at 0 beat an even full decode by 2.9 AP at 0.167 bpp; persons-only AP stops rising
-#: above quality 3 (16.37 at 0.138 bpp, 16.40 at 0.192)
+#: chosen by measurement (docs/results.md, issue 37: one run on the 158 COCO val images, gi-cell-m
+#: step 8639): for the person detector, gi-cell-m with its own person groups beats the
+#: detector-tuned gi-cell-m-person (step 4351) on persons-only decodes by about 2 AP at equal bpp;
+#: persons at quality 3 over a background at 0 coded at half size (bitstream v5 scaled groups) give
+#: 17.01 AP at 0.169 bpp, and that curve (persons at 1.5 / 2 / 3 / 4) is ahead of the envelope of
+#: every anchor at both scales at each of its points (+0.94 / +1.27 / +0.54 / +0.71 AP); a full-size
+#: background is behind it below 0.2 bpp and a quarter-size one above 0.15
 PURPOSES: dict[str, Purpose] = {
     "ssdlite-person": Purpose(
         "ssdlite-person", model="gi-cell-m", masks="detect:ssdlite-person", quality=3.0, classes=("person",),
-        background_quality=0.0,
+        background_quality=0.0, background_scale=2,
         doc="the SSDLite person detector (and the heads that read its boxes): person groups made by the same "
-            "detector on the encoder side at quality 3, everything else at 0"),
+            "detector on the encoder side at quality 3, everything else at 0 and half size"),
 }
 
 

@@ -201,8 +201,9 @@ def test_every_help_works(capsys):
 
 def test_encode_for_a_machine_picks_its_codec_groups_and_quality(tmp_path, capsys):
     """``--for ssdlite-person``: the purpose's codec, the detector's person groups, persons at the
-    purpose's quality and the rest at its background quality; ``--quality`` sets the persons',
-    ``--model`` / ``--masks`` override; an unknown machine and a missing --masks are clear errors."""
+    purpose's quality and the rest at its background quality and size; ``--quality`` sets the
+    persons', ``--model`` / ``--masks`` / ``--group-scale`` override; an unknown machine and a missing
+    --masks are clear errors."""
     require(COCO_VAL)
     from ssc.bitstream.format import quality_code
     from ssc.models.zoo import load_verified
@@ -220,6 +221,11 @@ def test_encode_for_a_machine_picks_its_codec_groups_and_quality(tmp_path, capsy
             assert h.weights_id == wid and persons and len(persons) < len(h.groups)
             assert {g.quality for g in persons} == {quality_code(q)}
             assert {g.quality for g in h.groups if g.label != "person"} == {quality_code(pur.background_quality)}
+            assert {g.scale for g in persons} == {0}  # the rest at the purpose's size (1, 1/2 or 1/4)
+            assert {g.scale for g in h.groups if g.label != "person"} == {pur.background_scale.bit_length() - 1}
+    assert run("encode", img, "--for", "ssdlite-person", "--group-scale", "background=1", "-o", tmp_path / "s.ssc") == 0
+    with StreamReader(tmp_path / "s.ssc") as rd:  # --group-scale overrides the purpose's sizes
+        assert {g.scale for g in rd.header.groups} == {0}
     assert run("encode", img, "--for", "ssdlite-person", "--model", "gi-cell-m-person", "--masks", "whole",
                "-o", tmp_path / "b.ssc") == 0
     with StreamReader(tmp_path / "b.ssc") as rd:
