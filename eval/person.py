@@ -13,6 +13,8 @@ Operating points (``kind``):
 * ``ssc-persons-ann``: groups from the COCO annotations, only the person instances decoded (an upper
   bound: an encoder in the field has no annotations);
 * ``ssc-roi``: detector groups, persons at quality Q and the background at the lowest, full decode.
+* ``ssc-persons-det-sF`` (``--persons-scale F``): persons-only decodes of streams whose person groups
+  are coded at 1/F size (bitstream v5 scaled groups).
 * ``ssc-roi-bgF`` (``--roi-bg F``): the same with the background coded at 1/F size and upsampled on
   decode (bitstream v5 scaled groups), full decode.
 
@@ -162,6 +164,11 @@ def is_full_decode(kind: str) -> bool:
     return base_kind(kind) == "ssc" or base_kind(kind).startswith("ssc-roi")
 
 
+def is_persons_only(kind: str) -> bool:
+    """Whether an ssc point decodes the persons of encoder-side detector groups only (at any size)."""
+    return base_kind(kind).startswith("ssc-persons-det")
+
+
 def with_model(kind: str, model: str, first: str) -> str:
     return kind if model == first else f"{kind}/{model}"
 
@@ -219,6 +226,7 @@ def run(args: argparse.Namespace) -> dict:
         plan += [("ssc", q, m) for q in args.ssc] + [("ssc-persons-det", q, m) for q in args.persons]
         plan += [("ssc-persons-ann", q, m) for q in args.persons if args.ann_groups] + [("ssc-roi", q, m) for q in args.roi]
         plan += [(f"ssc-roi-bg{f}", q, m) for f in args.roi_bg for q in args.roi]
+        plan += [(f"ssc-persons-det-s{f}", q, m) for f in args.persons_scale for q in args.persons]
     pose, kp_gt = pose_head(args)
     kp_images = frozenset(kp_gt.getImgIds()) if kp_gt is not None else frozenset()
     acc = {p: Accumulator(COCOEvaluator(gt, ("bbox",), cat_ids=[PERSON]),
@@ -232,19 +240,20 @@ def run(args: argparse.Namespace) -> dict:
         ann_groups = apply_policy(from_coco(args.ann, path), "instance", min_area=args.min_area)
         streams: dict[tuple[str, float, str], bytes] = {}
 
-        def stream(groups, kind: str, q: float, persons_only_quality: bool, model: str, bg_scale: int = 1) -> bytes:
+        def stream(groups, kind: str, q: float, persons_only_quality: bool, model: str, bg_scale: int = 1,
+                   person_scale: int = 1) -> bytes:
             """One encode per (groups, quality): the detector-group stream codes persons at q and the
             background at 0, so its persons-only decode and its full (ROI) decode share it (group
             independence: the person segments do not depend on the background's quality).
-            ``bg_scale``: the groups other than persons coded at 1/bg_scale size."""
-            if (kind, q, model, bg_scale) not in streams:
+            ``bg_scale`` / ``person_scale``: the groups other than persons / the persons coded at
+            1/bg_scale / 1/person_scale size."""
+            if (kind, q, model, bg_scale, person_scale) not in streams:
                 roi = {g: q for g in persons(groups)} if persons_only_quality else None
-                scale = ({g: bg_scale.bit_length() - 1 for g in groups.ids if g not in (roi or {})} if bg_scale > 1
-                         else None)
-                streams[(kind, q, model, bg_scale)] = encode_image(
+                scale = {g: (person_scale if g in (roi or {}) else bg_scale).bit_length() - 1 for g in groups.ids}
+                streams[(kind, q, model, bg_scale, person_scale)] = encode_image(
                     x, groups, codecs[model], quality=0.0 if persons_only_quality else q, group_quality=roi or None,
                     group_scale=scale).data
-            return streams[(kind, q, model, bg_scale)]
+            return streams[(kind, q, model, bg_scale, person_scale)]
 
         for kind, s, m in plan:
             a = acc[(kind, s, m)]
@@ -259,6 +268,10 @@ def run(args: argparse.Namespace) -> dict:
                 y, nbytes, region, dec_s = c.decoded, c.nbytes, None, time.perf_counter() - t  # encode + decode
             elif kind == "ssc":
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(whole_image(*x.shape[:2]), "whole", s, False, m), None)
+            elif kind.startswith("ssc-persons-det-s"):
+                f = int(kind.removeprefix("ssc-persons-det-s"))
+                y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m, person_scale=f),
+                                                     persons(det_groups))
             elif kind == "ssc-persons-det":
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m), persons(det_groups))
             elif kind == "ssc-persons-ann":
@@ -273,11 +286,12 @@ def run(args: argparse.Namespace) -> dict:
              "ssc-persons-det": f"groups: detector boxes, score >= {args.det_score:g}, padded {args.det_pad} px",
              "ssc-roi": "persons at the quality given, background at 0",
              **{f"ssc-roi-bg{f}": f"persons at the quality given, background at 0 coded at 1/{f} size"
-                for f in args.roi_bg}}
+                for f in args.roi_bg},
+             **{f"ssc-persons-det-s{f}": f"persons only, person groups coded at 1/{f} size" for f in args.persons_scale}}
     points = [acc[p].point(p[0] if p[2] is None else with_model(p[0], p[2], first), p[1], notes.get(p[0], ""))
               for p in plan]
     full = [p for p in points if is_full_decode(p.kind) and p.bpp <= 0.20 and p.AP is not None]
-    people = [p for p in points if base_kind(p.kind) == "ssc-persons-det" and p.bpp <= 0.10 and p.AP is not None]
+    people = [p for p in points if is_persons_only(p.kind) and p.bpp <= 0.10 and p.AP is not None]
     machine = {"envelope": envelope_gains(points),
                "T2_full_decode_17AP_at_0.20bpp": {"best": max(((p.AP, p.bpp) for p in full), default=None),
                                                   "by": next((p.kind for p in full if p.AP >= 17.0), None),
@@ -332,7 +346,7 @@ def pose_targets(points: list[PersonPoint], keep: float = 0.9, bpp_cap: float = 
     orig = next(p for p in points if p.kind == "original")
     if orig.kp_AP is None:
         return {}
-    persons = [p for p in points if p.kind == "ssc-persons-det" and p.bpp <= bpp_cap]
+    persons = [p for p in points if is_persons_only(p.kind) and p.bpp <= bpp_cap]
     best = max(persons, key=lambda p: (p.kp_AP or 0) + (p.mask_AP or 0), default=None)
     need = keep * orig.kp_AP
 
@@ -377,7 +391,7 @@ def envelope_gains(points: list[PersonPoint], bpps=GAIN_BPP) -> dict:
     for b in bpps:
         anchors = {k: curve_at(v, b) for k, v in by_kind.items() if is_anchor(k)}
         sscs = {k: curve_at(v, b) for k, v in by_kind.items()
-                if base_kind(k) in ("ssc", "ssc-persons-det", "ssc-roi") or base_kind(k).startswith("ssc-roi-bg")}
+                if is_full_decode(k) or is_persons_only(k)}
         a = max(((v, k) for k, v in anchors.items() if v is not None), default=(None, None))
         s = max(((v, k) for k, v in sscs.items() if v is not None), default=(None, None))
         rows.append({"bpp": b, "envelope_AP": a[0], "envelope_by": a[1], "ssc_AP": s[0], "ssc_by": s[1],
@@ -420,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ssc", type=float, nargs="*", default=SSC_FULL, help="qualities of the full-decode points")
     ap.add_argument("--persons", type=float, nargs="*", default=SSC_PERSONS, help="qualities of the persons-only points")
     ap.add_argument("--roi", type=float, nargs="*", default=SSC_ROI, help="person qualities of the ROI points")
+    ap.add_argument("--persons-scale", type=int, nargs="*", default=[], choices=(2, 4),
+                    help="also the persons-only points with the person groups coded at 1/F size")
     ap.add_argument("--roi-bg", type=int, nargs="*", default=[], choices=(2, 4),
                     help="also the ROI points with the background coded at 1/F size (bitstream v5 scaled groups)")
     ap.add_argument("--det-score", type=float, default=0.2, help="encoder-side detector: score of a person group")
