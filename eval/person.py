@@ -46,6 +46,7 @@ from ssc.defaults import DEFAULT_MODEL
 from ssc.analyze import FILL, results_in_region
 from ssc.api import decode_image, encode_image, read_image
 from ssc.bitstream import StreamReader
+from ssc.bitstream.format import scale_of
 from ssc.masks import apply_policy, from_coco
 from ssc.masks.detect import DetectSpec, detected_groups, whole_image
 from ssc.models.zoo import load_codec
@@ -249,7 +250,7 @@ def run(args: argparse.Namespace) -> dict:
             1/bg_scale / 1/person_scale size."""
             if (kind, q, model, bg_scale, person_scale) not in streams:
                 roi = {g: q for g in persons(groups)} if persons_only_quality else None
-                scale = {g: (person_scale if g in (roi or {}) else bg_scale).bit_length() - 1 for g in groups.ids}
+                scale = {g: scale_of(person_scale if g in (roi or {}) else bg_scale) for g in groups.ids}
                 streams[(kind, q, model, bg_scale, person_scale)] = encode_image(
                     x, groups, codecs[model], quality=0.0 if persons_only_quality else q, group_quality=roi or None,
                     group_scale=scale).data
@@ -353,9 +354,9 @@ def pose_targets(points: list[PersonPoint], keep: float = 0.9, bpp_cap: float = 
     def cheapest(sel):
         return min((p.bpp for p in sel if p.kp_AP is not None and p.kp_AP >= need), default=None)
 
-    full = [p for p in points if is_full_decode(p.kind)]
-    ssc_bpp, anchor_bpp = cheapest(full), cheapest(p for p in points if is_anchor(p.kind))
-    by = min((p for p in full if p.kp_AP is not None and p.kp_AP >= need), key=lambda p: p.bpp, default=None)
+    by = min((p for p in points if is_full_decode(p.kind) and p.kp_AP is not None and p.kp_AP >= need),
+             key=lambda p: p.bpp, default=None)
+    ssc_bpp, anchor_bpp = by and by.bpp, cheapest(p for p in points if is_anchor(p.kind))
     return {
         "persons_only": {"bpp_cap": bpp_cap, "kp_AP": best and best.kp_AP, "mask_AP": best and best.mask_AP,
                          "bpp": best and best.bpp, "needed_kp_AP": need, "needed_mask_AP": keep * orig.mask_AP,

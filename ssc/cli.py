@@ -32,6 +32,8 @@ def _codec(args: argparse.Namespace):
 
 def group_scales(specs: list[str], groups) -> dict[int, int]:
     """``--group-scale LABEL=F`` options -> {group id: log2 F} for the groups with that label."""
+    from .bitstream.format import scale_of
+
     out: dict[int, int] = {}
     for spec in specs:
         label, sep, factor = spec.rpartition("=")
@@ -41,7 +43,7 @@ def group_scales(specs: list[str], groups) -> dict[int, int]:
         if not hits:
             known = ", ".join(sorted({g.label for g in groups})) or "none"
             raise ValueError(f"--group-scale {spec!r}: no group is labelled {label!r} (labels: {known})")
-        out.update({gid: int(factor).bit_length() - 1 for gid in hits})
+        out.update({gid: scale_of(int(factor)) for gid in hits})
     return out
 
 

@@ -97,6 +97,16 @@ def reduce_mask(box_mask: np.ndarray, box: tuple[int, int, int, int], f: int) ->
     return big.reshape(ly1 - ly0, f, lx1 - lx0, f).any(axis=(1, 3))
 
 
+def reduced_region(box: tuple[int, int, int, int], box_mask: np.ndarray, scale: int
+                   ) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The box and the mask on it that a group's segment codes, encoder and decoder alike: its own
+    at scale 0, else the reduced ones at 1/2**scale size (bitstream v5)."""
+    if not scale:
+        return box, box_mask
+    f = 1 << scale
+    return reduced_box(box, f), reduce_mask(box_mask, box, f)
+
+
 def reduce_image(image: np.ndarray, f: int) -> np.ndarray:
     """An (H, W, 3) uint8 image at 1/f size: the rounded mean of every f x f block, the right and
     bottom edges repeating their last pixel up to a whole block."""

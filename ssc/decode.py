@@ -13,7 +13,7 @@ import torch
 
 from .bitstream import GroupEntry, StreamHeader, StreamReader
 from .bitstream.format import DEFAULT_MAX_PIXELS, quality_value, unpack_tiles
-from .crop import Tile, box_part, codec_device, group_tiles, reduce_mask, reduced_box, tile_mask, upsample_group
+from .crop import Tile, box_part, codec_device, group_tiles, reduced_region, tile_mask, upsample_group
 from .errors import BitstreamError, CorruptSegmentError, GroupNotFoundError, SSCError, WeightsError
 from .models.zoo import UNREGISTERED_ID, LoadedCodec, load_codec
 
@@ -58,21 +58,12 @@ def codec_for_stream(header: CodedWith, codec: LoadedCodec | None, device: str =
     return codec
 
 
-def coded_region(e: GroupEntry, sel: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """The box and the mask on it that a group's segment codes: its own, or, for a group coded at
-    1/2**scale size (bitstream v5), the reduced ones (:func:`ssc.crop.reduce_mask`)."""
-    if not e.scale:
-        return e.box, sel
-    f = 1 << e.scale
-    return reduced_box(e.box, f), reduce_mask(sel, e.box, f)
-
-
 def group_latents(codec: LoadedCodec, body: bytes, e: GroupEntry, sel: np.ndarray, tile: int,
                   dev: torch.device) -> list[tuple[Tile, torch.Tensor, torch.Tensor]]:
     """Entropy-decode one group's body: (tile, tile mask (1, 1, h, w), quantised latents y_hat) for
     every coded tile (one when the stream is untiled), in the coordinates of what the segment codes
-    (:func:`coded_region`). Raises an SSCError for a malformed body."""
-    box, sel = coded_region(e, sel)
+    (:func:`ssc.crop.reduced_region`). Raises an SSCError for a malformed body."""
+    box, sel = reduced_region(e.box, sel, e.scale)
     tiles = [t for t in group_tiles(box, tile) if box_part(sel, box, t).any()]
     coded = unpack_tiles(body, len(tiles), e.group_id) if tile else [body]
     out = []
@@ -93,7 +84,7 @@ def crop_pixels(x: torch.Tensor) -> np.ndarray:
 def paint_group(codec: LoadedCodec, tiles: list[tuple[Tile, torch.Tensor, torch.Tensor]], e: GroupEntry,
                 sel: np.ndarray, out: np.ndarray) -> None:
     """Synthesise a group's decoded tiles into ``out`` at its pixels (a scaled group's upsampled)."""
-    box, csel = coded_region(e, sel)
+    box, csel = reduced_region(e.box, sel, e.scale)
     x0, y0, x1, y1 = box
     pix = np.zeros((y1 - y0, x1 - x0, 3), dtype=np.uint8)
     for (tx, ty, _, _), m, y_hat in tiles:

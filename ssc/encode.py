@@ -10,8 +10,7 @@ import numpy as np
 from .bitstream import GroupEntry, StreamHeader, StreamReader, build_stream, encode_group_masks
 from .bitstream.format import CELL, MAX_SCALE, pack_tiles, quality_code, quality_value
 from .bitstream.groupmap import encode_cell_masks
-from .crop import (AUTO_TILE_PIXELS, DEFAULT_TILE, codec_device, group_tiles, reduce_image, reduce_mask, reduced_box,
-                   tile_input)
+from .crop import AUTO_TILE_PIXELS, DEFAULT_TILE, codec_device, group_tiles, reduce_image, reduced_region, tile_input
 from .errors import GroupNotFoundError, SSCError
 from .masks import GroupMap
 from .masks.cells import cell_owners, cells_to_pixels
@@ -93,13 +92,12 @@ def encode_image(
         coded = []
         s = group_scale.get(g.group_id, 0)
         src, labels, box = image, coded_map.labels, g.box
-        if s:  # the group at 1/f size: its reduced pixels, mask and box (ssc.crop)
-            f = 1 << s
-            src = reduced.setdefault(f, reduce_image(image, f))
+        if s:  # the group at 1/2**s size: its reduced pixels, box and mask (as the decoder derives them)
             x0, y0, x1, y1 = g.box
-            box = reduced_box(g.box, f)
+            box, box_mask = reduced_region(g.box, coded_map.labels[y0:y1, x0:x1] == g.group_id, s)
+            src = reduced.setdefault(s, reduce_image(image, 1 << s))
             labels = np.full(src.shape[:2], -1, dtype=np.int32)
-            labels[box[1] : box[3], box[0] : box[2]][reduce_mask(coded_map.labels[y0:y1, x0:x1] == g.group_id, g.box, f)] = g.group_id
+            labels[box[1] : box[3], box[0] : box[2]][box_mask] = g.group_id
         for t in group_tiles(box, tile):
             x, mask = tile_input(src, labels, g.group_id, t, dev)
             if mask.any():

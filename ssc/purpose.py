@@ -23,8 +23,9 @@ class Purpose:
     #: the quality of every other group (context the machine does not score); None: ``quality``
     background_quality: float | None
     doc: str
-    #: every other group is coded at 1/background_scale size (1, 2 or 4; bitstream v5 scaled groups)
-    background_scale: int = 1
+    #: every other group is coded at 1 / 2**background_scale size (the bitstream v5 scale field: 0
+    #: full size, 1 half, 2 quarter)
+    background_scale: int = 0
 
     def group_qualities(self, groups, quality: float) -> tuple[float, dict[int, float] | None]:
         """(default quality, per-group qualities) for ``groups`` (GroupMap groups with labels): the
@@ -34,8 +35,8 @@ class Purpose:
         return self.background_quality, {g.group_id: quality for g in groups if g.label in self.classes}
 
     def group_scales(self, groups) -> dict[int, int]:
-        """{group id: log2 of its size reduction} for the groups outside the machine's classes."""
-        s = self.background_scale.bit_length() - 1
+        """{group id: scale field} for the groups outside the machine's classes."""
+        s = self.background_scale
         return {g.group_id: s for g in groups if g.label not in self.classes} if s else {}
 
 
@@ -49,7 +50,7 @@ class Purpose:
 PURPOSES: dict[str, Purpose] = {
     "ssdlite-person": Purpose(
         "ssdlite-person", model="gi-cell-m", masks="detect:ssdlite-person", quality=3.0, classes=("person",),
-        background_quality=0.0, background_scale=2,
+        background_quality=0.0, background_scale=1,
         doc="the SSDLite person detector (and the heads that read its boxes): person groups made by the same "
             "detector on the encoder side at quality 3, everything else at 0 and half size"),
 }

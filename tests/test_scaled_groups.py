@@ -41,6 +41,15 @@ def test_reduction_rules():
     assert small[2, 1, 1] == img[4, 2, 1]  # the edge block repeats the last row and column
 
 
+def test_size_factors_map_to_scale_fields():
+    from ssc.bitstream.format import scale_of
+
+    assert [scale_of(f) for f in (1, 2, 4)] == [0, 1, 2]
+    for bad in (0, 3, 8):
+        with pytest.raises(ValueError, match="not one of 1, 2, 4"):
+            scale_of(bad)
+
+
 def test_upsampling_uses_the_groups_own_pixels_only():
     pix = np.full((4, 4, 3), 100, np.uint8)
     mask = np.zeros((4, 4), bool)

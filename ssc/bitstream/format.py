@@ -135,6 +135,13 @@ FLAG_UNIFORM_QUALITY = 4
 FLAG_SCALES = 8
 #: the largest scale field: a group coded at 1 / 2**MAX_SCALE of the image's size
 MAX_SCALE = 2
+
+
+def scale_of(factor: int) -> int:
+    """The scale field of a group coded at 1/``factor`` size (1, 2 or 4; ValueError otherwise)."""
+    if factor not in [1 << s for s in range(MAX_SCALE + 1)]:
+        raise ValueError(f"size factor {factor} is not one of {', '.join(str(1 << s) for s in range(MAX_SCALE + 1))}")
+    return factor.bit_length() - 1
 KIND_IMAGE = 0
 KIND_VIDEO = 1
 PREAMBLE = struct.Struct("<3sBII")
