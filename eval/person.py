@@ -17,6 +17,9 @@ Operating points (``kind``):
   are coded at 1/F size (bitstream v5 scaled groups).
 * ``ssc-roi-bgF`` (``--roi-bg F``): the same with the background coded at 1/F size and upsampled on
   decode (bitstream v5 scaled groups), full decode.
+* ``ssc-for`` / ``ssc-for-persons`` (``--for-qualities Q ...``): the stream ``ssc encode --for
+  ssdlite-person --quality Q`` writes (the purpose's codec, groups, qualities and sizes), decoded
+  whole and persons only.
 
 With the ``blazepose`` head installed (``--pose``, the default when it is), every point also gets
 person mask AP (BlazePose's masks, top-down on the same detections with score >= 0.3, against the
@@ -48,8 +51,9 @@ from ssc.api import decode_image, encode_image, read_image
 from ssc.bitstream import StreamReader
 from ssc.bitstream.format import scale_of
 from ssc.masks import apply_policy, from_coco
-from ssc.masks.detect import DetectSpec, detected_groups, whole_image
+from ssc.masks.detect import DetectSpec, detect_spec, detected_groups, whole_image
 from ssc.models.zoo import load_codec
+from ssc.purpose import resolve_purpose
 
 from .anchors import Coded, at_scale, pillow_available, pillow_code, x265_intra_code
 from .coco import COCOEvaluator
@@ -162,12 +166,12 @@ def base_kind(kind: str) -> str:
 def is_full_decode(kind: str) -> bool:
     """Whether an ssc point decodes every pixel: an even stream, or an ROI stream (persons at their
     quality, the background at 0, at full or reduced size), decoded whole."""
-    return base_kind(kind) == "ssc" or base_kind(kind).startswith("ssc-roi")
+    return base_kind(kind) in ("ssc", "ssc-for") or base_kind(kind).startswith("ssc-roi")
 
 
 def is_persons_only(kind: str) -> bool:
     """Whether an ssc point decodes the persons of encoder-side detector groups only (at any size)."""
-    return base_kind(kind).startswith("ssc-persons-det")
+    return base_kind(kind).startswith("ssc-persons-det") or base_kind(kind) == "ssc-for-persons"
 
 
 def with_model(kind: str, model: str, first: str) -> str:
@@ -219,6 +223,9 @@ def run(args: argparse.Namespace) -> dict:
     codecs = {m: load_codec(m) for m in args.model}
     first = args.model[0]
     det_spec = DetectSpec("ssdlite-person", args.det_score, args.det_pad)
+    purpose = resolve_purpose(args.purpose)
+    if args.for_qualities and purpose.model not in codecs:
+        codecs[purpose.model] = load_codec(purpose.model)
     plan: list[tuple[str, float, str | None]] = [("original", 0.0, None)]
     for kind, settings in ANCHORS.items():
         if kind.startswith("x265") or pillow_available(kind):
@@ -228,6 +235,7 @@ def run(args: argparse.Namespace) -> dict:
         plan += [("ssc-persons-ann", q, m) for q in args.persons if args.ann_groups] + [("ssc-roi", q, m) for q in args.roi]
         plan += [(f"ssc-roi-bg{f}", q, m) for f in args.roi_bg for q in args.roi]
         plan += [(f"ssc-persons-det-s{f}", q, m) for f in args.persons_scale for q in args.persons]
+    plan += [(k, q, purpose.model) for q in args.for_qualities for k in ("ssc-for", "ssc-for-persons")]
     pose, kp_gt = pose_head(args)
     kp_images = frozenset(kp_gt.getImgIds()) if kp_gt is not None else frozenset()
     acc = {p: Accumulator(COCOEvaluator(gt, ("bbox",), cat_ids=[PERSON]),
@@ -239,6 +247,7 @@ def run(args: argparse.Namespace) -> dict:
         iid, px = int(rec["id"]), x.shape[0] * x.shape[1]
         det_groups = detected_groups(x, det_spec, head, quiet=True)
         ann_groups = apply_policy(from_coco(args.ann, path), "instance", min_area=args.min_area)
+        for_groups = detected_groups(x, detect_spec(purpose.masks), head, quiet=True) if args.for_qualities else None
         streams: dict[tuple[str, float, str], bytes] = {}
 
         def stream(groups, kind: str, q: float, persons_only_quality: bool, model: str, bg_scale: int = 1,
@@ -255,6 +264,15 @@ def run(args: argparse.Namespace) -> dict:
                     x, groups, codecs[model], quality=0.0 if persons_only_quality else q, group_quality=roi or None,
                     group_scale=scale).data
             return streams[(kind, q, model, bg_scale, person_scale)]
+
+        def for_stream(q: float) -> bytes:
+            """What ``ssc encode --for PURPOSE --quality q`` writes (one encode for both decodes)."""
+            if ("for", q) not in streams:
+                c = codecs[purpose.model]
+                dq, roi = purpose.group_qualities(for_groups.groups, q, top=c.model.num_qualities - 1)
+                streams[("for", q)] = encode_image(x, for_groups, c, quality=dq, group_quality=roi,
+                                                   group_scale=purpose.group_scales(for_groups.groups)).data
+            return streams[("for", q)]
 
         for kind, s, m in plan:
             a = acc[(kind, s, m)]
@@ -275,6 +293,10 @@ def run(args: argparse.Namespace) -> dict:
                                                      persons(det_groups))
             elif kind == "ssc-persons-det":
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m), persons(det_groups))
+            elif kind == "ssc-for":
+                y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(s), None)
+            elif kind == "ssc-for-persons":
+                y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(s), persons(for_groups))
             elif kind == "ssc-persons-ann":
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(ann_groups, "ann", s, False, m), persons(ann_groups))
             else:  # ssc-roi, ssc-roi-bgF
@@ -288,7 +310,9 @@ def run(args: argparse.Namespace) -> dict:
              "ssc-roi": "persons at the quality given, background at 0",
              **{f"ssc-roi-bg{f}": f"persons at the quality given, background at 0 coded at 1/{f} size"
                 for f in args.roi_bg},
-             **{f"ssc-persons-det-s{f}": f"persons only, person groups coded at 1/{f} size" for f in args.persons_scale}}
+             **{f"ssc-persons-det-s{f}": f"persons only, person groups coded at 1/{f} size" for f in args.persons_scale},
+             "ssc-for": f"ssc encode --for {purpose.name} --quality Q, full decode",
+             "ssc-for-persons": f"ssc encode --for {purpose.name} --quality Q, persons only"}
     points = [acc[p].point(p[0] if p[2] is None else with_model(p[0], p[2], first), p[1], notes.get(p[0], ""))
               for p in plan]
     full = [p for p in points if is_full_decode(p.kind) and p.bpp <= 0.20 and p.AP is not None]
@@ -439,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also the persons-only points with the person groups coded at 1/F size")
     ap.add_argument("--roi-bg", type=int, nargs="*", default=[], choices=(2, 4),
                     help="also the ROI points with the background coded at 1/F size (bitstream v5 scaled groups)")
+    ap.add_argument("--purpose", default="ssdlite-person", help="the --for purpose of the ssc-for points")
+    ap.add_argument("--for-qualities", type=float, nargs="*", default=[],
+                    help="also the streams `ssc encode --for PURPOSE --quality Q` writes, decoded whole and persons only")
     ap.add_argument("--det-score", type=float, default=0.2, help="encoder-side detector: score of a person group")
     ap.add_argument("--det-pad", type=int, default=16, help="encoder-side detector: box padding in pixels")
     ap.add_argument("--min-area", type=int, default=256, help="annotation groups: smaller objects join the background")

@@ -68,7 +68,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     quality = (args.quality if args.quality is not None else purpose.quality if purpose
                else default_quality(codec.model.num_qualities))
     if purpose and roi is None:  # the machine's classes at the quality, the rest as the purpose says
-        quality, roi = purpose.group_qualities(gm.groups, quality)
+        quality, roi = purpose.group_qualities(gm.groups, quality, top=codec.model.num_qualities - 1)
     res = encode_image(image, gm, codec, quality=quality, group_quality=roi, tile=args.tile,
                        refine=Refinement(steps=args.refine), cells=not args.pixel_groups, exact_masks=args.exact_masks,
                        group_scale=(group_scales(args.group_scale, gm.groups) if args.group_scale or not purpose
@@ -168,6 +168,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 BENCHMARKS = {
     "coco": "rate-accuracy on COCO val: codec -> decode -> task head -> pycocotools (AP, task fidelity)",
     "person": "person AP vs bpp with the pretrained person detector: anchors, ssc full / persons-only / ROI",
+    "person_context": "persons-only ceiling: the detector on the original pixels of the person groups, by score and padding",
     "rd": "rate-distortion (PSNR, MS-SSIM) and BD-rate against JPEG, WebP, AVIF, x265 intra, the peer",
     "curve": "training campaign learning curve (Kodak PSNR/bpp vs steps and CPU hours), equal-time comparisons",
     "speed": "encode/decode time, checkerboard vs serial context",

@@ -27,32 +27,53 @@ class Purpose:
     #: full size, 1 half, 2 quarter)
     background_scale: int = 0
 
-    def group_qualities(self, groups, quality: float) -> tuple[float, dict[int, float] | None]:
+    #: groups of the machine's classes whose (padded) box is at least this many pixels tall are coded
+    #: at 1/2**large_scale size and ``large_step`` quality levels higher (capped at the top level); the
+    #: detector reads a large object through its own reduced view anyway, a small one needs every
+    #: pixel. None: no size rule
+    large_height: int | None = None
+    large_scale: int = 1
+    large_step: float = 1.0
+
+    def is_large(self, box: tuple[int, int, int, int]) -> bool:
+        """Whether a group of the machine's classes with pixel box ``box`` (x0, y0, x1, y1) falls under
+        the size rule."""
+        return self.large_height is not None and box[3] - box[1] >= self.large_height
+
+    def group_qualities(self, groups, quality: float, top: float | None = None) -> tuple[float, dict[int, float] | None]:
         """(default quality, per-group qualities) for ``groups`` (GroupMap groups with labels): the
-        machine's classes at ``quality``, the rest at ``background_quality``."""
-        if self.background_quality is None:
+        machine's classes at ``quality`` (the large ones ``large_step`` higher, at most ``top``, the
+        codec's highest level), the rest at ``background_quality``."""
+        if self.background_quality is None and self.large_height is None:
             return quality, None
-        return self.background_quality, {g.group_id: quality for g in groups if g.label in self.classes}
+        big = quality + self.large_step if top is None else min(quality + self.large_step, top)
+        ours = {g.group_id: (big if self.is_large(g.box) else quality) for g in groups if g.label in self.classes}
+        return (quality if self.background_quality is None else self.background_quality), ours
 
     def group_scales(self, groups) -> dict[int, int]:
-        """{group id: scale field} for the groups outside the machine's classes."""
-        s = self.background_scale
-        return {g.group_id: s for g in groups if g.label not in self.classes} if s else {}
+        """{group id: scale field} of the groups not coded at full size: the groups outside the
+        machine's classes at ``background_scale``, the large ones of its classes at ``large_scale``."""
+        out = {g.group_id: self.background_scale for g in groups if g.label not in self.classes and self.background_scale}
+        out.update({g.group_id: self.large_scale for g in groups if g.label in self.classes and self.is_large(g.box)})
+        return out
 
 
 #: chosen by measurement (docs/results.md, issue 37: one run on the 158 COCO val images, gi-cell-m
-#: step 8639): for the person detector, gi-cell-m with its own person groups beats the
-#: detector-tuned gi-cell-m-person (step 4351) on persons-only decodes by about 2 AP at equal bpp;
-#: persons at quality 3 over a background at 0 coded at half size (bitstream v5 scaled groups) give
-#: 17.01 AP at 0.169 bpp, and that curve (persons at 1.5 / 2 / 3 / 4) is ahead of the envelope of
-#: every anchor at both scales at each of its points (+0.94 / +1.27 / +0.54 / +0.71 AP); a full-size
-#: background is behind it below 0.2 bpp and a quarter-size one above 0.15
+#: step 8639). For the person detector gi-cell-m with its own person groups beats the detector-tuned
+#: gi-cell-m-person on persons-only decodes by about 2 AP at equal bpp. The groups: detections with
+#: score >= 0.2 padded by 48 px (persons only, on the original pixels: 18.79 AP against 16.88 with
+#: 16 px; the detector needs context). Persons at least 200 px tall (296 px with the padding) are
+#: coded at half size and 1.5 levels higher (capped at the top), the rest at full size; everything
+#: else at 0 and half size. At quality 2.5: persons only 17.24 AP at 0.094 bpp, decoded whole 17.15 at
+#: 0.124 (16-px groups, every person at full size: 14.65 at 0.087 and 16.05 at 0.118).
 PURPOSES: dict[str, Purpose] = {
     "ssdlite-person": Purpose(
-        "ssdlite-person", model="gi-cell-m", masks="detect:ssdlite-person", quality=3.0, classes=("person",),
-        background_quality=0.0, background_scale=1,
+        "ssdlite-person", model="gi-cell-m", masks="detect:ssdlite-person,score=0.2,pad=48", quality=3.0,
+        classes=("person",), background_quality=0.0, background_scale=1, large_height=296, large_scale=1,
+        large_step=1.5,
         doc="the SSDLite person detector (and the heads that read its boxes): person groups made by the same "
-            "detector on the encoder side at quality 3, everything else at 0 and half size"),
+            "detector on the encoder side (score >= 0.2, padded 48 px) at quality 3, those at least 296 px tall "
+            "at half size and 1.5 levels higher, everything else at 0 and half size"),
 }
 
 

@@ -83,3 +83,10 @@ def test_envelope_gain_table():
     s2 = [pt("ssc-roi/gi-cell-m-person", 0.1, 12.5), pt("ssc-persons-ann/gi-cell-m-person", 0.1, 40.0)]
     t = envelope_gains(a + s + s2, bpps=(0.1,))
     assert t["rows"][0]["ssc_by"] == "ssc-roi/gi-cell-m-person" and t["rows"][0]["ssc_AP"] == 12.5
+    # the streams `ssc encode --for` writes: decoded whole they are full decodes, persons only they
+    # are persons-only decodes (T2 and T3 read them as such)
+    from ssc.eval.person import is_full_decode, is_persons_only
+
+    assert is_full_decode("ssc-for") and not is_persons_only("ssc-for")
+    assert is_persons_only("ssc-for-persons") and not is_full_decode("ssc-for-persons")
+    assert is_persons_only("ssc-for-persons/gi-cell-m-person") and not is_full_decode("ssc-persons-ann")

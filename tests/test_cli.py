@@ -201,8 +201,8 @@ def test_every_help_works(capsys):
 
 def test_encode_for_a_machine_picks_its_codec_groups_and_quality(tmp_path, capsys):
     """``--for ssdlite-person``: the purpose's codec, the detector's person groups, persons at the
-    purpose's quality and the rest at its background quality and size; ``--quality`` sets the
-    persons', ``--model`` / ``--masks`` / ``--group-scale`` override; an unknown machine and a missing
+    purpose's quality (the tall ones at half size and higher) and the rest at its background quality
+    and size; ``--quality`` sets the persons', ``--model`` / ``--masks`` / ``--group-scale`` override; an unknown machine and a missing
     --masks are clear errors."""
     require(COCO_VAL)
     from ssc.bitstream.format import quality_code
@@ -219,9 +219,13 @@ def test_encode_for_a_machine_picks_its_codec_groups_and_quality(tmp_path, capsy
             h = rd.header
             persons = [g for g in h.groups if g.label == "person"]
             assert h.weights_id == wid and persons and len(persons) < len(h.groups)
-            assert {g.quality for g in persons} == {quality_code(q)}
+            top = load_verified(pur.model)[0].config["num_qualities"] - 1
+            large = [pur.is_large(g.obj_box) for g in persons]
+            assert any(large) and not all(large)  # the size rule: tall persons at half size, a level higher
+            for g, big in zip(persons, large):
+                assert g.quality == quality_code(min(q + pur.large_step, top) if big else q)
+                assert g.scale == (pur.large_scale if big else 0)
             assert {g.quality for g in h.groups if g.label != "person"} == {quality_code(pur.background_quality)}
-            assert {g.scale for g in persons} == {0}  # the rest at the purpose's size (1, 1/2 or 1/4)
             assert {g.scale for g in h.groups if g.label != "person"} == {pur.background_scale}
     assert run("encode", img, "--for", "ssdlite-person", "--group-scale", "background=1", "-o", tmp_path / "s.ssc") == 0
     with StreamReader(tmp_path / "s.ssc") as rd:  # --group-scale overrides the purpose's sizes
