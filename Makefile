@@ -88,7 +88,7 @@ bench-coco: install
 	$(COCO_EVAL) --codec ssc --partial --quality 1.5 3
 
 # Person AP vs bpp with the pretrained person detector (person-detector issue): anchors, ssc full,
-# persons-only (detector and annotation groups) and ROI points in one run; results in out/eval/person/.
+# persons-only (detector and annotation groups), ROI and `ssc encode --for ssdlite-person` points in one run; results in out/eval/person/.
 bench-person: install anchors
 	$(BIN)/python -m ssc.eval.person --images $(DATA)/coco/val2017 --ann $(DATA)/coco/annotations/instances_val2017_subset158.json
 

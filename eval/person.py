@@ -69,6 +69,7 @@ GAIN_BPP = (0.08, 0.12, 0.2, 0.3)
 SSC_FULL = [0.0, 1.0, 2.0, 3.0]
 SSC_PERSONS = [0.0, 1.5, 3.0]
 SSC_ROI = [1.5, 3.0]  # detector groups: persons at q, background at 0 (the persons-only points' streams)
+SSC_FOR = [2.0, 2.5, 3.0]  # the streams of ssc encode --for PURPOSE --quality Q
 
 
 @dataclass
@@ -464,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--roi-bg", type=int, nargs="*", default=[], choices=(2, 4),
                     help="also the ROI points with the background coded at 1/F size (bitstream v5 scaled groups)")
     ap.add_argument("--purpose", default="ssdlite-person", help="the --for purpose of the ssc-for points")
-    ap.add_argument("--for-qualities", type=float, nargs="*", default=[],
+    ap.add_argument("--for-qualities", type=float, nargs="*", default=SSC_FOR,
                     help="also the streams `ssc encode --for PURPOSE --quality Q` writes, decoded whole and persons only")
     ap.add_argument("--det-score", type=float, default=0.2, help="encoder-side detector: score of a person group")
     ap.add_argument("--det-pad", type=int, default=16, help="encoder-side detector: box padding in pixels")
