@@ -138,6 +138,16 @@ class Accumulator:
         return p
 
 
+def new_accumulator(gt, kp_gt=None, kp_images: frozenset = frozenset()) -> Accumulator:
+    """An empty operating point scored on ``gt`` (person boxes), and with keypoint ground truth
+    ``kp_gt`` also on person masks and (on ``kp_images``) keypoints."""
+    ev = COCOEvaluator(gt, ("bbox",), cat_ids=[PERSON])
+    if kp_gt is None:
+        return Accumulator(ev)
+    return Accumulator(ev, COCOEvaluator(gt, ("segm",), cat_ids=[PERSON]),
+                       COCOEvaluator(kp_gt, ("keypoints",), cat_ids=[PERSON]), kp_images)
+
+
 def detect(head, image: np.ndarray, image_id: int, region: np.ndarray | None, pose=None,
            acc: Accumulator | None = None) -> tuple[list[dict], float]:
     """COCO results of the person detector on ``image`` (inside ``region`` when given) and its time;
@@ -239,9 +249,7 @@ def run(args: argparse.Namespace) -> dict:
     plan += [(k, q, purpose.model) for q in args.for_qualities for k in ("ssc-for", "ssc-for-persons")]
     pose, kp_gt = pose_head(args)
     kp_images = frozenset(kp_gt.getImgIds()) if kp_gt is not None else frozenset()
-    acc = {p: Accumulator(COCOEvaluator(gt, ("bbox",), cat_ids=[PERSON]),
-                          *((COCOEvaluator(gt, ("segm",), cat_ids=[PERSON]), COCOEvaluator(kp_gt, ("keypoints",), cat_ids=[PERSON]),
-                             kp_images) if pose is not None else ())) for p in plan}
+    acc = {p: new_accumulator(gt, kp_gt if pose is not None else None, kp_images) for p in plan}
     for rec in tqdm(records, desc="person benchmark", unit="image"):
         path = Path(args.images) / rec["file_name"]
         x = read_image(path)

@@ -20,15 +20,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ssc.analyze import FILL, results_in_region
+from ssc.analyze import FILL
 from ssc.api import read_image
 from ssc.masks.cells import owned_labels
 from ssc.masks.detect import DetectSpec, detected_groups
 
-from .coco import COCOEvaluator
+from .person import PERSON, detect, new_accumulator
 from .report import markdown_table, run_meta, write_outputs
 
-PERSON = 1
 SCORES = [0.2, 0.1]
 PADS = [16, 32, 48]
 
@@ -45,31 +44,6 @@ def persons_only(x: np.ndarray, region: np.ndarray) -> np.ndarray:
     return np.where(region[..., None], x, np.asarray(FILL, dtype=x.dtype))
 
 
-class Scores:
-    """Box AP (and with a pose head mask and keypoint AP) of one setting, plus its region's share."""
-
-    def __init__(self, gt, kp_gt) -> None:
-        self.box = COCOEvaluator(gt, ("bbox",), cat_ids=[PERSON])
-        self.segm = COCOEvaluator(gt, ("segm",), cat_ids=[PERSON])
-        self.kps = COCOEvaluator(kp_gt, ("keypoints",), cat_ids=[PERSON]) if kp_gt is not None else None
-        self.share: list[float] = []
-
-    def add(self, head, pose, y: np.ndarray, region: np.ndarray, iid: int, kp_images: frozenset) -> None:
-        inst = head.predict(y, masks=False)
-        self.box.process(iid, results_in_region(inst, region, iid, "detect"))
-        self.share.append(float(region.mean()))
-        if pose is not None:
-            people = pose.predict_on(y, inst)
-            self.segm.process(iid, results_in_region(people, region, iid, "segment"))
-            if iid in kp_images:
-                self.kps.process(iid, results_in_region(people, region, iid, "pose"))
-
-    def row(self, name: str, pose: bool) -> dict:
-        return {"setting": name, "share": float(np.mean(self.share)), "AP": self.box.evaluate()["bbox_AP"],
-                "mask_AP": self.segm.evaluate()["segm_AP"] if pose else None,
-                "kp_AP": self.kps.evaluate()["keypoints_AP"] if pose and self.kps is not None else None}
-
-
 def run(args: argparse.Namespace) -> dict:
     from pycocotools.coco import COCO
 
@@ -83,15 +57,22 @@ def run(args: argparse.Namespace) -> dict:
     pose = resolve_head("blazepose") if args.pose else None
     kp_images = frozenset(kp_gt.getImgIds()) if kp_gt is not None else frozenset()
     specs = {f"score {s:g}, pad {p}": DetectSpec("ssdlite-person", s, p) for s in args.scores for p in args.pads}
-    scores = {name: Scores(gt, kp_gt) for name in ["original", *specs]}
+    acc = {name: new_accumulator(gt, kp_gt, kp_images) for name in ["original", *specs]}
+    share: dict[str, list[float]] = {name: [] for name in acc}
     for rec in tqdm(records, desc="persons-only ceiling", unit="image"):
         x = read_image(Path(args.images) / rec["file_name"])
-        iid = int(rec["id"])
-        scores["original"].add(head, pose, x, np.ones(x.shape[:2], bool), iid, kp_images)
+        iid, px = int(rec["id"]), x.shape[0] * x.shape[1]
+        views = {"original": (x, np.ones(x.shape[:2], bool))}
         for name, spec in specs.items():
             region = persons_region(x, spec, head)
-            scores[name].add(head, pose, persons_only(x, region), region, iid, kp_images)
-    return {"rows": [s.row(name, args.pose) for name, s in scores.items()],
+            views[name] = (persons_only(x, region), region)
+        for name, (y, region) in views.items():
+            res, dt = detect(head, y, iid, region, pose, acc[name])
+            acc[name].add(iid, 0, px, res, 0.0, dt)
+            share[name].append(float(region.mean()))
+    points = {name: a.point(name, 0.0) for name, a in acc.items()}
+    return {"rows": [{"setting": name, "share": float(np.mean(share[name])), "AP": p.AP, "mask_AP": p.mask_AP,
+                      "kp_AP": p.kp_AP} for name, p in points.items()],
             "meta": run_meta(detector=head.info.weights, images=len(records), ann=args.ann)}
 
 

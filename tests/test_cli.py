@@ -202,8 +202,8 @@ def test_every_help_works(capsys):
 def test_encode_for_a_machine_picks_its_codec_groups_and_quality(tmp_path, capsys):
     """``--for ssdlite-person``: the purpose's codec, the detector's person groups, persons at the
     purpose's quality (the tall ones at half size and higher) and the rest at its background quality
-    and size; ``--quality`` sets the persons', ``--model`` / ``--masks`` / ``--group-scale`` override; an unknown machine and a missing
-    --masks are clear errors."""
+    and size; ``--quality`` sets the persons', ``--model`` / ``--masks`` / ``--group-scale`` override;
+    an unknown machine and a missing --masks are clear errors."""
     require(COCO_VAL)
     from ssc.bitstream.format import quality_code
     from ssc.models.zoo import load_verified
