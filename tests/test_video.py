@@ -532,6 +532,40 @@ def hevc_clip():
     return frames, maps, buf.getvalue()
 
 
+def test_hevc_tracks_coded_on_several_threads_give_the_same_stream(hevc_clip):
+    """``HevcSettings.workers``: the tracks of a frame coded at once on threads give exactly the
+    stream that coding them one by one gives (each track's libx265 sees the same pictures in order)."""
+    from ssc.video.hevc import HevcSettings
+
+    frames, maps, data = hevc_clip
+    out = {}
+    for workers in (1, 3):
+        buf = io.BytesIO()
+        with VideoEncoder(buf, W, H, 25, None, gop=4, rate=RateControl(qp=24, roi_offset=4), inner="hevc",
+                          hevc=HevcSettings(workers=workers)) as enc:
+            for f, gm in zip(frames, maps):
+                enc.encode(f, gm)
+        out[workers] = buf.getvalue()
+    assert out[1] == out[3] == data
+    with pytest.raises(ValueError, match="workers"):
+        HevcSettings(workers=0)
+
+
+def test_hevc_background_offset_past_x265s_crf_range_is_clipped():
+    """A rate controller near its highest qp plus the background's offset asks for a CRF above libx265's
+    51: the track is coded at 51 instead of failing the encode (seen on the whole surveillance clip)."""
+    from ssc.video import decode_video
+    from ssc.video.hevc import HevcSettings
+
+    frames, maps = moving_scene(3)
+    buf = io.BytesIO()
+    with VideoEncoder(buf, W, H, 25, None, gop=4, rate=RateControl(qp=50, roi_offset=8), inner="hevc",
+                      hevc=HevcSettings(background_offset=8)) as enc:
+        for f, gm in zip(frames, maps):
+            enc.encode(f, gm)
+    assert [len(f.failed) for f in decode_video(buf.getvalue(), None)] == [0, 0, 0]
+
+
 def test_hevc_tracks_decode_with_random_access_per_track(hevc_clip):
     """The hevc inner codec: every track an HEVC tube; decoding one track from a later frame starts at
     its own IDR entry and gives the very pixels of a full decode; it reads less than the stream."""

@@ -205,6 +205,7 @@ class VideoEncoder:
         comp = self.header.complement_track
         present = set(gm.ids)
         entries, records, qps = [], [], {}
+        plan = []  # per group: (group, track id, state, new, intra, mask, qp)
         for g in gm.groups:
             tid = g.group_id
             st = self.states.get(tid)
@@ -215,11 +216,16 @@ class VideoEncoder:
                 intra = True  # the box outgrew the track's tube: a new tube from an IDR picture
             if st is None:
                 st = self.states[tid] = TrackState.empty(H, W)
-            mask = gm.labels == tid
             qp = self.rate.entry_qp(intra, background=(tid == comp), referenced=(self.n + 1) % period != 0)
             qps[tid] = qp
+            plan.append((g, tid, st, new, intra, gm.labels == tid, qp))
+        if self._hevc is not None:  # every track's x265 at once (libx265 holds the tracks' references)
+            jobs = [self._hevc.prepare(tid, frame, mask, g.box, intra, qp, tid == comp)
+                    for g, tid, st, new, intra, mask, qp in plan]
+            hevc_bodies = self._hevc.encode_entries(jobs)
+        for k, (g, tid, st, new, intra, mask, qp) in enumerate(plan):
             if self._hevc is not None:
-                body, region = self._hevc.encode_entry(tid, frame, mask, g.box, intra, qp, tid == comp)
+                body = hevc_bodies[k]
             elif intra:
                 qcode = quality_code(intra_quality(qp, self.codec.model.num_qualities))
                 base_body, base = _intra_base(self.codec, frame, mask, g.box, qcode)
@@ -267,6 +273,8 @@ class VideoEncoder:
 
     def close(self) -> VideoSummary:
         if not self._closed:
+            if self._hevc is not None:
+                self._hevc.close()
             off = self.pos
             self._write(vf.encode_index(self.index))
             self._write(vf.encode_trailer(off))

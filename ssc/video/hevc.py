@@ -26,6 +26,8 @@ access unit does not decode to exactly one picture of the tube's size.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -39,6 +41,8 @@ MARGIN_FRAC = 0.125
 MARGIN_MIN = 16
 #: low-pass factor of the fill outside an object's mask
 FILL_DOWN = 8
+#: libx265's CRF range: a track's qp (plus the background's offset) is clipped to it
+CRF_RANGE = (0, 51)
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -57,10 +61,15 @@ class HevcSettings:
     preset: str = "medium"
     tune: str = "zerolatency"
     background_offset: int = 6  # the complement track's CRF above the objects'
+    #: tracks coded at once (libx265 runs without the GIL; each track's stream is the same bytes
+    #: whatever the number); None: the machine's cores
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"x265 preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
 
 
 def even(n: int) -> int:
@@ -98,7 +107,19 @@ def low_pass(img: np.ndarray, k: int = FILL_DOWN) -> np.ndarray:
 class _Enc:
     ctx: object
     size: tuple[int, int]
+    fmt: object  # the track's own RGB -> YUV 4:2:0 converter (its swscale context is reused)
     pts: int = 0
+
+
+@dataclass
+class _Job:
+    """One track entry made ready on the calling thread, coded by :meth:`HevcEncoder.code`."""
+
+    enc: _Enc
+    pic: np.ndarray  # the tube's picture (RGB)
+    pts: int
+    head: bytes  # the body's fields before the access unit
+    region: tuple[int, int, int, int]
 
 
 @dataclass
@@ -112,6 +133,7 @@ class HevcEncoder:
     settings: HevcSettings = field(default_factory=HevcSettings)
     _enc: dict[int, _Enc] = field(default_factory=dict)
     _held: np.ndarray | None = None  # the background last seen at each pixel (source pixels)
+    _pool: ThreadPoolExecutor | None = None
 
     def _open(self, tid: int, size: tuple[int, int], crf: float) -> _Enc:
         av = _av()
@@ -119,11 +141,12 @@ class HevcEncoder:
         ctx.width, ctx.height = size
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(self.fps).limit_denominator(1001) ** -1
+        crf = min(max(crf, CRF_RANGE[0]), CRF_RANGE[1])
         params = ["repeat-headers=1", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
                   "rc-lookahead=0", "frame-threads=1", f"crf={crf:g}"]
         ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
         ctx.open()
-        e = self._enc[tid] = _Enc(ctx, size)
+        e = self._enc[tid] = _Enc(ctx, size, av.video.reformatter.VideoReformatter())
         return e
 
     def fits(self, tid: int, box: tuple[int, int, int, int]) -> bool:
@@ -138,33 +161,66 @@ class HevcEncoder:
     def encode_entry(self, tid: int, frame: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
                      intra: bool, qp: int, background: bool) -> tuple[bytes, tuple[int, int, int, int]]:
         """(segment body, tube region x0, y0, x1, y1) of one track entry."""
-        av = _av()
+        job = self.prepare(tid, frame, mask, box, intra, qp, background)
+        return self.code(job), job.region
+
+    def encode_entries(self, jobs: list[_Job]) -> list[bytes]:
+        """The segment bodies of one frame's prepared entries (:meth:`prepare`), their tracks coded at
+        once on ``settings.workers`` threads; the same bytes as coding them one by one."""
+        workers = self.settings.workers or os.cpu_count() or 1
+        if len(jobs) < 2 or workers < 2:
+            return [self.code(j) for j in jobs]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ssc-x265")
+        return list(self._pool.map(self.code, jobs))
+
+    def close(self) -> None:
+        """Stop the worker threads (the encoders stay usable: a later frame starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def prepare(self, tid: int, frame: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
+                intra: bool, qp: int, background: bool) -> _Job:
+        """Everything of one track entry but the coding: its encoder (a new stream at an intra entry),
+        its tube and its picture (the held background updated first). Calls for one frame must come in
+        the order the entries are written."""
         H, W = even(self.height), even(self.width)
         if frame.shape[:2] != (H, W):  # an odd side: the tubes see the frame edge-padded
             pad = ((0, H - frame.shape[0]), (0, W - frame.shape[1]))
             frame, mask = np.pad(frame, (*pad, (0, 0)), mode="edge"), np.pad(mask, pad)
         if background:
-            self._held = frame.copy() if self._held is None else self._held
-            self._held[mask] = frame[mask]
+            if self._held is None:
+                self._held = frame.copy()
+            else:
+                np.copyto(self._held, frame, where=mask[..., None])
         e = self._enc.get(tid)
         if intra or e is None:
             size = (W, H) if background else tube_size(box, W, H)
             e = self._open(tid, size, qp + (self.settings.background_offset if background else 0))
         tw, th = e.size
         tx, ty = (0, 0) if background else tube_origin(box, tw, th, W, H)
-        crop, m = frame[ty : ty + th, tx : tx + tw], mask[ty : ty + th, tx : tx + tw]
-        fill = self._held[ty : ty + th, tx : tx + tw] if background else low_pass(crop)
-        pic = np.where(m[..., None], crop, fill)
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pic), format="rgb24").reformat(format="yuv420p")
-        vf.pts = e.pts
+        if background:  # the held background already carries this frame's pixels at the mask
+            pic = self._held[ty : ty + th, tx : tx + tw].copy()
+        else:
+            crop, m = frame[ty : ty + th, tx : tx + tw], mask[ty : ty + th, tx : tx + tw]
+            pic = np.where(m[..., None], crop, low_pass(crop))
         e.pts += 1
-        packets = e.ctx.encode(vf)
+        head = (varint(tw, "tube width") + varint(th, "tube height") if intra else b"")
+        head += varint(zigzag(tx), "tube x") + varint(zigzag(ty), "tube y")
+        return _Job(e, np.ascontiguousarray(pic), e.pts - 1, head, (tx, ty, tx + tw, ty + th))
+
+    @staticmethod
+    def code(job: _Job) -> bytes:
+        """The segment body of a prepared entry: its picture through the track's libx265 (any thread;
+        one job per track at a time)."""
+        av = _av()
+        vf = job.enc.fmt.reformat(av.VideoFrame.from_ndarray(job.pic, format="rgb24"), format="yuv420p")
+        vf.pts = job.pts
+        packets = job.enc.ctx.encode(vf)
         if len(packets) != 1:
             raise SSCError(f"x265 gave {len(packets)} access units for one frame (zero-latency coding expected)")
-        au = bytes(packets[0])
-        body = (varint(tw, "tube width") + varint(th, "tube height") if intra else b"")
-        body += varint(zigzag(tx), "tube x") + varint(zigzag(ty), "tube y") + au
-        return body, (tx, ty, tx + tw, ty + th)
+        return job.head + bytes(packets[0])
 
 
 class HevcDecoder:
