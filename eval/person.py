@@ -18,8 +18,8 @@ Operating points (``kind``):
 * ``ssc-roi-bgF`` (``--roi-bg F``): the same with the background coded at 1/F size and upsampled on
   decode (bitstream v5 scaled groups), full decode.
 * ``ssc-for`` / ``ssc-for-persons`` (``--for-qualities Q ...``): the stream ``ssc encode --for
-  ssdlite-person --quality Q`` writes (the purpose's codec, groups, qualities and sizes), decoded
-  whole and persons only.
+  PURPOSE --quality Q`` writes (the purpose's codec, groups, qualities and sizes), decoded whole and
+  persons only; the first ``--purpose``'s kinds carry no name, the others' are ``KIND/PURPOSE``.
 
 With the ``blazepose`` head installed (``--pose``, the default when it is), every point also gets
 person mask AP (BlazePose's masks, top-down on the same detections with score >= 0.3, against the
@@ -185,6 +185,11 @@ def is_persons_only(kind: str) -> bool:
     return base_kind(kind).startswith("ssc-persons-det") or base_kind(kind) == "ssc-for-persons"
 
 
+def for_kind(kind: str, purpose: str, first: str) -> str:
+    """The ``ssc-for`` kind ``kind`` of ``purpose``: the first ``--purpose``'s carry no name."""
+    return kind if purpose == first else f"{kind}/{purpose}"
+
+
 def with_model(kind: str, model: str, first: str) -> str:
     return kind if model == first else f"{kind}/{model}"
 
@@ -234,9 +239,11 @@ def run(args: argparse.Namespace) -> dict:
     codecs = {m: load_codec(m) for m in args.model}
     first = args.model[0]
     det_spec = DetectSpec("ssdlite-person", args.det_score, args.det_pad)
-    purpose = resolve_purpose(args.purpose)
-    if args.for_qualities and purpose.model not in codecs:
-        codecs[purpose.model] = load_codec(purpose.model)
+    purposes = {for_kind(k, name, args.purpose[0]): resolve_purpose(name)
+                for name in args.purpose for k in ("ssc-for", "ssc-for-persons")}
+    for purpose in purposes.values():
+        if args.for_qualities and purpose.model not in codecs:
+            codecs[purpose.model] = load_codec(purpose.model)
     plan: list[tuple[str, float, str | None]] = [("original", 0.0, None)]
     for kind, settings in ANCHORS.items():
         if kind.startswith("x265") or pillow_available(kind):
@@ -246,7 +253,7 @@ def run(args: argparse.Namespace) -> dict:
         plan += [("ssc-persons-ann", q, m) for q in args.persons if args.ann_groups] + [("ssc-roi", q, m) for q in args.roi]
         plan += [(f"ssc-roi-bg{f}", q, m) for f in args.roi_bg for q in args.roi]
         plan += [(f"ssc-persons-det-s{f}", q, m) for f in args.persons_scale for q in args.persons]
-    plan += [(k, q, purpose.model) for q in args.for_qualities for k in ("ssc-for", "ssc-for-persons")]
+    plan += [(k, q, purpose.model) for k, purpose in purposes.items() for q in args.for_qualities]
     pose, kp_gt = pose_head(args)
     kp_images = frozenset(kp_gt.getImgIds()) if kp_gt is not None else frozenset()
     acc = {p: new_accumulator(gt, kp_gt if pose is not None else None, kp_images) for p in plan}
@@ -256,7 +263,8 @@ def run(args: argparse.Namespace) -> dict:
         iid, px = int(rec["id"]), x.shape[0] * x.shape[1]
         det_groups = detected_groups(x, det_spec, head, quiet=True)
         ann_groups = apply_policy(from_coco(args.ann, path), "instance", min_area=args.min_area)
-        for_groups = detected_groups(x, detect_spec(purpose.masks), head, quiet=True) if args.for_qualities else None
+        for_groups = {spec: detected_groups(x, detect_spec(spec), head, quiet=True)
+                      for spec in dict.fromkeys(pp.masks for pp in purposes.values())} if args.for_qualities else {}
         streams: dict[tuple[str, float, str], bytes] = {}
 
         def stream(groups, kind: str, q: float, persons_only_quality: bool, model: str, bg_scale: int = 1,
@@ -274,14 +282,14 @@ def run(args: argparse.Namespace) -> dict:
                     group_scale=scale).data
             return streams[(kind, q, model, bg_scale, person_scale)]
 
-        def for_stream(q: float) -> bytes:
+        def for_stream(purpose, q: float) -> bytes:
             """What ``ssc encode --for PURPOSE --quality q`` writes (one encode for both decodes)."""
-            if ("for", q) not in streams:
-                c = codecs[purpose.model]
-                dq, roi = purpose.group_qualities(for_groups.groups, q, top=c.model.num_qualities - 1)
-                streams[("for", q)] = encode_image(x, for_groups, c, quality=dq, group_quality=roi,
-                                                   group_scale=purpose.group_scales(for_groups.groups)).data
-            return streams[("for", q)]
+            if ("for", purpose.name, q) not in streams:
+                c, gm = codecs[purpose.model], for_groups[purpose.masks]
+                dq, roi = purpose.group_qualities(gm.groups, q, top=c.model.num_qualities - 1)
+                streams[("for", purpose.name, q)] = encode_image(x, gm, c, quality=dq, group_quality=roi,
+                                                                 group_scale=purpose.group_scales(gm.groups)).data
+            return streams[("for", purpose.name, q)]
 
         for kind, s, m in plan:
             a = acc[(kind, s, m)]
@@ -302,10 +310,11 @@ def run(args: argparse.Namespace) -> dict:
                                                      persons(det_groups))
             elif kind == "ssc-persons-det":
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m), persons(det_groups))
-            elif kind == "ssc-for":
-                y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(s), None)
-            elif kind == "ssc-for-persons":
-                y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(s), persons(for_groups))
+            elif base_kind(kind) == "ssc-for":
+                y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(purposes[kind], s), None)
+            elif base_kind(kind) == "ssc-for-persons":
+                pp = purposes[kind]
+                y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(pp, s), persons(for_groups[pp.masks]))
             elif kind == "ssc-persons-ann":
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(ann_groups, "ann", s, False, m), persons(ann_groups))
             else:  # ssc-roi, ssc-roi-bgF
@@ -320,8 +329,8 @@ def run(args: argparse.Namespace) -> dict:
              **{f"ssc-roi-bg{f}": f"persons at the quality given, background at 0 coded at 1/{f} size"
                 for f in args.roi_bg},
              **{f"ssc-persons-det-s{f}": f"persons only, person groups coded at 1/{f} size" for f in args.persons_scale},
-             "ssc-for": f"ssc encode --for {purpose.name} --quality Q, full decode",
-             "ssc-for-persons": f"ssc encode --for {purpose.name} --quality Q, persons only"}
+             **{k: f"ssc encode --for {pp.name} --quality Q, " + ("persons only" if "persons" in k else "full decode")
+                for k, pp in purposes.items()}}
     points = [acc[p].point(p[0] if p[2] is None else with_model(p[0], p[2], first), p[1], notes.get(p[0], ""))
               for p in plan]
     full = [p for p in points if is_full_decode(p.kind) and p.bpp <= 0.20 and p.AP is not None]
@@ -472,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also the persons-only points with the person groups coded at 1/F size")
     ap.add_argument("--roi-bg", type=int, nargs="*", default=[], choices=(2, 4),
                     help="also the ROI points with the background coded at 1/F size (bitstream v5 scaled groups)")
-    ap.add_argument("--purpose", default="ssdlite-person", help="the --for purpose of the ssc-for points")
+    ap.add_argument("--purpose", nargs="+", default=["ssdlite-person"],
+                    help="the --for purposes of the ssc-for points (the first's kinds carry no name, the others' are KIND/PURPOSE)")
     ap.add_argument("--for-qualities", type=float, nargs="*", default=SSC_FOR,
                     help="also the streams `ssc encode --for PURPOSE --quality Q` writes, decoded whole and persons only")
     ap.add_argument("--det-score", type=float, default=0.2, help="encoder-side detector: score of a person group")
