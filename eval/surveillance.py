@@ -30,7 +30,6 @@ from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
-from ssc.video.hevc import HevcSettings
 from ssc.video.io import open_frames
 
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     t_mask = t_enc = 0.0
     rss, kbps_curve = [], []
     with VideoEncoder(path, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False,
-                      inner=args.inner, hevc=HevcSettings(background_offset=args.roi_offset)) as enc:
+                      inner=args.inner) as enc:
         t_all = time.perf_counter()
         for i, frame in enumerate(tqdm(src, total=n_total, unit="frame", desc="encode")):
             if args.frames and i >= args.frames:

@@ -52,7 +52,6 @@ from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
 
-from ssc.video.hevc import HevcSettings
 
 from .anchors import require_ffmpeg
 
@@ -215,8 +214,7 @@ def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, 
     by the ``inner`` codec."""
     buf = io.BytesIO()
     with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec if inner == "learned" else None, gop=gop,
-                      background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset), inner=inner,
-                      hevc=HevcSettings(background_offset=roi_offset)) as enc:
+                      background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset), inner=inner) as enc:
         for f, gm in zip(frames, maps):
             enc.encode(f, gm)
     return buf.getvalue(), enc.close()

@@ -40,7 +40,7 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     model = args.weights or (args.model if args.model_given else DEFAULT_VIDEO_MODEL)
     codec = load_codec(model, device=args.device) if args.inner == "learned" else None
     rate = RateControl(qp=args.qp, roi_offset=args.roi_offset, target_kbps=args.kbps)
-    hevc = HevcSettings(args.preset, args.tune, args.roi_offset)
+    hevc = HevcSettings(args.preset, args.tune)
     n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
     frames = itertools.islice(src, args.frames) if args.frames else iter(src)
     interrupted = False

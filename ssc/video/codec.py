@@ -216,7 +216,10 @@ class VideoEncoder:
                 intra = True  # the box outgrew the track's tube: a new tube from an IDR picture
             if st is None:
                 st = self.states[tid] = TrackState.empty(H, W)
-            qp = self.rate.entry_qp(intra, background=(tid == comp), referenced=(self.n + 1) % period != 0)
+            if self._hevc is not None:  # an intra entry's qp is the CRF of the track's stream until its next
+                qp = self.rate.entry_qp(False, background=(tid == comp))  # one: x265 sets its own I/P ratio
+            else:
+                qp = self.rate.entry_qp(intra, background=(tid == comp), referenced=(self.n + 1) % period != 0)
             qps[tid] = qp
             plan.append((g, tid, st, new, intra, gm.labels == tid, qp))
         if self._hevc is not None:  # every track's x265 at once (libx265 holds the tracks' references)

@@ -14,7 +14,9 @@ codes what a track's segment body holds:
   objects stand, with the background last seen there, so a static camera's background costs almost
   nothing between refreshes. Decoders paste only the mask's pixels (the mask records are unchanged).
 - x265's own tools do the coding: preset, ``tune`` (``zerolatency``: one access unit out per frame
-  in, no lookahead), CRF rate control per track (the ssc qp, the background at qp + ROI offset).
+  in, no lookahead), CRF rate control per track: the track's qp from ssc's rate controller (the
+  background's includes its ROI offset) at each intra entry is the CRF of the HEVC stream it starts;
+  x265 sets its own I/P quantiser ratio within it.
 
 Body syntax: intra ``tw varint | th varint | tx zigzag | ty zigzag | access unit``; inter ``tx zigzag |
 ty zigzag | access unit``: the tube's size and its top-left corner in this frame. Tubes lie in the
@@ -60,7 +62,6 @@ class HevcSettings:
 
     preset: str = "medium"
     tune: str = "zerolatency"
-    background_offset: int = 6  # the complement track's CRF above the objects'
     #: tracks coded at once (libx265 runs without the GIL; each track's stream is the same bytes
     #: whatever the number); None: the machine's cores
     workers: int | None = None
@@ -197,7 +198,7 @@ class HevcEncoder:
         e = self._enc.get(tid)
         if intra or e is None:
             size = (W, H) if background else tube_size(box, W, H)
-            e = self._open(tid, size, qp + (self.settings.background_offset if background else 0))
+            e = self._open(tid, size, qp)
         tw, th = e.size
         tx, ty = (0, 0) if background else tube_origin(box, tw, th, W, H)
         if background:  # the held background already carries this frame's pixels at the mask
