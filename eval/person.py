@@ -26,8 +26,8 @@ person mask AP (BlazePose's masks, top-down on the same detections with score >=
 instance masks) and keypoint AP (its 17 COCO keypoints, on the images of the keypoint annotations,
 ``--kp-ann``), and the time per person.
 
-Undecoded pixels are mid-grey and detections lying mostly on them are dropped (as ``ssc analyze``
-does). Outputs ``person.json`` / ``person.md`` / ``person.png`` with per-image decode and detector
+Undecoded pixels are mid-grey (``--fill extend``: the decoded pixels extended smoothly outward,
+:mod:`ssc.fill`) and detections lying mostly on them are dropped (as ``ssc analyze`` does). Outputs ``person.json`` / ``person.md`` / ``person.png`` with per-image decode and detector
 times (median).
 
     python -m ssc.eval.person --images ../shared/data/coco/val2017 \
@@ -53,6 +53,7 @@ from ssc.bitstream.format import scale_of
 from ssc.masks import apply_policy, from_coco
 from ssc.masks.detect import DetectSpec, detect_spec, detected_groups, whole_image
 from ssc.models.zoo import load_codec
+from ssc.fill import apply_fill
 from ssc.purpose import resolve_purpose
 
 from .anchors import Coded, at_scale, pillow_available, pillow_code, x265_intra_code
@@ -203,9 +204,11 @@ def anchor_code(kind: str, x: np.ndarray, setting: float) -> Coded:
     return at_scale(lambda im: pillow_code(name, im, int(setting)), x, float(scale or 1))
 
 
-def ssc_point(codec, x: np.ndarray, data: bytes, decode_ids: list[int] | None) -> tuple[np.ndarray, int, np.ndarray | None, float]:
+def ssc_point(codec, x: np.ndarray, data: bytes, decode_ids: list[int] | None,
+              fill: str = "grey") -> tuple[np.ndarray, int, np.ndarray | None, float]:
     """Decode ``decode_ids`` (all when None) of stream ``data``: (image, bytes counted, decoded region
-    or None, decode seconds). A persons-only decode of a stream without persons reads the header only."""
+    or None, decode seconds), the undecoded pixels shown as ``fill`` (:mod:`ssc.fill`, as ``ssc analyze
+    --fill``). A persons-only decode of a stream without persons reads the header only."""
     if decode_ids is not None and not decode_ids:  # the receiver reads the header, finds no person
         with StreamReader(data) as rd:
             return np.full_like(x, FILL), rd.bytes_read, np.zeros(x.shape[:2], bool), 0.0
@@ -215,7 +218,8 @@ def ssc_point(codec, x: np.ndarray, data: bytes, decode_ids: list[int] | None) -
     if dec.failed:
         raise RuntimeError(f"decode failed: {dec.failed}")
     region = np.isin(dec.group_map, dec.decoded) if decode_ids is not None else None
-    return dec.image, (dec.bytes_read if decode_ids is not None else len(data)), region, dt
+    image = dec.image if region is None or fill == "grey" or region.all() else apply_fill(dec.image, region, fill)
+    return image, (dec.bytes_read if decode_ids is not None else len(data)), region, dt
 
 
 def persons(gm) -> list[int]:
@@ -307,16 +311,16 @@ def run(args: argparse.Namespace) -> dict:
             elif kind.startswith("ssc-persons-det-s"):
                 f = int(kind.removeprefix("ssc-persons-det-s"))
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m, person_scale=f),
-                                                     persons(det_groups))
+                                                     persons(det_groups), args.fill)
             elif kind == "ssc-persons-det":
-                y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m), persons(det_groups))
+                y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m), persons(det_groups), args.fill)
             elif base_kind(kind) == "ssc-for":
                 y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(purposes[kind], s), None)
             elif base_kind(kind) == "ssc-for-persons":
                 pp = purposes[kind]
-                y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(pp, s), persons(for_groups[pp.masks]))
+                y, nbytes, region, dec_s = ssc_point(codec, x, for_stream(pp, s), persons(for_groups[pp.masks]), args.fill)
             elif kind == "ssc-persons-ann":
-                y, nbytes, region, dec_s = ssc_point(codec, x, stream(ann_groups, "ann", s, False, m), persons(ann_groups))
+                y, nbytes, region, dec_s = ssc_point(codec, x, stream(ann_groups, "ann", s, False, m), persons(ann_groups), args.fill)
             else:  # ssc-roi, ssc-roi-bgF
                 f = int(kind.removeprefix("ssc-roi-bg")) if kind.startswith("ssc-roi-bg") else 1
                 y, nbytes, region, dec_s = ssc_point(codec, x, stream(det_groups, "det", s, True, m, f), None)
@@ -346,7 +350,8 @@ def run(args: argparse.Namespace) -> dict:
             "targets": {**targets(points), "pose": pose_targets(points), "machine": machine},
             "meta": run_meta(model=first, models={m: c.card.sha256 for m, c in codecs.items()},
                              weights_sha256=codecs[first].card.sha256, detector=head.info.weights,
-                             images=len(records), ann=args.ann, det_score=args.det_score, det_pad=args.det_pad)}
+                             images=len(records), ann=args.ann, det_score=args.det_score, det_pad=args.det_pad,
+                             fill=args.fill)}
 
 
 def pose_head(args: argparse.Namespace):
@@ -485,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the --for purposes of the ssc-for points (the first's kinds carry no name, the others' are KIND/PURPOSE)")
     ap.add_argument("--for-qualities", type=float, nargs="*", default=SSC_FOR,
                     help="also the streams `ssc encode --for PURPOSE --quality Q` writes, decoded whole and persons only")
+    ap.add_argument("--fill", choices=["grey", "extend"], default="grey",
+                    help="what the heads see where a persons-only decode decoded nothing (ssc analyze --fill)")
     ap.add_argument("--det-score", type=float, default=0.2, help="encoder-side detector: score of a person group")
     ap.add_argument("--det-pad", type=int, default=16, help="encoder-side detector: box padding in pixels")
     ap.add_argument("--min-area", type=int, default=256, help="annotation groups: smaller objects join the background")

@@ -11,6 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from .decode import decode_image, select_groups
+from .fill import FILLS, GREY, apply_fill
 from .bitstream import StreamReader
 from .models.zoo import LoadedCodec
 from .tasks.heads import WEIGHTS_BACKEND
@@ -20,8 +21,8 @@ PIXEL_TASKS = ("detect", "segment", "pose")
 DOMAINS = ("pixels", "features")
 #: the pixel tasks and the decoding-free "header" answer (the CLI's --task choices)
 TASK_CHOICES = (*PIXEL_TASKS, "header")
-#: grey level of groups that are not decoded: mid-grey gives detectors the least to see
-FILL = 128
+#: grey level of groups that are not decoded (``fill="grey"``, the default)
+FILL = GREY
 
 
 @dataclass
@@ -80,10 +81,12 @@ def feature_teacher(codec: LoadedCodec) -> tuple[str, str]:
 
 def analyze_stream(source: bytes | str | Path, head, task: str = "segment", codec: LoadedCodec | None = None,
                    groups: Iterable[int] | None = None, classes: Iterable[str] | None = None, image_id: int = 0,
-                   keep_inside_frac: float = 0.5, device: str = "cpu", domain: str = "pixels") -> AnalyzeResult:
+                   keep_inside_frac: float = 0.5, device: str = "cpu", domain: str = "pixels",
+                   fill: str = "grey") -> AnalyzeResult:
     """Decode only the selected groups (all by default) and run ``head`` on them, then keep the
     predictions lying mostly inside the decoded groups. ``domain="pixels"``: the head sees the
-    composite image (undecoded pixels mid-grey). ``domain="features"``: the stream's Omni model turns
+    composite image, its undecoded pixels shown as ``fill`` (:mod:`ssc.fill`: mid-grey, or the decoded
+    pixels extended smoothly outward). ``domain="features"``: the stream's Omni model turns
     the decoded latents into the head's features and only the detector's later stages run (RPN and
     ROI heads of an FPN detector; the last backbone blocks, extra layers and box predictors of SSDLite)
     (``head`` must be the detector the feature head was distilled from)."""
@@ -91,6 +94,8 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
         raise ValueError(f"task must be one of {', '.join(PIXEL_TASKS)}, got {task!r}")
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
     if task == "segment" and not getattr(head.info, "masks", True):
         raise ValueError(f"the {head.info.backend} head predicts boxes only; use --task detect")
     if task == "pose" and (domain == "features" or not hasattr(head, "pose")):
@@ -103,7 +108,9 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
         inst = head.predict_features(dec.features, (dec.header.height, dec.header.width), masks=task == "segment")
     else:
         dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)
-        inst = head.predict(dec.image, masks=task in ("segment", "pose"))
+        region = np.isin(dec.group_map, dec.decoded)
+        image = dec.image if fill == "grey" or region.all() else apply_fill(dec.image, region, fill)
+        inst = head.predict(image, masks=task in ("segment", "pose"))
     results = results_in_region(inst, np.isin(dec.group_map, dec.decoded), image_id, task, keep_inside_frac)
     total = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
     return AnalyzeResult(task, (dec.header.height, dec.header.width), results, dec.decoded, dec.failed,

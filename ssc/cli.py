@@ -154,7 +154,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             codec, backend, det = feature_detector(args.stream, codec, det, backend, args.device)
         head = resolve_head(backend, det, args.device, args.score_thresh, task=args.task)
         res = analyze_stream(args.stream, head, args.task, codec, args.groups, classes, args.image_id,
-                             device=args.device, domain=args.domain)
+                             device=args.device, domain=args.domain, fill=args.fill)
     write_text(args.output, json.dumps(res.results))
     print(f"{args.output}: {len(res.results)} {args.task} results, read {res.bytes_read} of {res.total_bytes} bytes"
           + (f", decoded groups {res.decoded_groups}" if args.task != "header" else " (header only, no segment decoded)")
@@ -315,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixels: decode and run the whole detector; features: the stream's Omni model feeds "
                         "decoded latents to its detector's later stages (no pixel reconstruction; e.g. gi-omni-person "
                         "streams with the ssdlite-person backend)")
+    a.add_argument("--fill", choices=["grey", "extend"], default="grey",  # ssc.fill.FILLS
+                   help="what the head sees where nothing was decoded: mid-grey, or the decoded pixels extended "
+                        "smoothly outward (docs/results.md: better person and keypoint AP on persons-only decodes)")
     model_args(a)
     a.set_defaults(fn=cmd_analyze)
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: ssc's units from the bottom up; a unit may import its own layer and any layer below it.
 #: Registries name higher modules only as strings (models.registry, train's trainers), not imports.
 LAYERS = [
-    {"errors", "defaults", "purpose", "outputs", "parallel", "args", "metrics", "distributed"},
+    {"errors", "defaults", "purpose", "fill", "outputs", "parallel", "args", "metrics", "distributed"},
     {"bitstream"},
     {"models"},
     {"tasks"},

@@ -147,6 +147,14 @@ def test_analyze_decodes_only_selected_groups(codec):
     assert res.decoded_groups == [2] and res.bytes_read < len(enc.data)
     assert (head.seen[StreamReader(enc.data).group_map != 2] == 128).all()  # beyond group 2's cells
     assert [r["category_id"] for r in res.results] == [3]  # the box over undecoded grey is dropped
+    grey_seen = head.seen
+    ext = analyze_stream(enc.data, head, task="detect", codec=codec, groups=[2], fill="extend")
+    inside = StreamReader(enc.data).group_map == 2
+    assert np.array_equal(head.seen[inside], grey_seen[inside])  # the decoded pixels are the same
+    assert not (head.seen[~inside] == 128).all()  # the rest extends them
+    assert [r["category_id"] for r in ext.results] == [3]
+    with pytest.raises(ValueError, match="fill must be one of"):
+        analyze_stream(enc.data, head, task="detect", codec=codec, groups=[2], fill="blur")
 
 
 def test_copy_paste_sampler_keeps_masks_and_labels_consistent():
