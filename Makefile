@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint campaign-weights cell-weights person-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-person-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
+.PHONY: install demo test test-slow lint campaign-weights cell-weights seam-weights person-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-person-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ cell-weights: install
 	$(BIN)/ssc train --config configs/gi-cell-m.yaml --export-only
 	cp runs/gi-cell-m/gi-cell-m.safetensors runs/gi-cell-m/gi-cell-m.json ssc/weights/
 	cp runs/gi-cell-m/log.jsonl ssc/weights/gi-cell-m.train_log.jsonl
+
+# the seam-weighted fine-tune of gi-cell-m (issue 35): export its campaign's latest checkpoint into the zoo
+seam-weights: install
+	$(BIN)/ssc train --config configs/gi-cell-m-seam.yaml --export-only
+	cp runs/gi-cell-m-seam/gi-cell-m-seam.safetensors runs/gi-cell-m-seam/gi-cell-m-seam.json ssc/weights/
+	cp runs/gi-cell-m-seam/log.jsonl ssc/weights/gi-cell-m-seam.train_log.jsonl
 
 # the detector-tuned codec (issue 37): export its campaign's latest checkpoint into the zoo
 person-weights: install

@@ -57,6 +57,11 @@ class TrainConfig:
     #: a task distortion beside the pixel one (:class:`ssc.task_loss.TaskLossOptions`): a codec
     #: tuned to the machine that reads it; None trains for pixels alone
     task: dict | None = None
+    #: the distortion of pixels within ``seam_width`` pixels of their group's edge (inside the group,
+    #: not at the image's border) counts ``1 + seam_weight`` times: a group is synthesised from its own
+    #: cells alone, and its edge is where that costs (issue 35's seams); one-group samples are unchanged
+    seam_weight: float = 0.0
+    seam_width: int = 8
 
     @property
     def model_kwargs(self) -> dict:
@@ -181,6 +186,17 @@ def resume_from(cfg, model: torch.nn.Module, opt: torch.optim.Optimizer, resume:
             print(f"resumed from {ck} at step {step}")
         return step, before
     return 0, 0.0
+
+
+def seam_weighted_mse(err: torch.Tensor, mask: torch.Tensor, weight: float, width: int) -> torch.Tensor:
+    """Per-sample weighted mean of ``err`` (B, 3, H, W) over ``mask`` (B, 1, H, W): pixels of the mask
+    within ``width`` pixels of a pixel outside it count ``1 + weight`` times. Beyond the image's border
+    is not outside (max pooling pads with -inf), so one-group samples get the plain mean."""
+    import torch.nn.functional as F
+
+    near = F.max_pool2d(1 - mask, 2 * width + 1, stride=1, padding=width)
+    w = mask * (1 + weight * near)
+    return (w * err).sum((1, 2, 3)) / (3 * w.sum((1, 2, 3))).clamp(min=1e-9)
 
 
 def warm_start(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext | None = None) -> tuple[int, float]:
@@ -350,8 +366,9 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
             x = b.x.to(ctx.device, memory_format=fmt, non_blocking=cuda)
             m, q = b.mask.to(ctx.device, non_blocking=cuda), b.quality.to(ctx.device, non_blocking=cuda)
             res = net(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
-            mse = ((res.x_hat - x * m) ** 2).sum((1, 2, 3)) / (3 * res.pixels)
-            dist = 255**2 * mse
+            err = (res.x_hat - x * m) ** 2
+            mse = err.sum((1, 2, 3)) / (3 * res.pixels)
+            dist = 255**2 * (mse if cfg.seam_weight <= 0 else seam_weighted_mse(err, m, cfg.seam_weight, cfg.seam_width))
             if task_dist is not None:
                 td = task_dist(x * m, res.x_hat.clamp(0, 1))
                 dist = task.pixel * dist + task_w[q] * td

@@ -73,3 +73,24 @@ def test_prefetched_batches_equal_batches_drawn_in_the_loop():
     gen = prefetched(s, 0, 1000, 2, workers=2)
     next(gen)
     gen.close()  # stopping early (a deadline, SIGTERM) leaves no work behind
+
+
+def test_seam_weighted_distortion_weights_only_a_groups_inner_edge():
+    """``seam_weight`` (issue 35's seams): pixels near the group's edge count ``1 + weight`` times;
+    a one-group sample (the whole crop, whose border is no seam) keeps the plain mean."""
+    import torch
+
+    from ssc.train import seam_weighted_mse
+
+    err = torch.rand(2, 3, 32, 32)
+    whole = torch.ones(2, 1, 32, 32)
+    assert torch.allclose(seam_weighted_mse(err, whole, 4.0, 8), err.mean((1, 2, 3)))
+    half = whole.clone()
+    half[:, :, :, 16:] = 0
+    edge_only = torch.zeros_like(err)
+    edge_only[:, :, :, 12:16] = 1.0  # errors only within 4 px of the group's edge
+    far_only = torch.zeros_like(err)
+    far_only[:, :, :, 0:4] = 1.0  # the same number of errors 12 px or more inside
+    plain = far_only.sum((1, 2, 3)) / (3 * half.sum((1, 2, 3)))
+    assert torch.allclose(seam_weighted_mse(edge_only, half, 0.0, 8), plain)
+    assert (seam_weighted_mse(edge_only, half, 4.0, 8) > 2 * seam_weighted_mse(far_only, half, 4.0, 8)).all()
