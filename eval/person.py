@@ -27,8 +27,8 @@ instance masks) and keypoint AP (its 17 COCO keypoints, on the images of the key
 ``--kp-ann``), and the time per person.
 
 Undecoded pixels are mid-grey (``--fill extend``: the decoded pixels extended smoothly outward,
-:mod:`ssc.fill`) and detections lying mostly on them are dropped (as ``ssc analyze`` does). Outputs ``person.json`` / ``person.md`` / ``person.png`` with per-image decode and detector
-times (median).
+:mod:`ssc.fill`) and detections lying mostly on them are dropped (as ``ssc analyze`` does). Outputs
+``person.json`` / ``person.md`` / ``person.png`` with per-image decode and detector times (median).
 
     python -m ssc.eval.person --images ../shared/data/coco/val2017 \
         --ann ../shared/data/coco/annotations/instances_val2017_subset158.json
@@ -218,7 +218,7 @@ def ssc_point(codec, x: np.ndarray, data: bytes, decode_ids: list[int] | None,
     if dec.failed:
         raise RuntimeError(f"decode failed: {dec.failed}")
     region = np.isin(dec.group_map, dec.decoded) if decode_ids is not None else None
-    image = dec.image if region is None or fill == "grey" or region.all() else apply_fill(dec.image, region, fill)
+    image = dec.image if region is None else apply_fill(dec.image, region, fill)
     return image, (dec.bytes_read if decode_ids is not None else len(data)), region, dt
 
 

@@ -52,7 +52,6 @@ from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
 
-
 from .anchors import require_ffmpeg
 
 #: the ssc points' codec label by inner codec

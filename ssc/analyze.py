@@ -94,7 +94,7 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
         raise ValueError(f"task must be one of {', '.join(PIXEL_TASKS)}, got {task!r}")
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, got {domain!r}")
-    if fill not in FILLS:
+    if fill not in FILLS:  # before any decoding
         raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
     if task == "segment" and not getattr(head.info, "masks", True):
         raise ValueError(f"the {head.info.backend} head predicts boxes only; use --task detect")
@@ -105,13 +105,13 @@ def analyze_stream(source: bytes | str | Path, head, task: str = "segment", code
         from .omni.decode import decode_features
 
         dec = decode_features(source, codec, groups=groups, classes=classes, device=device)
+        region = np.isin(dec.group_map, dec.decoded)
         inst = head.predict_features(dec.features, (dec.header.height, dec.header.width), masks=task == "segment")
     else:
         dec = decode_image(source, codec, groups=groups, classes=classes, fill=FILL, device=device)
         region = np.isin(dec.group_map, dec.decoded)
-        image = dec.image if fill == "grey" or region.all() else apply_fill(dec.image, region, fill)
-        inst = head.predict(image, masks=task in ("segment", "pose"))
-    results = results_in_region(inst, np.isin(dec.group_map, dec.decoded), image_id, task, keep_inside_frac)
+        inst = head.predict(apply_fill(dec.image, region, fill), masks=task in ("segment", "pose"))
+    results = results_in_region(inst, region, image_id, task, keep_inside_frac)
     total = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
     return AnalyzeResult(task, (dec.header.height, dec.header.width), results, dec.decoded, dec.failed,
                          dec.bytes_read, total, time.perf_counter() - t0)

@@ -40,9 +40,12 @@ def extend(image: np.ndarray, known: np.ndarray) -> np.ndarray:
 
 
 def apply_fill(image: np.ndarray, decoded: np.ndarray, fill: str) -> np.ndarray:
-    """``image`` with its undecoded pixels (``decoded`` False) shown as ``fill`` (:data:`FILLS`)."""
+    """``image`` with its undecoded pixels (``decoded`` False) shown as ``fill`` (:data:`FILLS`);
+    ``image`` itself when every pixel was decoded."""
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+    if decoded.all():
+        return image
     if fill == "grey":
         return np.where(decoded[..., None], image, np.uint8(GREY))
-    if fill == "extend":
-        return extend(image, decoded)
-    raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
+    return extend(image, decoded)
