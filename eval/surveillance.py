@@ -30,6 +30,7 @@ from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
+from ssc.video.ratecontrol import ROI_OFFSETS
 from ssc.video.io import open_frames
 
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--video", default="../shared/data/video_surveillance/vtest_480x360_h264.avi")
     ap.add_argument("--frames", type=int, default=None, help="default: the whole clip")
     ap.add_argument("--kbps", type=float, default=150.0)
-    ap.add_argument("--roi-offset", type=int, default=8)
+    ap.add_argument("--roi-offset", type=int, default=None,
+                    help="background qp minus object qp (default: the inner codec's, ssc.video.ratecontrol.ROI_OFFSETS)")
     ap.add_argument("--gop", type=int, default=32)
     ap.add_argument("--model", default=DEFAULT_VIDEO_MODEL)
     ap.add_argument("--masks", default="detect:foreground,every=5",
@@ -126,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     startup = warm_up(args.video, args.masks, codec, args.gop, args.inner)
     src = open_frames(args.video)
     masks = load_video_masks(args.masks)
+    if args.roi_offset is None:
+        args.roi_offset = ROI_OFFSETS[args.inner]  # (recorded in the JSON's meta)
     rate = RateControl(qp=32, roi_offset=args.roi_offset, target_kbps=args.kbps)
     path = out / "vtest.ssv"
     n_total = args.frames or src.count

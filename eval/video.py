@@ -51,6 +51,7 @@ from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector, load
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
+from ssc.video.ratecontrol import ROI_OFFSETS
 
 from .anchors import require_ffmpeg
 
@@ -103,10 +104,13 @@ class _Err:
 
 def _ffmpeg_code(frames: np.ndarray, fps: float, lib: str, crf: int, gop: int, roi: tuple[int, int, int, int] | None,
                  qoffset: float, chroma: str = "444") -> tuple[int, np.ndarray, float]:
+    """(bytes, decoded frames, encode frames/s) of an ffmpeg anchor; x265 without its SEI of version
+    and options (``info=0``: 2.3 kB at every key frame, which the x265 anchors carried until
+    2026-12-02's sixth session)."""
     exe = require_ffmpeg()
     n, h, w = frames.shape[:3]
     vf = ["-vf", f"addroi=x={roi[0]}:y={roi[1]}:w={roi[2] - roi[0]}:h={roi[3] - roi[1]}:qoffset={qoffset}"] if roi else []
-    params = ["-x265-params", f"keyint={gop}:min-keyint={gop}:log-level=error"] if lib == "libx265" else ["-g", str(gop), "-keyint_min", str(gop)]
+    params = ["-x265-params", f"keyint={gop}:min-keyint={gop}:info=0:log-level=error"] if lib == "libx265" else ["-g", str(gop), "-keyint_min", str(gop)]
     fmt = "hevc" if lib == "libx265" else "h264"
     t0 = time.perf_counter()
     enc = subprocess.run([exe, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "-",
@@ -235,7 +239,8 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
             inner: str = "learned") -> Point:
     from ssc.analyze import FILL
 
-    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, ARGS.roi_offset, ARGS.background_gop, inner)
+    roi_offset = ROI_OFFSETS[inner] if ARGS.roi_offset is None else ARGS.roi_offset
+    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, roi_offset, ARGS.background_gop, inner)
     codec = codec if inner == "learned" else None
     err = _Err()
     full, objects, regions = {}, {}, {}
@@ -383,7 +388,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="the person tracks of the surveillance clip and the --people sequences (fidelity runs)")
     ap.add_argument("--qps", type=lambda s: [int(v) for v in s.split(",")], default=[26, 32, 38])
     ap.add_argument("--crfs", type=lambda s: [int(v) for v in s.split(",")], default=[22, 28, 34, 40, 46, 51])
-    ap.add_argument("--roi-offset", type=int, default=6)
+    ap.add_argument("--roi-offset", type=int, default=None,
+                    help="background qp minus object qp (default: each inner codec's, ssc.video.ratecontrol.ROI_OFFSETS)")
     ap.add_argument("--qoffset", type=float, default=-0.3, help="addroi qoffset (-1..1, negative = better ROI)")
     ap.add_argument("--model", default=DEFAULT_VIDEO_MODEL)
     ap.add_argument("--fidelity", action=argparse.BooleanOptionalAction, default=True,

@@ -361,6 +361,38 @@ def test_rate_control_converges_on_a_rate_model():
     assert rc.entry_qp(False, False, referenced=False) > rc.entry_qp(False, False)  # frames nothing references: coarser
 
 
+def test_held_rate_control_meets_the_target_when_the_qp_acts_only_at_i_frames():
+    """The hevc tracks' CRF holds from one I-frame to the next (``held=True``): a synthetic coder whose
+    object tracks' rate halves every 7 qp of the GOP's I-frame qp, whose background holds its qp for
+    4 GOPs, whose new streams start mid-GOP at the frame's qp, and whose content costs 3x for a while
+    (or a third). The frame qp stays at the I-frame's within each GOP (mid-GOP starts only coarser),
+    and every run ends within 5% of its target."""
+    fps, gop, n = 10.0, 32, 800
+
+    def run(cost) -> tuple[float, list[int]]:
+        rc, bits, qps = RateControl(qp=32, roi_offset=6, target_kbps=150.0), 0.0, []
+        obj_qp = bg_qp = 32
+        for i in range(n):
+            intra = i % gop == 0
+            qps.append(rc.start_frame(intra, fps, gop, held=True))
+            obj_qp = rc.entry_qp(False, False) if intra else obj_qp
+            bg_qp = rc.entry_qp(False, True) if i % (4 * gop) == 0 else bg_qp
+            b = cost(i) * 120000 * 2 ** (-obj_qp / 7) * (3 if intra else 1) + 60000 * 2 ** (-bg_qp / 7)
+            if i % 10 == 5:  # a new track
+                b += cost(i) * 200000 * 2 ** (-rc.entry_qp(False, False) / 7)
+            bits += b
+            rc.end_frame(int(b))
+        return bits / (n / fps) / 1000, qps
+
+    for cost in (lambda i: 1.0, lambda i: 3.0 if 300 <= i < 500 else 1.0, lambda i: 1 / 3 if 300 <= i < 500 else 1.0,
+                 lambda i: 3.0 if i >= 600 else 1.0):
+        kbps, qps = run(cost)
+        assert abs(kbps - 150) / 150 < 0.05
+        for g in range(0, n, gop):
+            assert min(qps[g : g + gop]) == qps[g]
+    assert RateControl(qp=30).start_frame(True, fps, gop, held=True) == 30  # no target: constant qp
+
+
 def test_benchmark_helpers():
     """eval/video: anchor rate at a PSNR (log-linear, never extrapolated) and the addroi region."""
     from ssc.eval.video import Point, rate_at, union_box
@@ -569,6 +601,21 @@ def test_hevc_qp_past_x265s_crf_range_is_clipped():
     rc = RateControl(qp=51, roi_offset=8)
     rc.start_frame(True, 25.0, 4)
     assert rc.entry_qp(False, background=True) == 51
+
+
+def test_hevc_intra_entries_carry_no_x265_info_sei():
+    """x265 writes its version and every option as a 2.3 kB SEI at each IDR picture unless told not
+    to: with a track restarting every GOP, that once made a small tube's intra entry ten times its
+    picture's bits. An intra entry holds only parameter sets and the picture."""
+    from fractions import Fraction
+
+    from ssc.video.hevc import HevcEncoder
+
+    frames, maps = moving_scene(1)
+    g = maps[0].group(1)
+    body, _ = HevcEncoder(W, H, Fraction(25)).encode_entry(1, frames[0], maps[0].labels == 1, g.box, True, 40, False)
+    assert b"x265 (build" not in body and b"options:" not in body
+    assert len(body) < 600
 
 
 def test_hevc_tracks_decode_with_random_access_per_track(hevc_clip):

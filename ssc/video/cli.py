@@ -31,6 +31,7 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     from .masks import load_video_masks
     from ..models.zoo import load_codec
     from . import RateControl, VideoEncoder
+    from .ratecontrol import ROI_OFFSETS
     from .hevc import HevcSettings
     from .io import open_frames
 
@@ -39,7 +40,8 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     masks = load_video_masks(args.masks, _names(args.label), device=args.device)
     model = args.weights or (args.model if args.model_given else DEFAULT_VIDEO_MODEL)
     codec = load_codec(model, device=args.device) if args.inner == "learned" else None
-    rate = RateControl(qp=args.qp, roi_offset=args.roi_offset, target_kbps=args.kbps)
+    roi_offset = ROI_OFFSETS[args.inner] if args.roi_offset is None else args.roi_offset
+    rate = RateControl(qp=args.qp, roi_offset=roi_offset, target_kbps=args.kbps)
     hevc = HevcSettings(args.preset, args.tune)
     n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
     frames = itertools.islice(src, args.frames) if args.frames else iter(src)
@@ -215,7 +217,8 @@ def add_video_commands(sub, model_args, ids_type) -> None:
     e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps; hevc: "
                                                       "x265's CRF, fixed from one intra entry of a track to the next)")
     e.add_argument("--kbps", type=float, default=None, help="target bitrate (rate control moves the qp)")
-    e.add_argument("--roi-offset", type=int, default=6, help="background qp minus object qp")
+    e.add_argument("--roi-offset", type=int, default=None,
+                   help="background qp minus object qp (default: 6 for learned, 2 for hevc, measured)")
     e.add_argument("--gop", type=int, default=16, help="I-frame period of the object tracks")
     e.add_argument("--background-gop", type=int, default=None,
                    help="I-frame period of the background (complement) track; default 4x --gop")

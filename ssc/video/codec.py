@@ -201,7 +201,7 @@ class VideoEncoder:
             raise SSCError(f"frame {self.n} must be ({H}, {W}, 3) uint8, got {frame.shape} {frame.dtype}")
         gm.check_size(H, W)
         intra_frame = force_intra or self.n % self.gop == 0
-        self.rate.start_frame(intra_frame, self.header.fps, self.gop)
+        self.rate.start_frame(intra_frame, self.header.fps, self.gop, held=self._hevc is not None)
         comp = self.header.complement_track
         present = set(gm.ids)
         entries, records, qps = [], [], {}

@@ -14,7 +14,8 @@ codes what a track's segment body holds:
   objects stand, with the background last seen there, so a static camera's background costs almost
   nothing between refreshes. Decoders paste only the mask's pixels (the mask records are unchanged).
 - x265's own tools do the coding: preset, ``tune`` (``zerolatency``: one access unit out per frame
-  in, no lookahead), CRF rate control per track: the track's qp from ssc's rate controller (the
+  in, no lookahead; ``info=0``: no SEI of x265's version and options, 2.3 kB at every IDR picture
+  otherwise), CRF rate control per track: the track's qp from ssc's rate controller (the
   background's includes its ROI offset) at each intra entry is the CRF of the HEVC stream it starts;
   x265 sets its own I/P quantiser ratio within it.
 
@@ -143,7 +144,7 @@ class HevcEncoder:
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(self.fps).limit_denominator(1001) ** -1
         crf = min(max(crf, CRF_RANGE[0]), CRF_RANGE[1])
-        params = ["repeat-headers=1", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
+        params = ["repeat-headers=1", "info=0", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
                   "rc-lookahead=0", "frame-threads=1", f"crf={crf:g}"]
         ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
         ctx.open()
