@@ -122,12 +122,13 @@ class VideoEncodeJob:
     qp: float = 32.0
     gop: int = 16
     kbps: float | None = None
-    roi_offset: float = 6.0
+    roi_offset: float | None = None  # None: the inner codec's (ssc.video.ratecontrol.ROI_OFFSETS)
     start: int = 0
     stop: int | None = None  # exclusive; None: to the end
     fps: float | None = None
     device: str = "cpu"
     background_gop: int | None = None  # None: the encoder's default (4x gop)
+    inner: str = "hevc"  # the tracks' inner codec (hevc: libx265 tubes; learned: ``model``)
 
 
 @dataclass
@@ -174,16 +175,18 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
     from .video.masks import load_video_masks
     from .video import RateControl, VideoEncoder
     from .video.io import open_frames
+    from .video.ratecontrol import ROI_OFFSETS
 
     t0 = time.perf_counter()
     src = open_frames(job.video, fps=job.fps)
     masks = load_video_masks(job.masks, device=job.device)
-    codec = shared_codec(job.model, job.device)
-    rate = RateControl(qp=job.qp, roi_offset=job.roi_offset, target_kbps=job.kbps)
+    codec = shared_codec(job.model, job.device) if job.inner == "learned" else None
+    roi_offset = ROI_OFFSETS[job.inner] if job.roi_offset is None else job.roi_offset
+    rate = RateControl(qp=job.qp, roi_offset=roi_offset, target_kbps=job.kbps)
     frames = src.range(job.start, job.stop)
     with atomic_output(job.output) as tmp:
         with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False,
-                          background_gop=job.background_gop) as enc:
+                          background_gop=job.background_gop, inner=job.inner) as enc:
             for i, frame in enumerate(frames, start=job.start):
                 enc.encode(frame, masks(i, frame))
             summ = enc.close()

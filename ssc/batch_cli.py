@@ -64,11 +64,13 @@ def cmd_batch_encode(args: argparse.Namespace) -> int:
             for start, stop in chunks:
                 out = o if len(chunks) == 1 else o.with_suffix(f".{start:06d}.ssv")
                 jobs.append(VideoEncodeJob(str(p), str(out), resolve_spec(args.masks, p), model, args.qp, args.gop, args.kbps,
-                                           args.roi_offset, start, stop, args.fps, args.device, args.background_gop))
+                                           args.roi_offset, start, stop, args.fps, args.device, args.background_gop,
+                                           args.inner))
         fn = encode_video_job
         settings = {"kind": "video", "masks": args.masks, "model": model, "qp": args.qp, "gop": args.gop,
                     "background_gop": args.background_gop, "kbps": args.kbps,
-                    "roi_offset": args.roi_offset, "chunk_frames": args.chunk_frames, "threads": args.threads}
+                    "roi_offset": args.roi_offset, "inner": args.inner, "chunk_frames": args.chunk_frames,
+                    "threads": args.threads}
     else:
         jobs = [ImageEncodeJob(str(p), str(o), resolve_spec(args.masks, p), model, args.quality, args.policy, args.min_area,
                                args.tile, args.device, args.refine)
@@ -158,7 +160,10 @@ def add_batch_commands(sub, model_args) -> None:
     e.add_argument("--gop", type=int, default=16, help="videos: I-frame period of the object tracks")
     e.add_argument("--background-gop", type=int, default=None, help="videos: the background's I-frame period (default 4x --gop)")
     e.add_argument("--kbps", type=float, default=None, help="videos: target bitrate per stream")
-    e.add_argument("--roi-offset", type=float, default=6.0)
+    e.add_argument("--roi-offset", type=float, default=None,
+                   help="videos: background qp minus object qp (default: 2 for hevc, 6 for learned)")
+    e.add_argument("--inner", choices=["hevc", "learned"], default="hevc",
+                   help="videos: the tracks' inner codec (hevc: libx265 tubes, the default; learned: --model)")
     e.add_argument("--fps", type=float, default=None)
     e.add_argument("--chunk-frames", type=int, default=None,
                    help="videos: split each file into chunks of this many frames, one job and one .ssv each")

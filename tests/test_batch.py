@@ -142,3 +142,18 @@ def test_batch_encode_refine_is_passed_to_each_job(tmp_path, zoo_env):
     doc = json.loads((tmp_path / "s" / "batch_encode.json").read_text())
     assert code != 0 and "training lambdas" in doc["items"][0]["error"]
     assert doc["settings"]["refine"] == 2
+
+
+def test_batch_video_job_codes_hevc_tracks_by_default(tmp_path):
+    """A batch video job codes its tracks with libx265 unless it asks for the learned codec (whose
+    model is then the only one loaded)."""
+    from ssc.batch import VideoEncodeJob, encode_video_job
+    from ssc.video import VideoReader
+
+    pytest.importorskip("av")
+    path = tmp_path / "clip.mkv"
+    _clip(path, n=12)
+    rec = encode_video_job(VideoEncodeJob(str(path), str(tmp_path / "c.ssv"), "detect:foreground,every=4", "no-such-model"))
+    assert rec.frames == 12
+    with VideoReader(str(tmp_path / "c.ssv")) as rd:
+        assert rd.header.inner == "hevc"

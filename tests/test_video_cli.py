@@ -168,6 +168,20 @@ def test_encode_video_info_decode_video(clip_dir, zoo_env, capsys, inner, min_ps
     assert "track 9 is not in the stream" in err and "not found" in err and "outside the stream" in err
 
 
+def test_encode_video_codes_hevc_tracks_by_default(clip_dir, capsys):
+    """Without --inner, encode-video codes its tracks with libx265 (no image codec is loaded), at the
+    hevc background offset, and info names the inner codec."""
+    t, _, _ = clip_dir
+    assert main([str(a) for a in ["encode-video", t / "frames", "--masks", f"folder:{t / 'masks'}", "-o", t / "d.ssv",
+                                  "--gop", "3", "--quiet"]]) == 0
+    capsys.readouterr()
+    assert main(["info", str(t / "d.ssv"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["inner"] == "hevc" and info["model_id"] == ""
+    assert main(["info", str(t / "d.ssv")]) == 0
+    assert "hevc tracks" in capsys.readouterr().out
+
+
 def test_decode_video_reports_corrupt_track_and_exits_3(clip_dir, zoo_env, capsys):
     t, _, _ = clip_dir
     main([str(a) for a in ["encode-video", t / "frames", "--masks", f"folder:{t / 'masks'}", "-o", t / "x.ssv",

@@ -185,7 +185,9 @@ def print_video_info(path: str, as_json: bool) -> None:
         print(json.dumps(info, indent=1))
         return
     print(f"{path}: SSVC video {info['width']}x{info['height']} @ {info['fps']:.3g} fps, {info['frames']} frames "
-          f"({len(info['i_frames'])} I-frames), model {info['model_id']}, {info['total_bytes']} bytes")
+          f"({len(info['i_frames'])} I-frames), "
+          + (f"model {info['model_id']}" if info["inner"] == "learned" else f"{info['inner']} tracks")
+          + f", {info['total_bytes']} bytes")
     print(f"{'track':>5} {'label':<20} {'frames':<12} {'bytes':>10}")
     for t in info["tracks"]:
         print(f"{t['id']:>5} {t['label'][:20]:<20} {str(t['first']) + '-' + str(t['last']):<12} {t['bytes']:>10}")
@@ -208,10 +210,11 @@ def add_video_commands(sub, model_args, ids_type) -> None:
                    help="folder:DIR | propagate:FIRST.png | detect:foreground[,every=N] | detect:MODEL[,every=N][,score=S]")
     e.add_argument("-o", "--output", required=True)
     force_arg(e)
-    e.add_argument("--inner", choices=["hevc", "learned"], default="learned",
-                   help="the tracks' inner codec: learned (ssc's image codec with motion and residual layers, the "
-                        "default: it needs fewer bits for the same person fidelity on the surveillance clip) or hevc "
-                        "(libx265 per track; docs/results.md)")
+    e.add_argument("--inner", choices=["hevc", "learned"], default="hevc",
+                   help="the tracks' inner codec: hevc (libx265 per track, the default: fewer bits for the same person "
+                        "fidelity on the surveillance clip and DAVIS parkour) or learned (ssc's image codec with motion "
+                        "and residual layers; fewer bits on crowds of overlapping persons, DAVIS breakdance; "
+                        "docs/results.md)")
     e.add_argument("--preset", default="medium", help="hevc: x265 preset (ultrafast ... veryslow)")
     e.add_argument("--tune", default="zerolatency", help="hevc: x265 tune (zerolatency, psnr, ssim, grain, fastdecode)")
     e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps; hevc: "

@@ -9,7 +9,7 @@ def video_info(path: str) -> dict:
         h = rd.header
         return {
             "kind": "video", "version": h.version, "width": h.width, "height": h.height, "fps": h.fps, "frames": rd.num_frames,
-            "model_id": h.model_id, "weights_id": h.weights_id.hex(), "gop": h.gop,
+            "inner": h.inner, "model_id": h.model_id, "weights_id": h.weights_id.hex(), "gop": h.gop,
             "complement_track": h.complement_track, "total_bytes": rd.size,
             "i_frames": [i for i, v in enumerate(rd.index.intra) if v], "index": "trailer" if rd.scan_error is None else rd.scan_error,
             "tracks": [{"id": t.track_id, "class_id": t.class_id, "label": t.label, "first": t.first, "last": t.last,

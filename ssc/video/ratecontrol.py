@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from .transform import MAX_QP
 
 #: the background's qp above the objects' (``roi_offset``) by inner codec, measured: the hevc tracks'
-#: person-detector fidelity per bit on the surveillance clip was best at 2 of 0 / 2 / 4 / 6 (the
+#: person-detector fidelity per bit on the surveillance clip was best at 2 of 2 / 4 / 6 (the
 #: detector reads a person's surroundings from the background track; docs/results.md)
 ROI_OFFSETS = {"learned": 6, "hevc": 2}
 
