@@ -51,6 +51,7 @@ from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector, load
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
+from ssc.video.hevc import HevcSettings
 from ssc.video.ratecontrol import ROI_OFFSETS
 
 from .anchors import require_ffmpeg
@@ -212,12 +213,13 @@ class PersonFidelity:
 
 
 def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int,
-                background_gop: int | None = None, inner: str = "learned"):
+                background_gop: int | None = None, inner: str = "learned", preset: str = "medium"):
     """(stream bytes, encoder summary) of a clip held in memory, at constant ``qp``, its tracks coded
-    by the ``inner`` codec."""
+    by the ``inner`` codec (hevc: with x265's ``preset``)."""
     buf = io.BytesIO()
     with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec if inner == "learned" else None, gop=gop,
-                      background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset), inner=inner) as enc:
+                      background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset), inner=inner,
+                      hevc=HevcSettings(preset) if inner == "hevc" else None) as enc:
         for f, gm in zip(frames, maps):
             enc.encode(f, gm)
     return buf.getvalue(), enc.close()
@@ -240,7 +242,8 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
     from ssc.analyze import FILL
 
     roi_offset = ROI_OFFSETS[inner] if ARGS.roi_offset is None else ARGS.roi_offset
-    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, roi_offset, ARGS.background_gop, inner)
+    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, roi_offset, ARGS.background_gop, inner,
+                             ARGS.preset)
     codec = codec if inner == "learned" else None
     err = _Err()
     full, objects, regions = {}, {}, {}
@@ -397,6 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--people", default="breakdance,parkour", help="DAVIS sequences with people (fidelity measured)")
     ap.add_argument("--det-every", type=int, default=2, help="fidelity: detector on every N-th frame")
     ap.add_argument("--inners", default="hevc,learned", help="the ssc points' inner codecs (hevc, learned)")
+    ap.add_argument("--preset", default="medium", help="the hevc tracks' x265 preset (the anchors stay at medium)")
     ap.add_argument("--pose", action=argparse.BooleanOptionalAction, default=pose_installed(),
                     help="blazepose mask and keypoint fidelity on the DAVIS --people sequences (default: when installed)")
     ap.add_argument("--out", default="out/eval/video")
