@@ -36,8 +36,15 @@ def shared_codec(name: str, device: str = "cpu"):
     return load_codec(name, device=device)
 
 
+def stream_codec(path: str, video: bool, device: str = "cpu"):
+    """The loaded codec a stream's header names (shared per worker); None for a video stream whose
+    tracks are libx265 tubes (no learned codec decodes them)."""
+    name = stream_model(path, video)
+    return shared_codec(name, device) if name else None
+
+
 def stream_model(path: str, video: bool) -> str:
-    """The zoo model a stream (a video one when ``video``) names in its header."""
+    """The zoo model a stream (a video one when ``video``) names in its header ("" for hevc video)."""
     if video:
         from .video import VideoReader
 
@@ -247,7 +254,7 @@ class DecodeRecord:
 def decode_job(job: DecodeJob) -> DecodeRecord:
     t0 = time.perf_counter()
     video = is_video_file(job.stream)
-    codec = shared_codec(stream_model(job.stream, video), job.device)
+    codec = stream_codec(job.stream, video, job.device)
     if video:
         return _decode_video(job, codec, t0)
     from .api import decode_image
@@ -357,7 +364,7 @@ def _analyze_video(job: AnalyzeJob) -> AnalyzeRecord:
         return AnalyzeRecord(job.stream, "video", "header", job.image_id, [], [t["id"] for t in chosen], 0,
                              info["total_bytes"], tracks=chosen)
     head = resolve_head(job.backend, job.det_weights, job.device, job.score_thresh)
-    codec = shared_codec(stream_model(job.stream, True), job.device)
+    codec = stream_codec(job.stream, True, job.device)
     results: list[dict] = []
     failed: dict[str, str] = {}
     with VideoReader(job.stream) as rd:

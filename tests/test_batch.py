@@ -146,8 +146,9 @@ def test_batch_encode_refine_is_passed_to_each_job(tmp_path, zoo_env):
 
 def test_batch_video_job_codes_hevc_tracks_by_default(tmp_path):
     """A batch video job codes its tracks with libx265 unless it asks for the learned codec (whose
-    model is then the only one loaded)."""
-    from ssc.batch import VideoEncodeJob, encode_video_job
+    model is then the only one loaded), and a batch decode reads such a stream (whose header names no
+    model) without looking for one."""
+    from ssc.batch import DecodeJob, VideoEncodeJob, decode_job, encode_video_job
     from ssc.video import VideoReader
 
     pytest.importorskip("av")
@@ -157,3 +158,5 @@ def test_batch_video_job_codes_hevc_tracks_by_default(tmp_path):
     assert rec.frames == 12
     with VideoReader(str(tmp_path / "c.ssv")) as rd:
         assert rd.header.inner == "hevc"
+    dec = decode_job(DecodeJob(str(tmp_path / "c.ssv"), str(tmp_path / "frames")))
+    assert dec.frames == 12 and not dec.failed
