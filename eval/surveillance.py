@@ -30,7 +30,7 @@ from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
-from ssc.video.ratecontrol import ROI_OFFSETS
+from ssc.video.ratecontrol import roi_offset_for
 from ssc.video.io import open_frames
 
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     startup = warm_up(args.video, args.masks, codec, args.gop, args.inner)
     src = open_frames(args.video)
     masks = load_video_masks(args.masks)
-    if args.roi_offset is None:
-        args.roi_offset = ROI_OFFSETS[args.inner]  # (recorded in the JSON's meta)
+    args.roi_offset = roi_offset_for(args.inner, args.roi_offset)  # (recorded in the JSON's meta)
     rate = RateControl(qp=32, roi_offset=args.roi_offset, target_kbps=args.kbps)
     path = out / "vtest.ssv"
     n_total = args.frames or src.count

@@ -52,7 +52,7 @@ from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
 from ssc.video.hevc import HevcSettings
-from ssc.video.ratecontrol import ROI_OFFSETS
+from ssc.video.ratecontrol import roi_offset_for
 
 from .anchors import require_ffmpeg
 
@@ -241,9 +241,8 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
             inner: str = "learned") -> Point:
     from ssc.analyze import FILL
 
-    roi_offset = ROI_OFFSETS[inner] if ARGS.roi_offset is None else ARGS.roi_offset
-    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, roi_offset, ARGS.background_gop, inner,
-                             ARGS.preset)
+    data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, roi_offset_for(inner, ARGS.roi_offset),
+                             ARGS.background_gop, inner, ARGS.preset)
     codec = codec if inner == "learned" else None
     err = _Err()
     full, objects, regions = {}, {}, {}

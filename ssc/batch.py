@@ -182,14 +182,13 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
     from .video.masks import load_video_masks
     from .video import RateControl, VideoEncoder
     from .video.io import open_frames
-    from .video.ratecontrol import ROI_OFFSETS
+    from .video.ratecontrol import roi_offset_for
 
     t0 = time.perf_counter()
     src = open_frames(job.video, fps=job.fps)
     masks = load_video_masks(job.masks, device=job.device)
     codec = shared_codec(job.model, job.device) if job.inner == "learned" else None
-    roi_offset = ROI_OFFSETS[job.inner] if job.roi_offset is None else job.roi_offset
-    rate = RateControl(qp=job.qp, roi_offset=roi_offset, target_kbps=job.kbps)
+    rate = RateControl(qp=job.qp, roi_offset=roi_offset_for(job.inner, job.roi_offset), target_kbps=job.kbps)
     frames = src.range(job.start, job.stop)
     with atomic_output(job.output) as tmp:
         with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False,
@@ -339,7 +338,7 @@ def analyze_job(job: AnalyzeJob) -> AnalyzeRecord:
         if job.task == "header":
             res = header_results(job.stream, job.image_id, job.groups, job.classes)
         else:
-            codec = shared_codec(stream_model(job.stream, False), job.device)
+            codec = stream_codec(job.stream, False, job.device)
             teacher = feature_teacher(codec) if job.domain == "features" else None
             head = resolve_head(job.backend, job.det_weights, job.device, job.score_thresh, teacher)
             res = analyze_stream(job.stream, head, job.task, codec, job.groups, job.classes, job.image_id,

@@ -31,7 +31,7 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     from .masks import load_video_masks
     from ..models.zoo import load_codec
     from . import RateControl, VideoEncoder
-    from .ratecontrol import ROI_OFFSETS
+    from .ratecontrol import roi_offset_for
     from .hevc import HevcSettings
     from .io import open_frames
 
@@ -40,8 +40,7 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     masks = load_video_masks(args.masks, _names(args.label), device=args.device)
     model = args.weights or (args.model if args.model_given else DEFAULT_VIDEO_MODEL)
     codec = load_codec(model, device=args.device) if args.inner == "learned" else None
-    roi_offset = ROI_OFFSETS[args.inner] if args.roi_offset is None else args.roi_offset
-    rate = RateControl(qp=args.qp, roi_offset=roi_offset, target_kbps=args.kbps)
+    rate = RateControl(qp=args.qp, roi_offset=roi_offset_for(args.inner, args.roi_offset), target_kbps=args.kbps)
     hevc = HevcSettings(args.preset, args.tune)
     n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
     frames = itertools.islice(src, args.frames) if args.frames else iter(src)

@@ -37,6 +37,11 @@ from .transform import MAX_QP
 ROI_OFFSETS = {"learned": 6, "hevc": 2}
 
 
+def roi_offset_for(inner: str, given: float | None = None) -> float:
+    """``given``, or the inner codec's measured default (:data:`ROI_OFFSETS`) when None."""
+    return ROI_OFFSETS[inner] if given is None else given
+
+
 @dataclass
 class RateControl:
     qp: int = 30
@@ -59,7 +64,7 @@ class RateControl:
     _gop_spent: float = field(default=0.0, init=False)
     _gop_expected: float = field(default=0.0, init=False)
     _frame_qp: int = field(default=0, init=False)
-    _gop_qp: int | None = field(default=None, init=False)  # held control: the qp of this GOP's I-frame
+    _gop_qp: int = field(default=0, init=False)  # held control: the qp of this GOP's I-frame
     _slow_qp: float | None = field(default=None, init=False)  # held control: the GOP qps' running mean
 
     def __post_init__(self) -> None:
@@ -68,7 +73,7 @@ class RateControl:
         if self.target_kbps is not None and self.target_kbps <= 0:
             raise ValueError("target bitrate must be positive")
         self._base = float(self.qp)
-        self._frame_qp = self.qp
+        self._frame_qp = self._gop_qp = self.qp
 
     def start_frame(self, intra: bool, fps: float, gop: int, held: bool = False) -> int:
         """Choose the frame qp (call before coding the frame). ``held``: the qp takes effect only at
@@ -91,8 +96,6 @@ class RateControl:
         return self._frame_qp
 
     def _start_held(self, intra: bool, per_frame: float, budget: float) -> int:
-        if self._gop_qp is None:
-            self._gop_qp = self._frame_qp
         if intra and self._gop_expected > 0:
             self._spent = max(self._spent, self._expected - budget)  # credit past one GOP's budget lapses
             want = max(budget - (self._spent - self._expected) / self.payback, budget / 4)
@@ -111,10 +114,10 @@ class RateControl:
         return self._frame_qp
 
     def entry_qp(self, intra: bool, background: bool, referenced: bool = True) -> int:
+        frame = self._frame_qp
         if self._slow_qp is not None and background:  # held control: the background's CRF holds for
-            # several GOPs, so it follows the GOPs' running qp rather than the latest one
-            return int(min(max(round(max(self._slow_qp, self._frame_qp)) + self.roi_offset, 0), MAX_QP))
-        qp = (self._frame_qp + (self.intra_offset if intra else 0) + (self.roi_offset if background else 0)
+            frame = max(round(self._slow_qp), frame)  # several GOPs, so it follows the GOPs' running qp
+        qp = (frame + (self.intra_offset if intra else 0) + (self.roi_offset if background else 0)
               + (0 if referenced or intra else self.nonref_offset))
         return int(min(max(qp, 0), MAX_QP))
 
