@@ -137,6 +137,12 @@ class GroupCodec(CodingTables, nn.Module):
         """:meth:`latent_forward` from ready latents ``y`` (after the gain): quantisation and rate.
         ``noise``: draw the additive-noise proxy from this generator, in or out of training (the
         encoder's latent refinement, :mod:`ssc.models.refine`)."""
+        y_ste, bits_y, bits_z = self._rate_terms(y, mask, pyr, hard, noise)
+        return y_ste, bits_y.sum((1, 2, 3)), bits_z.sum((1, 2, 3)), pyr
+
+    def _rate_terms(self, y: torch.Tensor, mask: torch.Tensor, pyr: list[torch.Tensor], hard: bool = False,
+                    noise: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(quantised y on the support, bits of each y element, bits of each z element)."""
         relax = not hard and (self.training or noise is not None)
 
         def uniform(t: torch.Tensor) -> torch.Tensor:
@@ -165,9 +171,19 @@ class GroupCodec(CodingTables, nn.Module):
         y_ste = y + (torch.round(y - mu) + mu - y).detach()
         y_rate = y + uniform(y) if relax else y_ste
         lik_y = gaussian_likelihood(y_rate, mu, scale).clamp(min=LIKELIHOOD_BOUND)
-        bits_y = (-torch.log2(lik_y) * pyr[4]).sum((1, 2, 3))
-        bits_z = (-torch.log2(lik_z) * pyr[6]).sum((1, 2, 3))
-        return y_ste * pyr[4], bits_y, bits_z, pyr
+        return y_ste * pyr[4], -torch.log2(lik_y) * pyr[4], -torch.log2(lik_z) * pyr[6]
+
+    @torch.no_grad()
+    def rate_maps(self, x: torch.Tensor, mask: torch.Tensor, quality: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where a crop's bits go: the estimated bits of y at each 16-px latent cell (H/16, W/16) and of
+        z at each 64-px hyper cell (H/64, W/64), summed over channels, hard-quantised as the coder
+        quantises (the entropy model's estimate of what :meth:`compress_latents` writes).
+        ``x`` (1, 3, H, W) in [0, 1], ``mask`` (1, 1, H, W), H and W multiples of 64."""
+        self._check_crop(mask)
+        pyr = support_pyramid(mask, LEVELS)
+        q = torch.tensor([quality], dtype=torch.float32, device=x.device)
+        _, bits_y, bits_z = self._rate_terms(self.encode_y(x, pyr, q), mask, pyr, hard=True)
+        return bits_y.sum(1)[0], bits_z.sum(1)[0]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, quality: torch.Tensor, hard: bool = False) -> CodecOutput:
         """Differentiable pass. ``x`` (B, 3, H, W) in [0, 1], ``mask`` (B, 1, H, W) in {0, 1}, H and W
