@@ -26,10 +26,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ssc.defaults import DEFAULT_VIDEO_MODEL
+from ssc.defaults import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_MODEL
 from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
+from ssc.video.hevc import HevcSettings
 from ssc.video.ratecontrol import roi_offset_for
 from ssc.video.io import open_frames
 
@@ -40,14 +41,15 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def warm_up(video: str, spec: str, codec, gop: int, inner: str = "hevc") -> float:
+def warm_up(video: str, spec: str, codec, gop: int, inner: str = "hevc", lookahead: int = 0) -> float:
     """Seconds the first two frames cost once per process (compiled loops loaded from their cache, the
     detector's and the codec's first runs), with a throwaway mask source and encoder."""
     src = open_frames(video)
     frames = list(itertools.islice(src, 2))
     t = time.perf_counter()
     masks = load_video_masks(spec)
-    with VideoEncoder(io.BytesIO(), src.width, src.height, src.fps, codec, gop=gop, keep_stats=False, inner=inner) as enc:
+    with VideoEncoder(io.BytesIO(), src.width, src.height, src.fps, codec, gop=gop, keep_stats=False, inner=inner,
+                      hevc=HevcSettings(lookahead=lookahead) if inner == "hevc" else None) as enc:
         for i, f in enumerate(frames):
             enc.encode(f, masks(i, f))
     return time.perf_counter() - t
@@ -120,12 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--anchor-crfs", type=lambda v: [int(c) for c in v.split(",") if c], default=[28, 34, 40, 46, 51],
                     help="person fidelity: x265 (plain and addroi) at these CRFs over the whole clip (empty: none)")
     ap.add_argument("--inner", choices=["hevc", "learned"], default="learned", help="the tracks' inner codec")
+    ap.add_argument("--lookahead", type=int, default=DEFAULT_LOOKAHEAD,
+                    help="hevc: x265's lookahead in frames (with its CU-tree; 0: none, as live coding)")
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codec = load_codec(args.model) if args.inner == "learned" else None
-    startup = warm_up(args.video, args.masks, codec, args.gop, args.inner)
+    startup = warm_up(args.video, args.masks, codec, args.gop, args.inner, args.lookahead)
     src = open_frames(args.video)
     masks = load_video_masks(args.masks)
     args.roi_offset = roi_offset_for(args.inner, args.roi_offset)  # (recorded in the JSON's meta)
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     t_mask = t_enc = 0.0
     rss, kbps_curve = [], []
     with VideoEncoder(path, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False,
-                      inner=args.inner) as enc:
+                      inner=args.inner, hevc=HevcSettings(lookahead=args.lookahead) if args.inner == "hevc" else None) as enc:
         t_all = time.perf_counter()
         for i, frame in enumerate(tqdm(src, total=n_total, unit="frame", desc="encode")):
             if args.frames and i >= args.frames:

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ssc.defaults import DEFAULT_VIDEO_MODEL
+from ssc.defaults import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_MODEL
 from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector, load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
@@ -213,13 +213,13 @@ class PersonFidelity:
 
 
 def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int,
-                background_gop: int | None = None, inner: str = "learned", preset: str = "medium"):
+                background_gop: int | None = None, inner: str = "learned", preset: str = "medium", lookahead: int = 0):
     """(stream bytes, encoder summary) of a clip held in memory, at constant ``qp``, its tracks coded
     by the ``inner`` codec (hevc: with x265's ``preset``)."""
     buf = io.BytesIO()
     with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec if inner == "learned" else None, gop=gop,
                       background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset), inner=inner,
-                      hevc=HevcSettings(preset) if inner == "hevc" else None) as enc:
+                      hevc=HevcSettings(preset, lookahead=lookahead) if inner == "hevc" else None) as enc:
         for f, gm in zip(frames, maps):
             enc.encode(f, gm)
     return buf.getvalue(), enc.close()
@@ -242,7 +242,7 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
     from ssc.analyze import FILL
 
     data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, roi_offset_for(inner, ARGS.roi_offset),
-                             ARGS.background_gop, inner, ARGS.preset)
+                             ARGS.background_gop, inner, ARGS.preset, ARGS.lookahead)
     codec = codec if inner == "learned" else None
     err = _Err()
     full, objects, regions = {}, {}, {}
@@ -346,10 +346,12 @@ def evaluate(spec: str, codec) -> tuple[list[Point], list[dict]]:
             fa = rate_at_fidelity(roi265, f) if f is not None else None
             fba = rate_at_fidelity(roi265, fb) if fb is not None else None
             fx = rate_at_fidelity(plain420, p.fidelity) if p.fidelity is not None else None
+            px = rate_at(plain420, p.psnr_object)
             fbx = rate_at_fidelity(plain420, fb) if fb is not None else None
             heads.append({"seq": name, "codec": p.codec, "setting": p.setting, "psnr_object": p.psnr_object,
                           "object_kbps": p.object_kbps, "kbps": p.kbps, "fidelity": p.fidelity,
                           "x265_420_kbps_at_fidelity": fx, "full_ratio_vs_x265_420": p.kbps / fx if fx else None,
+                          "x265_420_kbps_at_psnr": px, "full_ratio_vs_x265_420_psnr": p.kbps / px if px else None,
                           "x265_420_kbps_at_backdrop_fidelity": fbx,
                           "backdrop_ratio_vs_x265_420": p.backdrop_kbps / fbx if fbx else None,
                           "x265_roi_kbps": a, "ratio_vs_x265_roi": p.object_kbps / a if a else None,
@@ -400,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--det-every", type=int, default=2, help="fidelity: detector on every N-th frame")
     ap.add_argument("--inners", default="hevc,learned", help="the ssc points' inner codecs (hevc, learned)")
     ap.add_argument("--preset", default="medium", help="the hevc tracks' x265 preset (the anchors stay at medium)")
+    ap.add_argument("--lookahead", type=int, default=DEFAULT_LOOKAHEAD,
+                    help="the hevc tracks' x265 lookahead in frames (with its CU-tree; 0: none, as live coding)")
     ap.add_argument("--pose", action=argparse.BooleanOptionalAction, default=pose_installed(),
                     help="blazepose mask and keypoint fidelity on the DAVIS --people sequences (default: when installed)")
     ap.add_argument("--out", default="out/eval/video")
@@ -437,10 +441,12 @@ def main(argv: list[str] | None = None) -> None:
                                  "full decode", "persons only", "persons + held background"], pose_rows)
     lines += ["", "## Full decode and persons + held background against x265 4:2:0 at equal person fidelity", ""]
     lines += markdown_table(["seq", "ssc", "kbit/s", "fidelity", "x265-420 kbit/s at it", "ratio (target <= 1.05)",
-                             "persons + held bg kbit/s", "its fidelity", "x265-420 kbit/s at it", "ratio (target <= 0.7)"],
+                             "persons + held bg kbit/s", "its fidelity", "x265-420 kbit/s at it", "ratio (target <= 0.7)",
+                             "x265-420 kbit/s at the object PSNR", "ratio at equal object PSNR"],
                             [[h["seq"], f'{h["codec"]} {h["setting"]}', h["kbps"], h["fidelity"], h["x265_420_kbps_at_fidelity"],
                               h["full_ratio_vs_x265_420"], h["backdrop_kbps"], h["fidelity_backdrop"],
-                              h["x265_420_kbps_at_backdrop_fidelity"], h["backdrop_ratio_vs_x265_420"]]
+                              h["x265_420_kbps_at_backdrop_fidelity"], h["backdrop_ratio_vs_x265_420"],
+                              h["x265_420_kbps_at_psnr"], h["full_ratio_vs_x265_420_psnr"]]
                              for h in heads if h["fidelity"] is not None])
     lines += ["", "## The same target for persons over the held background (backdrop decode)", ""]
     lines += markdown_table(["seq", "ssc", "fidelity", "kbit/s read", "x265-ROI kbit/s at that fidelity", "ratio"],

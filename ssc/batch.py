@@ -16,6 +16,7 @@ import numpy as np
 
 from ssc.tasks.heads import DEFAULT_BACKEND, resolve_head
 
+from .defaults import DEFAULT_LOOKAHEAD
 from .errors import SSCError
 from .outputs import atomic_output, save_image, write_bytes, write_text
 from .parallel import Executor, JobError, RunStats, run_all
@@ -136,6 +137,7 @@ class VideoEncodeJob:
     device: str = "cpu"
     background_gop: int | None = None  # None: the encoder's default (4x gop)
     inner: str = "hevc"  # the tracks' inner codec (hevc: libx265 tubes; learned: ``model``)
+    lookahead: int = DEFAULT_LOOKAHEAD  # hevc: x265's lookahead in frames
 
 
 @dataclass
@@ -182,6 +184,7 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
     from .video.masks import load_video_masks
     from .video import RateControl, VideoEncoder
     from .video.io import open_frames
+    from .video.hevc import HevcSettings
     from .video.ratecontrol import roi_offset_for
 
     t0 = time.perf_counter()
@@ -192,7 +195,8 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
     frames = src.range(job.start, job.stop)
     with atomic_output(job.output) as tmp:
         with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False,
-                          background_gop=job.background_gop, inner=job.inner) as enc:
+                          background_gop=job.background_gop, inner=job.inner,
+                          hevc=HevcSettings(lookahead=job.lookahead) if job.inner == "hevc" else None) as enc:
             for i, frame in enumerate(frames, start=job.start):
                 enc.encode(frame, masks(i, frame))
             summ = enc.close()

@@ -583,6 +583,59 @@ def test_hevc_tracks_coded_on_several_threads_give_the_same_stream(hevc_clip):
         HevcSettings(workers=0)
 
 
+def test_hevc_lookahead_writes_every_frame_in_order_with_fewer_waits_than_it_holds(hevc_clip):
+    """``HevcSettings.lookahead``: x265 holds access units back, so frames wait; each is written whole,
+    in order, once all its tracks' units are out (a track that leaves, a new IDR stream or ``close``
+    ends a stream and releases what it held). The stream decodes like the zero-latency one, the same
+    bytes on any number of threads, and ``encode_entry`` (one unit per call) refuses a lookahead."""
+    from fractions import Fraction
+
+    from ssc.errors import SSCError
+    from ssc.video.hevc import HevcEncoder, HevcSettings
+
+    frames, maps, plain = hevc_clip
+    out, waited = {}, []
+    for workers in (1, 3):
+        buf = io.BytesIO()
+        with VideoEncoder(buf, W, H, 25, None, gop=4, rate=RateControl(qp=24, roi_offset=4), inner="hevc",
+                          hevc=HevcSettings(lookahead=3, workers=workers)) as enc:
+            stats = [enc.encode(f, gm) for f, gm in zip(frames, maps)]
+            waited.append(enc.n - enc.frames_written)
+            summ = enc.close()
+        assert summ.frames == len(frames) and all(s.written and s.bytes > 0 for s in stats)
+        out[workers] = buf.getvalue()
+    assert out[1] == out[3] != plain and waited[0] > 0  # frames did wait for x265
+    with VideoReader(out[1]) as rd:
+        got = list(VideoDecoder(rd).frames())
+    assert [f.number for f in got] == list(range(len(frames)))
+    for f in got:
+        m = maps[f.number].labels == 1
+        assert not f.failed and _psnr(f.image, frames[f.number], m) > 21
+    with pytest.raises(SSCError, match="lookahead"):
+        HevcEncoder(W, H, Fraction(25), HevcSettings(lookahead=2)).encode_entry(
+            0, frames[0], maps[0].labels == 0, (0, 0, W, H), True, 30, True)
+    with pytest.raises(ValueError, match="lookahead"):
+        HevcSettings(lookahead=-1)
+
+
+def test_held_rate_control_counts_frames_as_they_are_written():
+    """With a lookahead, frames are written after later ones start: the held controller judges a GOP
+    by the frames written (their bits against their budget), so a lag changes nothing but timing."""
+    def run(lag: int) -> tuple[list[int], float]:
+        rc, qps, bits = RateControl(qp=30, target_kbps=100, roi_offset=0), [], 0
+        for n in range(96):
+            qps.append(rc.start_frame(n % 8 == 0, 10.0, 8, held=True))
+            if n >= lag:  # frame n - lag is written now, its bits from its qp (rate halves every 7 qp)
+                b = int(20000 * 2 ** (-(qps[n - lag] - 30) / 7))
+                rc.end_frame(b)
+                bits += b
+        return qps, bits * 10 / (96 - lag) / 1000
+    (now, kbps_now), (late, kbps_late) = run(0), run(3)
+    assert now[0] == late[0] == 30
+    assert all(abs(a - b) <= 1 for a, b in zip(now[-16:], late[-16:]))  # the same qp once settled
+    assert abs(kbps_now - 100) < 5 and abs(kbps_late - 100) < 5
+
+
 def test_hevc_qp_past_x265s_crf_range_is_clipped():
     """A qp above libx265's CRF range (51) codes the track at 51 instead of failing the encode (a
     background offset over the highest qp once did so on the whole surveillance clip), and the rate

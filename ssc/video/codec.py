@@ -10,6 +10,7 @@ decoded through time from its own bytes (the complement track also reads the oth
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -125,12 +126,47 @@ def _split_intra(body: bytes) -> tuple[int, bytes, bytes]:
 
 @dataclass
 class FrameStats:
+    """One frame's encode. ``bytes`` and ``track_bytes`` are filled in when the frame is written: at
+    once, or up to the hevc tracks' lookahead later (``written``)."""
+
     number: int
     intra: bool
     bytes: int
     track_bytes: dict[int, int]
     track_qp: dict[int, int]
     seconds: float
+    written: bool = True
+
+
+@dataclass
+class _Part:
+    """One entry of a frame waiting to be written: everything but its segment body, or the hevc job
+    that will carry it."""
+
+    track_id: int
+    intra: bool
+    box: tuple[int, int, int, int]
+    area: int
+    mask_record: bytes
+    same: bool
+    new: bool
+    class_id: int
+    label: str
+    body: bytes | None = None
+    job: object | None = None  # an hevc job (ssc.video.hevc), its body set when x265 gives it
+
+    def ready(self) -> bool:
+        return self.body is not None or (self.job is not None and self.job.body is not None)
+
+    def segment(self) -> bytes:
+        return pack_segment(self.track_id, self.body if self.body is not None else self.job.body)
+
+
+@dataclass
+class _Waiting:
+    number: int
+    parts: list[_Part]
+    stats: FrameStats
 
 
 @dataclass
@@ -184,7 +220,9 @@ class VideoEncoder:
         self.index = vf.Index()
         self.pos = 0
         self._write(vf.encode_header(self.header))
-        self.n = 0
+        self.n = 0  # frames given
+        self.frames_written = 0  # frames in the file (fewer than given only while hevc lookahead holds some)
+        self._waiting: deque[_Waiting] = deque()
         self.keep_stats = keep_stats
         self.stats: list[FrameStats] = []
         self._t = 0.0
@@ -204,7 +242,7 @@ class VideoEncoder:
         self.rate.start_frame(intra_frame, self.header.fps, self.gop, held=self._hevc is not None)
         comp = self.header.complement_track
         present = set(gm.ids)
-        entries, records, qps = [], [], {}
+        parts, qps = [], {}
         plan = []  # per group: (group, track id, state, new, intra, mask, qp)
         for g in gm.groups:
             tid = g.group_id
@@ -225,10 +263,11 @@ class VideoEncoder:
         if self._hevc is not None:  # every track's x265 at once (libx265 holds the tracks' references)
             jobs = [self._hevc.prepare(tid, frame, mask, g.box, intra, qp, tid == comp)
                     for g, tid, st, new, intra, mask, qp in plan]
-            hevc_bodies = self._hevc.encode_entries(jobs)
+            self._hevc.encode_entries(jobs)
         for k, (g, tid, st, new, intra, mask, qp) in enumerate(plan):
+            body = None
             if self._hevc is not None:
-                body = hevc_bodies[k]
+                pass  # the job's body, when x265 gives it
             elif intra:
                 qcode = quality_code(intra_quality(qp, self.codec.model.num_qualities))
                 base_body, base = _intra_base(self.codec, frame, mask, g.box, qcode)
@@ -250,33 +289,52 @@ class VideoEncoder:
             else:
                 x0, y0, x1, y1 = g.box
                 mrec = pack_mask(tid, encode_group_mask(mask[y0:y1, x0:x1]))
-            seg = pack_segment(tid, body)
             if self._hevc is None:  # libx265 holds the hevc tracks' references
                 st.update(recon, lay.region, mask, intra)
             st.mask, st.box, st.live = mask, g.box, True
-            entries.append(vf.Entry(tid, intra, g.box, g.area, len(mrec), len(seg), same, new, g.class_id, g.label))
-            records.append((mrec, seg))
+            parts.append(_Part(tid, intra, g.box, g.area, mrec, same, new, g.class_id, g.label, body,
+                               jobs[k] if self._hevc is not None else None))
         for tid in [t for t in self.states if t not in present]:  # tracks that left: their next entry is
             del self.states[tid]  # intra, so nothing of their state is needed (memory follows live tracks)
             self._vectors.pop(tid, None)
             if self._hevc is not None:
                 self._hevc.drop(tid)
-        data = vf.encode_frame(self.n, entries, records)
-        at = self.pos
-        self._write(data)  # one write: a frame is in the file whole or not at all
-        self.index.add_frame(at, self.n, entries)  # indexed only once written (an interrupt leaves a valid stream)
-        self.rate.end_frame(8 * len(data))
+        fs = FrameStats(self.n, all(p.intra for p in parts), 0, {}, qps, 0.0, written=False)
+        self._waiting.append(_Waiting(self.n, parts, fs))
+        self._write_ready()
         dt = time.perf_counter() - t0
         self._t += dt
-        fs = FrameStats(self.n, self.index.intra[-1], len(data), {e.track_id: e.mask_len + e.seg_len for e in entries}, qps, dt)
+        fs.seconds = dt
         if self.keep_stats:
             self.stats.append(fs)
         self.n += 1
         return fs
 
+    def _write_ready(self) -> None:
+        """Write the waiting frames whose entries all have their bodies, oldest first (frames are
+        written in order; only hevc tracks with a lookahead make a frame wait)."""
+        while self._waiting and all(p.ready() for p in self._waiting[0].parts):
+            w = self._waiting.popleft()
+            entries, records = [], []
+            for p in w.parts:
+                seg = p.segment()
+                entries.append(vf.Entry(p.track_id, p.intra, p.box, p.area, len(p.mask_record), len(seg), p.same,
+                                        p.new, p.class_id, p.label))
+                records.append((p.mask_record, seg))
+            data = vf.encode_frame(w.number, entries, records)
+            at = self.pos
+            self._write(data)  # one write: a frame is in the file whole or not at all
+            self.index.add_frame(at, w.number, entries)  # indexed only once written (an interrupt leaves a valid stream)
+            self.rate.end_frame(8 * len(data))
+            w.stats.bytes, w.stats.written = len(data), True
+            w.stats.track_bytes = {e.track_id: e.mask_len + e.seg_len for e in entries}
+            self.frames_written += 1
+
     def close(self) -> VideoSummary:
         if not self._closed:
             if self._hevc is not None:
+                self._hevc.finish()  # what x265 still holds back: the waiting frames' last access units
+                self._write_ready()
                 self._hevc.close()
             off = self.pos
             self._write(vf.encode_index(self.index))
@@ -284,7 +342,7 @@ class VideoEncoder:
             if self._own:
                 self.f.close()
             self._closed = True
-        return VideoSummary(self.n, self.pos, dict(self.index.tracks), self._t, self.stats)
+        return VideoSummary(self.frames_written, self.pos, dict(self.index.tracks), self._t, self.stats)
 
     def __enter__(self) -> "VideoEncoder":
         return self

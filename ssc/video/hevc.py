@@ -15,7 +15,9 @@ codes what a track's segment body holds:
   nothing between refreshes. Decoders paste only the mask's pixels (the mask records are unchanged).
 - x265's own tools do the coding: preset, ``tune`` (``zerolatency``: one access unit out per frame
   in, no lookahead; ``info=0``: no SEI of x265's version and options, 2.3 kB at every IDR picture
-  otherwise), CRF rate control per track: the track's qp from ssc's rate controller (the
+  otherwise), its lookahead and CU-tree when the encoder may hold frames back
+  (:attr:`HevcSettings.lookahead`: x265 then lowers the qp of what later frames reference; still no
+  B-frames, so access units stay in display order, one per frame), CRF rate control per track: the track's qp from ssc's rate controller (the
   background's includes its ROI offset) at each intra entry is the CRF of the HEVC stream it starts;
   x265 sets its own I/P quantiser ratio within it.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -44,6 +47,10 @@ MARGIN_FRAC = 0.125
 MARGIN_MIN = 16
 #: low-pass factor of the fill outside an object's mask
 FILL_DOWN = 8
+#: tubes with a side under this many pixels are coded without x265's lookahead: the libx265 of
+#: PyAV 18.1's wheel corrupts its heap when it looks ahead on such small pictures (measured: random
+#: even sizes with a side of 32-63 pixels abort within 150 short streams, 64-400 never did)
+LOOKAHEAD_MIN_SIDE = 64
 #: libx265's CRF range: a track's qp (plus the background's offset) is clipped to it
 CRF_RANGE = (0, 51)
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -63,6 +70,10 @@ class HevcSettings:
 
     preset: str = "medium"
     tune: str = "zerolatency"
+    #: frames x265 may look ahead (rc-lookahead, with its CU-tree); 0: none, every access unit comes
+    #: out with its frame. With L > 0 a track's access unit comes out up to L frames late (or when its
+    #: stream ends), so a stream's frames are written up to L frames after they are given
+    lookahead: int = 0
     #: tracks coded at once (libx265 runs without the GIL; each track's stream is the same bytes
     #: whatever the number); None: the machine's cores
     workers: int | None = None
@@ -70,6 +81,8 @@ class HevcSettings:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"x265 preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if not 0 <= self.lookahead <= 250:
+            raise ValueError(f"x265 lookahead must be 0..250 frames, got {self.lookahead}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
 
@@ -106,22 +119,35 @@ def low_pass(img: np.ndarray, k: int = FILL_DOWN) -> np.ndarray:
 
 
 @dataclass
+class _Job:
+    """One track entry made ready on the calling thread, coded by :meth:`HevcEncoder.code`."""
+
+    enc: "_Enc | None"  # the track's encoder (dropped once the job is given to it)
+    pic: np.ndarray | None  # the tube's picture (RGB; dropped once given to x265)
+    pts: int
+    head: bytes  # the body's fields before the access unit
+    region: tuple[int, int, int, int]
+    body: bytes | None = None  # head + access unit, once x265 has given it
+
+    def body_from(self, unit: bytes) -> None:
+        self.body = self.head + unit
+
+
+@dataclass
 class _Enc:
     ctx: object
     size: tuple[int, int]
     fmt: object  # the track's own RGB -> YUV 4:2:0 converter (its swscale context is reused)
     pts: int = 0
+    lookahead: int = 0  # x265's lookahead of this stream
+    waiting: deque[_Job] = field(default_factory=deque)  # given to x265, access unit not out yet
 
-
-@dataclass
-class _Job:
-    """One track entry made ready on the calling thread, coded by :meth:`HevcEncoder.code`."""
-
-    enc: _Enc
-    pic: np.ndarray  # the tube's picture (RGB)
-    pts: int
-    head: bytes  # the body's fields before the access unit
-    region: tuple[int, int, int, int]
+    def take(self, packets) -> None:
+        """Hand x265's access units to the oldest waiting entries (no B-frames: display order)."""
+        for p in packets:
+            if not self.waiting:
+                raise SSCError("x265 gave an access unit for no frame")
+            self.waiting.popleft().body_from(bytes(p))
 
 
 @dataclass
@@ -144,11 +170,12 @@ class HevcEncoder:
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(self.fps).limit_denominator(1001) ** -1
         crf = min(max(crf, CRF_RANGE[0]), CRF_RANGE[1])
+        look = self.settings.lookahead if min(size) >= LOOKAHEAD_MIN_SIDE else 0
         params = ["repeat-headers=1", "info=0", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
-                  "rc-lookahead=0", "frame-threads=1", f"crf={crf:g}"]
+                  f"rc-lookahead={look}", *(["cutree=1"] if look else []), "frame-threads=1", f"crf={crf:g}"]
         ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
         ctx.open()
-        e = self._enc[tid] = _Enc(ctx, size, av.video.reformatter.VideoReformatter())
+        e = self._enc[tid] = _Enc(ctx, size, av.video.reformatter.VideoReformatter(), lookahead=look)
         return e
 
     def fits(self, tid: int, box: tuple[int, int, int, int]) -> bool:
@@ -157,24 +184,47 @@ class HevcEncoder:
         return e is not None and box[2] - box[0] <= e.size[0] and box[3] - box[1] <= e.size[1]
 
     def drop(self, tid: int) -> None:
-        """Forget a track that left (its next entry is intra)."""
-        self._enc.pop(tid, None)
+        """Forget a track that left (its next entry is intra); its stream ends here, so its waiting
+        entries get their access units."""
+        e = self._enc.pop(tid, None)
+        if e is not None:
+            self._finish(e)
+
+    @staticmethod
+    def _finish(e: _Enc) -> None:
+        """End a track's stream: x265 gives the access units it still holds."""
+        e.take(e.ctx.encode(None))
+        if e.waiting:
+            raise SSCError(f"x265 ended a stream with {len(e.waiting)} frames not coded")
 
     def encode_entry(self, tid: int, frame: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int],
                      intra: bool, qp: int, background: bool) -> tuple[bytes, tuple[int, int, int, int]]:
-        """(segment body, tube region x0, y0, x1, y1) of one track entry."""
+        """(segment body, tube region x0, y0, x1, y1) of one track entry, with no lookahead (an entry's
+        access unit comes out with it)."""
+        if self.settings.lookahead:
+            raise SSCError("encode_entry needs lookahead 0; with a lookahead, prepare, encode_entries and finish")
         job = self.prepare(tid, frame, mask, box, intra, qp, background)
-        return self.code(job), job.region
+        self.code(job)
+        assert job.body is not None
+        return job.body, job.region
 
-    def encode_entries(self, jobs: list[_Job]) -> list[bytes]:
-        """The segment bodies of one frame's prepared entries (:meth:`prepare`), their tracks coded at
-        once on ``settings.workers`` threads; the same bytes as coding them one by one."""
+    def encode_entries(self, jobs: list[_Job]) -> None:
+        """Code one frame's prepared entries (:meth:`prepare`), their tracks at once on ``settings.workers``
+        threads (the same bytes as coding them one by one). Each job's ``body`` is set when x265 gives
+        its access unit: at once without a lookahead, else up to ``lookahead`` frames later."""
         workers = self.settings.workers or os.cpu_count() or 1
         if len(jobs) < 2 or workers < 2:
-            return [self.code(j) for j in jobs]
+            for j in jobs:
+                self.code(j)
+            return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ssc-x265")
-        return list(self._pool.map(self.code, jobs))
+        list(self._pool.map(self.code, jobs))
+
+    def finish(self) -> None:
+        """End every track's stream (the video ends): all waiting entries get their access units."""
+        for tid in list(self._enc):
+            self.drop(tid)
 
     def close(self) -> None:
         """Stop the worker threads (the encoders stay usable: a later frame starts them again)."""
@@ -197,6 +247,8 @@ class HevcEncoder:
             else:
                 np.copyto(self._held, frame, where=mask[..., None])
         e = self._enc.get(tid)
+        if e is not None and intra:  # the track's stream ends: what x265 holds of it comes out first
+            self._finish(e)
         if intra or e is None:
             size = (W, H) if background else tube_size(box, W, H)
             e = self._open(tid, size, qp)
@@ -212,17 +264,21 @@ class HevcEncoder:
         head += varint(zigzag(tx), "tube x") + varint(zigzag(ty), "tube y")
         return _Job(e, np.ascontiguousarray(pic), e.pts - 1, head, (tx, ty, tx + tw, ty + th))
 
-    @staticmethod
-    def code(job: _Job) -> bytes:
-        """The segment body of a prepared entry: its picture through the track's libx265 (any thread;
-        one job per track at a time)."""
+    def code(self, job: _Job) -> None:
+        """Give a prepared entry's picture to the track's libx265 (any thread; one job per track at a
+        time); the access units x265 gives back go to the track's oldest waiting entries."""
         av = _av()
-        vf = job.enc.fmt.reformat(av.VideoFrame.from_ndarray(job.pic, format="rgb24"), format="yuv420p")
+        # a waiting job does not hold its encoder (no reference cycle): an encoder is freed where the
+        # calling thread drops it, never by the garbage collector on a worker thread
+        enc, job.enc = job.enc, None
+        vf = enc.fmt.reformat(av.VideoFrame.from_ndarray(job.pic, format="rgb24"), format="yuv420p")
         vf.pts = job.pts
-        packets = job.enc.ctx.encode(vf)
-        if len(packets) != 1:
+        job.pic = None
+        packets = enc.ctx.encode(vf)
+        if not enc.lookahead and len(packets) != 1:
             raise SSCError(f"x265 gave {len(packets)} access units for one frame (zero-latency coding expected)")
-        return job.head + bytes(packets[0])
+        enc.waiting.append(job)
+        enc.take(packets)
 
 
 class HevcDecoder:

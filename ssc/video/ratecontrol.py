@@ -66,6 +66,11 @@ class RateControl:
     _frame_qp: int = field(default=0, init=False)
     _gop_qp: int = field(default=0, init=False)  # held control: the qp of this GOP's I-frame
     _slow_qp: float | None = field(default=None, init=False)  # held control: the GOP qps' running mean
+    # held control counts frames as they are written (the hevc tracks' lookahead writes them late):
+    # the budget of the frames written so far, in all and since the last I-frame's decision
+    _per_frame: float = field(default=0.0, init=False)
+    _w_expected: float = field(default=0.0, init=False)
+    _w_gop_expected: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.qp <= MAX_QP:
@@ -81,7 +86,7 @@ class RateControl:
         if self.target_kbps is None:
             self._frame_qp = self.qp
             return self._frame_qp
-        per_frame = self.target_kbps * 1000.0 / fps
+        per_frame = self._per_frame = self.target_kbps * 1000.0 / fps
         budget = per_frame * gop
         if held:
             return self._start_held(intra, per_frame, budget)
@@ -96,18 +101,19 @@ class RateControl:
         return self._frame_qp
 
     def _start_held(self, intra: bool, per_frame: float, budget: float) -> int:
-        if intra and self._gop_expected > 0:
-            self._spent = max(self._spent, self._expected - budget)  # credit past one GOP's budget lapses
-            want = max(budget - (self._spent - self._expected) / self.payback, budget / 4)
-            likely = max(self._gop_spent, 1.0) / self._gop_expected * budget  # the next GOP at this qp
+        # what is known: the frames written so far (all of them given, without a lookahead)
+        if intra and self._w_gop_expected > 0:
+            self._spent = max(self._spent, self._w_expected - budget)  # credit past one GOP's budget lapses
+            want = max(budget - (self._spent - self._w_expected) / self.payback, budget / 4)
+            likely = max(self._gop_spent, 1.0) / self._w_gop_expected * budget  # the next GOP at this qp
             step = min(max(self.rate_octave * math.log2(likely / want), -self.max_step_down), self.max_step)
             self._gop_qp = int(round(min(max(self._gop_qp + step, self.qp_min), self.qp_max)))
-            self._gop_spent = self._gop_expected = 0.0
+            self._gop_spent = self._w_gop_expected = 0.0
         if intra:
             slow = self._gop_qp if self._slow_qp is None else self._slow_qp
             self._slow_qp = 0.5 * slow + 0.5 * self._gop_qp
         # streams that start mid-GOP (new tracks, tubes outgrown) are coarser while the run is over budget
-        excess = 0.0 if intra else max(self._spent - self._expected, 0.0)  # (an I-frame's step counted it)
+        excess = 0.0 if intra else max(self._spent - self._w_expected, 0.0)  # (an I-frame's step counted it)
         self._frame_qp = int(round(min(self._gop_qp + self.rate_octave * math.log2(1 + excess / budget), self.qp_max)))
         self._expected += per_frame
         self._gop_expected += per_frame
@@ -122,8 +128,12 @@ class RateControl:
         return int(min(max(qp, 0), MAX_QP))
 
     def end_frame(self, bits: int) -> None:
+        """A frame was written with ``bits`` (frames are written in order, possibly after later ones
+        were started)."""
         self._spent += bits
         self._gop_spent += bits
+        self._w_expected += self._per_frame
+        self._w_gop_expected += self._per_frame
 
 
 def intra_quality(qp: int, levels: int) -> float:
