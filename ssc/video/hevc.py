@@ -47,6 +47,9 @@ MARGIN_FRAC = 0.125
 MARGIN_MIN = 16
 #: low-pass factor of the fill outside an object's mask
 FILL_DOWN = 8
+#: a stream with a lookahead runs x265 without its worker threads (``pools=none``; the tracks are
+#: still coded at once on ssc's): with them, one benchmark run of 27 lookahead encodes ended in a
+#: segfault inside libx265, two runs without them did not
 #: tubes with a side under this many pixels are coded without x265's lookahead: the libx265 of
 #: PyAV 18.1's wheel corrupts its heap when it looks ahead on such small pictures (measured: random
 #: even sizes with a side of 32-63 pixels abort within 150 short streams, 64-400 never did)
@@ -172,7 +175,7 @@ class HevcEncoder:
         crf = min(max(crf, CRF_RANGE[0]), CRF_RANGE[1])
         look = self.settings.lookahead if min(size) >= LOOKAHEAD_MIN_SIDE else 0
         params = ["repeat-headers=1", "info=0", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
-                  f"rc-lookahead={look}", *(["cutree=1"] if look else []), "frame-threads=1", f"crf={crf:g}"]
+                  f"rc-lookahead={look}", *(["cutree=1", "pools=none"] if look else []), "frame-threads=1", f"crf={crf:g}"]
         ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
         ctx.open()
         e = self._enc[tid] = _Enc(ctx, size, av.video.reformatter.VideoReformatter(), lookahead=look)

@@ -22,7 +22,9 @@ the frames' temporal role.
   later burst). Streams that start mid-GOP (new tracks, outgrown tubes) take the GOP's qp, coarser
   while the run is over budget; the background's stream, which holds for several GOPs, follows the
   running mean of the GOP qps (never finer than the current one). On the whole surveillance clip the
-  per-frame controller, applied only at I-frames, ended 8% over its target.
+  per-frame controller, applied only at I-frames, ended 8% over its target. The held controller
+  judges by the frames written so far (their bits against their budget): with x265's lookahead a
+  frame is written up to that many frames after it is started.
 """
 from __future__ import annotations
 
