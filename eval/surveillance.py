@@ -12,7 +12,8 @@ detections at score >= 0.5 on the original frames, with the bits each decode rea
 with ``addroi`` on the union of the person boxes, at a CRF ladder over the same clip, and the
 persons-only streams' bits against x265-roi's at equal fidelity; and, against x265 in 4:2:0 (what
 users run) at equal fidelity, the full decode's bits and the persons + held background's bits. The
-tracks' inner codec is ``--inner`` (learned by default, or hevc).
+tracks' inner codec is ``--inner`` (learned by default, or hevc), coded live (``--lookahead 0``: each
+frame leaves the encoder as it comes in) unless told otherwise.
 Run: ``python -m ssc.eval.surveillance --out out/eval/surveillance``.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ssc.defaults import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_MODEL
+from ssc.defaults import DEFAULT_VIDEO_MODEL
 from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
@@ -122,8 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--anchor-crfs", type=lambda v: [int(c) for c in v.split(",") if c], default=[28, 34, 40, 46, 51],
                     help="person fidelity: x265 (plain and addroi) at these CRFs over the whole clip (empty: none)")
     ap.add_argument("--inner", choices=["hevc", "learned"], default="learned", help="the tracks' inner codec")
-    ap.add_argument("--lookahead", type=int, default=DEFAULT_LOOKAHEAD,
-                    help="hevc: x265's lookahead in frames (with its CU-tree; 0: none, as live coding)")
+    ap.add_argument("--lookahead", type=int, default=0,
+                    help="hevc: x265's lookahead in frames (with its CU-tree). Default 0, live coding: every frame "
+                         "leaves the encoder as it comes in; on this clip, rate-controlled, 16 also read worse "
+                         "per bit (docs/results.md)")
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
     out = Path(args.out)
