@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ssc.defaults import DEFAULT_VIDEO_MODEL
+from ssc.defaults import DEFAULT_VIDEO_MODEL, lookahead_for
 from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
@@ -123,12 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--anchor-crfs", type=lambda v: [int(c) for c in v.split(",") if c], default=[28, 34, 40, 46, 51],
                     help="person fidelity: x265 (plain and addroi) at these CRFs over the whole clip (empty: none)")
     ap.add_argument("--inner", choices=["hevc", "learned"], default="learned", help="the tracks' inner codec")
-    ap.add_argument("--lookahead", type=int, default=0,
-                    help="hevc: x265's lookahead in frames (with its CU-tree). Default 0, live coding: every frame "
-                         "leaves the encoder as it comes in; on this clip, rate-controlled, 16 also read worse "
-                         "per bit (docs/results.md)")
+    ap.add_argument("--lookahead", type=int, default=None,
+                    help="hevc: x265's lookahead in frames (with its CU-tree). Default: ssc.defaults.lookahead_for, "
+                         "none under rate control, as live coding (every frame leaves the encoder as it comes in; on "
+                         "this clip 16 also read worse per bit, docs/results.md)")
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
+    args.lookahead = lookahead_for(args.kbps, args.lookahead)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codec = load_codec(args.model) if args.inner == "learned" else None

@@ -16,7 +16,7 @@ import numpy as np
 
 from ssc.tasks.heads import DEFAULT_BACKEND, resolve_head
 
-from .defaults import DEFAULT_LOOKAHEAD
+from .defaults import lookahead_for
 from .errors import SSCError
 from .outputs import atomic_output, save_image, write_bytes, write_text
 from .parallel import Executor, JobError, RunStats, run_all
@@ -137,7 +137,7 @@ class VideoEncodeJob:
     device: str = "cpu"
     background_gop: int | None = None  # None: the encoder's default (4x gop)
     inner: str = "hevc"  # the tracks' inner codec (hevc: libx265 tubes; learned: ``model``)
-    lookahead: int = DEFAULT_LOOKAHEAD  # hevc: x265's lookahead in frames
+    lookahead: int | None = None  # hevc: x265's lookahead in frames (None: ssc.defaults.lookahead_for)
 
 
 @dataclass
@@ -196,7 +196,7 @@ def encode_video_job(job: VideoEncodeJob) -> EncodeRecord:
     with atomic_output(job.output) as tmp:
         with VideoEncoder(tmp, src.width, src.height, src.fps, codec, gop=job.gop, rate=rate, keep_stats=False,
                           background_gop=job.background_gop, inner=job.inner,
-                          hevc=HevcSettings(lookahead=job.lookahead) if job.inner == "hevc" else None) as enc:
+                          hevc=HevcSettings(lookahead=lookahead_for(job.kbps, job.lookahead)) if job.inner == "hevc" else None) as enc:
             for i, frame in enumerate(frames, start=job.start):
                 enc.encode(frame, masks(i, frame))
             summ = enc.close()

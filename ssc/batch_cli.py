@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .args import EXIT_PARTIAL, detector_args, executor_args, force_arg
-from .defaults import DEFAULT_LOOKAHEAD
+from .defaults import DEFAULT_LOOKAHEAD, lookahead_for
 from .errors import SSCError
 
 
@@ -70,7 +70,7 @@ def cmd_batch_encode(args: argparse.Namespace) -> int:
         fn = encode_video_job
         settings = {"kind": "video", "masks": args.masks, "model": model, "qp": args.qp, "gop": args.gop,
                     "background_gop": args.background_gop, "kbps": args.kbps,
-                    "roi_offset": args.roi_offset, "inner": args.inner, "lookahead": args.lookahead, "chunk_frames": args.chunk_frames,
+                    "roi_offset": args.roi_offset, "inner": args.inner, "lookahead": lookahead_for(args.kbps, args.lookahead), "chunk_frames": args.chunk_frames,
                     "threads": args.threads}
     else:
         jobs = [ImageEncodeJob(str(p), str(o), resolve_spec(args.masks, p), model, args.quality, args.policy, args.min_area,
@@ -165,8 +165,9 @@ def add_batch_commands(sub, model_args) -> None:
                    help="videos: background qp minus object qp (default: 2 for hevc, 6 for learned)")
     e.add_argument("--inner", choices=["hevc", "learned"], default="hevc",
                    help="videos: the tracks' inner codec (hevc: libx265 tubes, the default; learned: --model)")
-    e.add_argument("--lookahead", type=int, default=DEFAULT_LOOKAHEAD,
-                   help="videos, hevc: frames x265 may look ahead, with its CU-tree (frames written up to that late)")
+    e.add_argument("--lookahead", type=int, default=None,
+                   help=f"videos, hevc: frames x265 may look ahead, with its CU-tree (frames written up to that late; "
+                        f"default {DEFAULT_LOOKAHEAD} at a constant qp, 0 with --kbps)")
     e.add_argument("--fps", type=float, default=None)
     e.add_argument("--chunk-frames", type=int, default=None,
                    help="videos: split each file into chunks of this many frames, one job and one .ssv each")

@@ -9,6 +9,7 @@ from PIL import Image
 
 from ssc.batch import comparable, resolve_spec
 from ssc.cli import main
+from ssc.defaults import DEFAULT_LOOKAHEAD
 from ssc.masks import GroupMap, save_png
 from ssc.parallel import JobError, LocalExecutor, make_executor, run_all
 
@@ -160,3 +161,16 @@ def test_batch_video_job_codes_hevc_tracks_by_default(tmp_path):
         assert rd.header.inner == "hevc"
     dec = decode_job(DecodeJob(str(tmp_path / "c.ssv"), str(tmp_path / "frames")))
     assert dec.frames == 12 and not dec.failed
+
+
+@pytest.mark.parametrize("extra, look", [([], DEFAULT_LOOKAHEAD), (["--kbps", "200"], 0),
+                                         (["--kbps", "200", "--lookahead", "4"], 4)])
+def test_batch_video_lookahead_defaults_to_none_under_rate_control(tmp_path, extra, look):
+    """hevc tracks look ahead at a constant qp and not with a target bitrate (the live pipeline, where
+    the lookahead also read worse per bit), unless told; the batch record names what was used."""
+    pytest.importorskip("av")
+    path = tmp_path / "clip.mkv"
+    _clip(path, n=6)
+    code = main(["batch", "encode", str(path), "--masks", "detect:foreground,every=4", "-o", str(tmp_path / "o"), *extra])
+    doc = json.loads((tmp_path / "o" / "batch_encode.json").read_text())
+    assert code == 0 and doc["settings"]["lookahead"] == look and not doc["items"][0].get("error")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..args import EXIT_INTERRUPTED, EXIT_PARTIAL, force_arg
-from ..defaults import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_MODEL
+from ..defaults import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_MODEL, lookahead_for
 from ..errors import SSCError
 from ..outputs import atomic_output, check_new, interrupt_between, write_text
 from .info import video_info
@@ -41,7 +41,7 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     model = args.weights or (args.model if args.model_given else DEFAULT_VIDEO_MODEL)
     codec = load_codec(model, device=args.device) if args.inner == "learned" else None
     rate = RateControl(qp=args.qp, roi_offset=roi_offset_for(args.inner, args.roi_offset), target_kbps=args.kbps)
-    hevc = HevcSettings(args.preset, args.tune, args.lookahead)
+    hevc = HevcSettings(args.preset, args.tune, lookahead_for(args.kbps, args.lookahead))
     n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
     frames = itertools.islice(src, args.frames) if args.frames else iter(src)
     interrupted = False
@@ -216,9 +216,10 @@ def add_video_commands(sub, model_args, ids_type) -> None:
                         "docs/results.md)")
     e.add_argument("--preset", default="medium", help="hevc: x265 preset (ultrafast ... veryslow)")
     e.add_argument("--tune", default="zerolatency", help="hevc: x265 tune (zerolatency, psnr, ssim, grain, fastdecode)")
-    e.add_argument("--lookahead", type=int, default=DEFAULT_LOOKAHEAD,
-                   help="hevc: frames x265 may look ahead, with its CU-tree (fewer bits for the same quality; each "
-                        "frame is written up to this many frames late; 0 for live use: every frame written as it is given)")
+    e.add_argument("--lookahead", type=int, default=None,
+                   help=f"hevc: frames x265 may look ahead, with its CU-tree (fewer bits for the same quality at a "
+                        f"constant qp; each frame is written up to this many frames late; 0 for live use: every frame "
+                        f"written as it is given). Default {DEFAULT_LOOKAHEAD} at a constant qp, 0 with --kbps")
     e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps; hevc: "
                                                       "x265's CRF, fixed from one intra entry of a track to the next)")
     e.add_argument("--kbps", type=float, default=None, help="target bitrate (rate control moves the qp)")
