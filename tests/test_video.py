@@ -401,7 +401,7 @@ def test_held_rate_control_keeps_the_qp_steady_through_a_quiet_stretch():
     mid-GOP starts at 51). Settled, its GOP qps stay within 20 of each other and its frames' within
     26 (the per-GOP budget: 25 and 34), and the run ends within 5% of its target."""
     fps, gop, n = 10.0, 32, 800
-    rc, bits, qps = RateControl(qp=32, roi_offset=2, target_kbps=150.0), 0.0, []
+    rc, bits, qps, obj_qp = RateControl(qp=32, roi_offset=2, target_kbps=150.0), 0.0, [], 32
     for i in range(n):
         intra = i % gop == 0
         qps.append(rc.start_frame(intra, fps, gop, held=True))
@@ -418,7 +418,8 @@ def test_held_rate_control_keeps_the_qp_steady_through_a_quiet_stretch():
 
 
 def test_benchmark_helpers():
-    """eval/video: anchor rate at a PSNR (log-linear, never extrapolated) and the addroi region."""
+    """eval/video: anchor rate at a PSNR (log-linear, never extrapolated) and the addroi region;
+    eval/ratecontrol: the constant-qp curve's fidelity at a rate (never extrapolated)."""
     from ssc.eval.video import Point, rate_at, union_box
 
     pts = [Point("s", "x265-roi", f"crf {c}", r, None, p, 30.0) for c, r, p in ((40, 100.0, 30.0), (30, 400.0, 36.0))]
@@ -427,6 +428,11 @@ def test_benchmark_helpers():
     _, maps = moving_scene()
     x0, y0, x1, y1 = union_box(maps)
     assert (x0, y0) == (24, 14) and x1 >= 130 and y1 >= 84 and x0 % 2 == y0 % 2 == 0
+    from ssc.eval.ratecontrol import Result, fidelity_at
+
+    curve = [Result(f"qp {q}", None, r, None, 0.0, f, (q, q), (q, q)) for q, r, f in ((34, 100.0, 60.0), (30, 400.0, 80.0))]
+    assert fidelity_at(curve, 200.0) == pytest.approx(70.0)  # linear in log rate
+    assert fidelity_at(curve, 50.0) is None and fidelity_at(curve, 500.0) is None
 
 
 def test_decode_is_identical_across_thread_counts(clip, codec):
