@@ -96,7 +96,7 @@ def _wait_for_frames(tmp_path, proc, min_bytes: int = 4000, timeout: float = 120
 def test_ctrl_c_in_encode_video_keeps_a_complete_stream(tmp_path, zoo_env):
     from ssc.video import VideoDecoder, VideoReader
 
-    _clip(tmp_path)
+    _clip(tmp_path, 120)  # long enough to be stopped while it codes (x265's lookahead writes frames late)
     out = tmp_path / "x.ssv"
     proc = _start_encode(tmp_path, zoo_env, out)
     _wait_for_frames(tmp_path, proc)
@@ -104,16 +104,16 @@ def test_ctrl_c_in_encode_video_keeps_a_complete_stream(tmp_path, zoo_env):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in err and "first " in lines[0], err
     n = int(lines[0].split("first ")[1].split()[0])
     with VideoReader(out) as rd:
-        assert rd.scan_error is None and rd.num_frames == n and 0 < n < 40
+        assert rd.scan_error is None and rd.num_frames == n and 0 < n <= 120  # (120: Ctrl-C during the last flush)
         assert sum(1 for fr in VideoDecoder(rd).frames() if not fr.failed) == n  # every frame decodes
     assert not list(tmp_path.glob(".*part-*"))
 
 
 def test_killed_encode_leaves_nothing_under_the_output_name(tmp_path, zoo_env):
-    _clip(tmp_path)
+    _clip(tmp_path, 120)
     out = tmp_path / "x.ssv"
     proc = _start_encode(tmp_path, zoo_env, out)
     _wait_for_frames(tmp_path, proc)

@@ -58,7 +58,11 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
                 interrupted = True
             finally:
                 bar.close()
-            summ = enc.close()
+            try:  # x265 flushes the frames its lookahead still holds: a Ctrl-C then lands once they are written
+                with interrupt_between():
+                    summ = enc.close()
+            except KeyboardInterrupt:
+                interrupted, summ = True, enc.close()  # (closed already: its summary)
         if interrupted and not summ.frames:
             raise KeyboardInterrupt
     if interrupted:
