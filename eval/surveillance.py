@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lookahead", type=int, default=None,
                     help="hevc: x265's lookahead in frames (with its CU-tree). Default: ssc.defaults.lookahead_for, "
                          "none under rate control, as live coding (every frame leaves the encoder as it comes in; on "
-                         "this clip 16 also read worse per bit, docs/results.md)")
+                         "this clip 16 read no better per bit, docs/results.md)")
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
     args.lookahead = lookahead_for(args.kbps, args.lookahead)
