@@ -613,6 +613,61 @@ def test_hevc_tracks_coded_on_several_threads_give_the_same_stream(hevc_clip):
         HevcSettings(workers=0)
 
 
+def _hevc_ctu_sizes(au: bytes) -> list[int]:
+    """The CTU size of every SPS in an HEVC access unit (Annex B; H.265 7.3.2.2, one sub-layer)."""
+    sizes = []
+    for nal in au.split(b"\x00\x00\x01")[1:]:
+        if (nal[0] >> 1) & 0x3F != 33:  # SPS
+            continue
+        rbsp = nal[2:].replace(b"\x00\x00\x03", b"\x00\x00")
+        bits = "".join(f"{b:08b}" for b in rbsp)
+        pos = 4 + 3 + 1 + 96  # vps id, max sub-layers (0 here), nesting flag, profile_tier_level
+
+        def ue() -> int:
+            nonlocal pos
+            z = bits.index("1", pos) - pos
+            v = int(bits[pos + z : pos + 2 * z + 1], 2) - 1
+            pos += 2 * z + 1
+            return v
+
+        assert int(bits[4:7], 2) == 0
+        ue()  # sps id
+        assert ue() == 1  # 4:2:0
+        ue(), ue()  # width, height
+        pos += 1
+        if bits[pos - 1] == "1":  # conformance window
+            [ue() for _ in range(4)]
+        ue(), ue(), ue()  # bit depths, poc lsb
+        pos += 1  # sub-layer ordering info present (one sub-layer either way)
+        ue(), ue(), ue()
+        log2_min = ue() + 3
+        sizes.append(1 << (log2_min + ue()))
+    return sizes
+
+
+def test_hevc_streams_share_one_ctu_size(hevc_clip):
+    """libx265 keeps its CTU size in process-wide tables and shrinks a stream's CTU to fit a small
+    picture: streams of different sizes coded side by side then corrupt each other's tables (the same
+    clip coded twice gave different bytes). Every stream, the background's and each tube's, is coded
+    with one CTU size, 32, and frames under 32 pixels are refused."""
+    from fractions import Fraction
+
+    from ssc.video import VideoReader
+    from ssc.video.hevc import CTU, HevcEncoder
+
+    _, _, data = hevc_clip
+    seen = {}
+    with VideoReader(data) as rd:
+        for i in range(rd.num_frames):
+            fh = rd.frame(i)
+            for e in fh.entries:
+                if e.intra:
+                    seen.setdefault(e.track_id, set()).update(_hevc_ctu_sizes(rd.segment(fh, e)))
+    assert len(seen) >= 3 and all(v == {CTU} for v in seen.values()), seen
+    with pytest.raises(SSCError, match="at least 32x32"):
+        HevcEncoder(30, 90, Fraction(25))
+
+
 def test_hevc_lookahead_writes_every_frame_in_order_with_fewer_waits_than_it_holds(hevc_clip):
     """``HevcSettings.lookahead``: x265 holds access units back, so frames wait; each is written whole,
     in order, once all its tracks' units are out (a track that leaves, a new IDR stream or ``close``

@@ -45,11 +45,18 @@ from ..errors import BitstreamError, CorruptSegmentError, SSCError
 #: tube margin around the track's box: this fraction of its longer side, at least MARGIN_MIN pixels
 MARGIN_FRAC = 0.125
 MARGIN_MIN = 16
+#: x265's coding tree unit for every hevc stream: libx265 caches the CTU size in process-wide tables
+#: (x265 issue #110), and it shrinks a stream's CTU to fit a small picture (64 -> 32 -> 16), so
+#: streams of different sizes coded side by side in one process corrupted each other's tables: the
+#: same clip coded twice gave different bytes (and bits) each time. One size, 32, for all: tubes are
+#: at least 2 * MARGIN_MIN = 32 pixels on a side, and frames under 32 pixels are refused.
+CTU = 32
 #: low-pass factor of the fill outside an object's mask
 FILL_DOWN = 8
-#: a stream with a lookahead runs x265 without its worker threads (``pools=none``; the tracks are
-#: still coded at once on ssc's): with them, one benchmark run of 27 lookahead encodes ended in a
-#: segfault inside libx265, two runs without them did not
+#: every stream runs x265 without its worker threads (``pools=none``; the tracks are still coded at
+#: once on ssc's): with them the same clip coded twice sometimes gave different bytes, and one
+#: benchmark run of 27 lookahead encodes ended in a segfault inside libx265; without them x265 also
+#: drops its wavefront rows, whose entropy resets cost 4% of the surveillance clip's bits
 #: tubes with a side under this many pixels are coded without x265's lookahead: the libx265 of
 #: PyAV 18.1's wheel corrupts its heap when it looks ahead on such small pictures (measured: random
 #: even sizes with a side of 32-63 pixels abort within 150 short streams, 64-400 never did)
@@ -166,6 +173,11 @@ class HevcEncoder:
     _held: np.ndarray | None = None  # the background last seen at each pixel (source pixels)
     _pool: ThreadPoolExecutor | None = None
 
+    def __post_init__(self) -> None:
+        if min(even(self.width), even(self.height)) < CTU:
+            raise SSCError(f"hevc tracks need frames of at least {CTU}x{CTU} pixels (got {self.width}x{self.height}): "
+                           "x265 codes every stream of a process with one CTU size; use the learned inner codec")
+
     def _open(self, tid: int, size: tuple[int, int], crf: float) -> _Enc:
         av = _av()
         ctx = av.CodecContext.create("libx265", "w")
@@ -175,7 +187,7 @@ class HevcEncoder:
         crf = min(max(crf, CRF_RANGE[0]), CRF_RANGE[1])
         look = self.settings.lookahead if min(size) >= LOOKAHEAD_MIN_SIDE else 0
         params = ["repeat-headers=1", "info=0", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
-                  f"rc-lookahead={look}", *(["cutree=1", "pools=none"] if look else []), "frame-threads=1", f"crf={crf:g}"]
+                  f"ctu={CTU}", f"rc-lookahead={look}", *(["cutree=1"] if look else []), "pools=none", "frame-threads=1", f"crf={crf:g}"]
         ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
         ctx.open()
         e = self._enc[tid] = _Enc(ctx, size, av.video.reformatter.VideoReformatter(), lookahead=look)
