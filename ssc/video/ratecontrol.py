@@ -82,10 +82,9 @@ class RateControl:
     _gop_qp: int = field(default=0, init=False)  # held control: the qp of this GOP's I-frame
     _slow_qp: float | None = field(default=None, init=False)  # held control: the GOP qps' running mean
     # held control counts frames as they are written (the hevc tracks' lookahead writes them late):
-    # the budget of the frames written so far, in all and since the last I-frame's decision
+    # the budget of the frames written so far
     _per_frame: float = field(default=0.0, init=False)
     _w_expected: float = field(default=0.0, init=False)
-    _w_gop_expected: float = field(default=0.0, init=False)
     # held control, the ABR model: (qp, E) of frames started and not yet written; the blurred
     # complexity (bits at qp 0 per frame); the run's complexity-weighted bits (sum of x / E, x265's
     # cplxr_sum); the complexity of the frames written since the last decision, and their number
@@ -114,7 +113,7 @@ class RateControl:
         per_frame = self._per_frame = self.target_kbps * 1000.0 / fps
         budget = per_frame * gop
         if held:
-            return self._start_held(intra, per_frame, budget)
+            return self._start_held(intra, budget)
         if intra and self._gop_expected > 0:  # re-centre on the last GOP's error
             err = math.log2(max(self._gop_spent, 1.0) / self._gop_expected)
             self._base = min(max(self._base + 0.5 * self.gain * err, self.qp_min), self.qp_max)
@@ -125,11 +124,10 @@ class RateControl:
         self._gop_expected += per_frame
         return self._frame_qp
 
-    def _start_held(self, intra: bool, per_frame: float, budget: float) -> int:
+    def _start_held(self, intra: bool, budget: float) -> int:
         # what is known: the frames written so far (all of them given, without a lookahead)
         if intra and self._gop_frames:
             self._gop_qp = self._abr_qp(budget)
-            self._gop_spent = self._w_gop_expected = 0.0
         if intra:
             slow = self._gop_qp if self._slow_qp is None else self._slow_qp
             self._slow_qp = 0.5 * slow + 0.5 * self._gop_qp
@@ -138,8 +136,6 @@ class RateControl:
         coarser = self.mid_gop_coarsen * self.rate_octave * math.log2(1 + excess / budget)
         self._frame_qp = int(round(min(self._gop_qp + coarser, self.qp_max)))
         self._started.append((self._frame_qp, self._gop_e))
-        self._expected += per_frame
-        self._gop_expected += per_frame
         return self._frame_qp
 
     def _abr_qp(self, budget: float) -> int:
@@ -170,7 +166,6 @@ class RateControl:
         self._spent += bits
         self._gop_spent += bits
         self._w_expected += self._per_frame
-        self._w_gop_expected += self._per_frame
         if self._started:  # held control: the frame's complexity at the qp it was started with
             qp, e = self._started.popleft()
             x = max(bits, 1) * 2.0 ** (qp / self.rate_octave)
