@@ -53,10 +53,6 @@ MARGIN_MIN = 16
 CTU = 32
 #: low-pass factor of the fill outside an object's mask
 FILL_DOWN = 8
-#: every stream runs x265 without its worker threads (``pools=none``; the tracks are still coded at
-#: once on ssc's): with them the same clip coded twice sometimes gave different bytes, and one
-#: benchmark run of 27 lookahead encodes ended in a segfault inside libx265; without them x265 also
-#: drops its wavefront rows, whose entropy resets cost 4% of the surveillance clip's bits
 #: tubes with a side under this many pixels are coded without x265's lookahead: the libx265 of
 #: PyAV 18.1's wheel corrupts its heap when it looks ahead on such small pictures (measured: random
 #: even sizes with a side of 32-63 pixels abort within 150 short streams, 64-400 never did)
@@ -186,6 +182,10 @@ class HevcEncoder:
         ctx.time_base = Fraction(self.fps).limit_denominator(1001) ** -1
         crf = min(max(crf, CRF_RANGE[0]), CRF_RANGE[1])
         look = self.settings.lookahead if min(size) >= LOOKAHEAD_MIN_SIDE else 0
+        # pools=none: every stream runs x265 without its worker threads (the tracks are still coded at
+        # once on ssc's): with them the same clip coded twice sometimes gave different bytes, and one
+        # benchmark run of 27 lookahead encodes ended in a segfault inside libx265; without them x265
+        # also drops its wavefront rows, whose entropy resets cost 4% of the surveillance clip's bits
         params = ["repeat-headers=1", "info=0", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
                   f"ctu={CTU}", f"rc-lookahead={look}", *(["cutree=1"] if look else []), "pools=none", "frame-threads=1", f"crf={crf:g}"]
         ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
