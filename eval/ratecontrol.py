@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
-from ssc.video.hevc import HevcSettings
+from ssc.video import VideoDecoder, VideoReader
 from ssc.video.io import open_frames
 from ssc.video.masks import load_video_masks
 from ssc.video.ratecontrol import roi_offset_for
 
 from .report import markdown_table, run_meta, save_figure, style_axis, subplots, write_outputs
+from .video import PersonFidelity, encode_clip
 
 
 @dataclass
@@ -59,16 +59,10 @@ def code(clip: np.ndarray, maps: list, fps: float, s: Setting, gop: int, roi_off
          lookahead: int) -> tuple[bytes, list[tuple[int, int] | None], int]:
     """(stream, the (finest, coarsest) qp of the person tracks of each frame (None: no person), background
     bytes) of the clip coded at ``s``."""
-    buf, qps = io.BytesIO(), []
-    rate = RateControl(qp=s.qp, roi_offset=roi_offset, target_kbps=s.kbps)
-    with VideoEncoder(buf, clip.shape[2], clip.shape[1], fps, None, gop=gop, rate=rate, keep_stats=False,
-                      inner="hevc", hevc=HevcSettings(lookahead=lookahead)) as enc:
-        for f, gm in tqdm(zip(clip, maps), total=len(clip), unit="frame", desc=s.name, leave=False):
-            persons = [q for t, q in enc.encode(f, gm).track_qp.items() if t != 0]
-            qps.append((min(persons), max(persons)) if persons else None)
-        summ = enc.close()
+    data, summ = encode_clip(clip, maps, fps, None, s.qp, gop, roi_offset, inner="hevc", lookahead=lookahead, kbps=s.kbps)
+    persons = [[q for t, q in st.track_qp.items() if t != 0] for st in summ.stats]
     bg = summ.tracks[0].bytes if 0 in summ.tracks else 0
-    return buf.getvalue(), qps, bg
+    return data, [(min(p), max(p)) if p else None for p in persons], bg
 
 
 def full_decode(data: bytes, every: int) -> dict[int, np.ndarray]:
@@ -92,8 +86,6 @@ def fidelity_at(curve: list[Result], kbps: float) -> float | None:
 
 
 def evaluate(args) -> list[Result]:
-    from .video import PersonFidelity
-
     src = open_frames(args.video)
     clip = np.stack(list(itertools.islice(src, args.frames) if args.frames else src))
     fps = float(src.fps)

@@ -213,12 +213,15 @@ class PersonFidelity:
 
 
 def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int,
-                background_gop: int | None = None, inner: str = "learned", preset: str = "medium", lookahead: int = 0):
-    """(stream bytes, encoder summary) of a clip held in memory, at constant ``qp``, its tracks coded
-    by the ``inner`` codec (hevc: with x265's ``preset``)."""
+                background_gop: int | None = None, inner: str = "learned", preset: str = "medium", lookahead: int = 0,
+                kbps: float | None = None):
+    """(stream bytes, encoder summary with each frame's stats) of a clip held in memory, at constant
+    ``qp`` or, with ``kbps``, rate-controlled from it, its tracks coded by the ``inner`` codec (hevc:
+    with x265's ``preset``)."""
     buf = io.BytesIO()
     with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec if inner == "learned" else None, gop=gop,
-                      background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset), inner=inner,
+                      background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset, target_kbps=kbps),
+                      inner=inner,
                       hevc=HevcSettings(preset, lookahead=lookahead) if inner == "hevc" else None) as enc:
         for f, gm in zip(frames, maps):
             enc.encode(f, gm)

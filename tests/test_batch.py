@@ -167,7 +167,7 @@ def test_batch_video_job_codes_hevc_tracks_by_default(tmp_path):
                                          (["--kbps", "200", "--lookahead", "4"], 4)])
 def test_batch_video_lookahead_defaults_to_none_under_rate_control(tmp_path, extra, look):
     """hevc tracks look ahead at a constant qp and not with a target bitrate (the live pipeline, where
-    the lookahead also read worse per bit), unless told; the batch record names what was used."""
+    the lookahead read no better per bit), unless told; the batch record names what was used."""
     pytest.importorskip("av")
     path = tmp_path / "clip.mkv"
     _clip(path, n=6)
