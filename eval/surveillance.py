@@ -32,6 +32,7 @@ from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.hevc import HevcSettings
+from ssc.video.info import byte_budget
 from ssc.video.ratecontrol import roi_offset_for
 from ssc.video.io import open_frames
 
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
            "track_frames_median": lengths[len(lengths) // 2] if lengths else 0,
            "tracks_10_frames_or_more": sum(v >= 10 for v in lengths),
            "mask_fps": n / t_mask, "encode_fps": n / t_enc, "pipeline_fps": n / wall, "decode_fps": n / dec_all, "startup_s": startup,
-           "peak_rss_mb": rss, "kbps_so_far": kbps_curve, "one_track": one, "fidelity": fid}
+           "peak_rss_mb": rss, "kbps_so_far": kbps_curve, "one_track": one, "fidelity": fid,
+           "byte_budget": byte_budget(path)}
     lines = [f"## Surveillance pipeline (vtest, 480x360, masks {args.masks}, inner codec {args.inner})", ""]
     lines += markdown_table(["frames", "tracks", "tracks >= 10 frames", "median track frames", "target kbit/s",
                              "achieved kbit/s", "masks fps", "encode fps", "pipeline fps", "decode fps", "start-up s"],
@@ -209,6 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     lines += markdown_table(["track", "frames", "bytes read", "track bytes", "stream bytes", "share read", "decode fps"],
                             [[o["track"], f"{o['frames'][0]}-{o['frames'][1]}", o["bytes_read"], o["track_bytes"],
                               o["stream_bytes"], o["bytes_read"] / o["stream_bytes"], o["fps"]] for o in one])
+    lines += ["", "where the bytes go (`ssc info --bytes`)", ""]
+    lines += markdown_table(["part", "bytes", "kbit/s", "share"],
+                            [[part, nb, 8 * nb / 1000 / secs, nb / sum(res["byte_budget"].values())]
+                             for part, nb in res["byte_budget"].items()])
     write_outputs(out, "surveillance", {"meta": run_meta(**vars(args)), **res}, lines)
     fig, ax = subplots(1, 2, figsize=(9, 3.4))
     ax[0].plot(*zip(*kbps_curve), "o-", label="achieved (cumulative)")

@@ -118,8 +118,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     if Path(args.stream).is_file() and vf.is_video_file(args.stream):
         from .video.cli import print_video_info
 
-        print_video_info(args.stream, args.json)
+        print_video_info(args.stream, args.json, args.bytes)
         return 0
+    if args.bytes:
+        raise SSCError("--bytes is for video streams (an image's group table already gives each segment's bytes)")
     with StreamReader(args.stream) as rd:
         info = header_summary(rd.header)
         info["total_bytes"] = rd.total_length
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="print the group table, or a video's track table (no segment is decoded)")
     i.add_argument("stream")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--bytes", action="store_true",
+                   help="video: where the stream's bytes go (headers, masks, segment framing, background and object "
+                        "tracks, intra and inter), read from every frame header")
     i.set_defaults(fn=cmd_info)
 
     a = sub.add_parser("analyze", help="detection / segmentation on the selected groups, or header-only analytics")

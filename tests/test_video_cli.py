@@ -253,3 +253,35 @@ def test_analyze_video_pose_gives_keypoints_per_track(tmp_path, zoo_env):
     for r in res["results"]:
         assert r["track_id"] == 1 and 0 <= r["frame"] < 3 and len(r["keypoints"]) == 51
     assert main(["analyze-video", str(tmp_path / "x.ssv"), "-o", str(tmp_path / "a.json")]) == 1  # action needs weights
+
+
+def test_info_bytes_accounts_for_every_byte_of_a_video(clip_dir, capsys):
+    """``ssc info --bytes``: the byte budget's parts sum to the file (also cut short, without its
+    index), each entry's segment framing is counted once, and the background's parts add up to the
+    index's bytes for its track."""
+    from ssc.bitstream.format import SEGMENT_OVERHEAD
+    from ssc.video.info import byte_budget
+    from ssc.video.stream import VideoReader
+
+    t, _, _ = clip_dir
+    assert main([str(a) for a in ["encode-video", t / "frames", "--masks", f"folder:{t / 'masks'}", "-o", t / "b.ssv",
+                                  "--gop", "3", "--background-gop", "3", "--qp", "30", "--quiet"]]) == 0
+    path = t / "b.ssv"
+    b = byte_budget(path)
+    assert sum(b.values()) == path.stat().st_size
+    with VideoReader(path) as rd:
+        entries = [e for i in range(rd.num_frames) for e in rd.frame(i).entries]
+        comp = rd.header.complement_track
+        assert b["segment framing"] == SEGMENT_OVERHEAD * len(entries)
+        n_comp = sum(e.track_id == comp for e in entries)
+        assert b["complement intra"] + b["complement inter"] + SEGMENT_OVERHEAD * n_comp == rd.index.tracks[comp].bytes
+    assert min(b["complement intra"], b["complement inter"], b["objects intra"], b["objects inter"], b["frame headers"]) > 0
+    cut = t / "cut.ssv"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size - 200])  # no index, a partial last frame
+    assert sum(byte_budget(cut).values()) == cut.stat().st_size
+    capsys.readouterr()
+    assert main(["info", str(path), "--bytes"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"objects inter\s+%d\s" % b["objects inter"], out)
+    assert main(["info", str(path), "--bytes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["byte_budget"] == b

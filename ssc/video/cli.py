@@ -11,7 +11,7 @@ from ..args import EXIT_INTERRUPTED, EXIT_PARTIAL, force_arg
 from ..defaults import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_MODEL, lookahead_for
 from ..errors import SSCError
 from ..outputs import atomic_output, check_new, interrupt_between, write_text
-from .info import video_info
+from .info import byte_budget, video_info
 
 
 
@@ -182,8 +182,10 @@ def cmd_analyze_video(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failed else 0
 
 
-def print_video_info(path: str, as_json: bool) -> None:
+def print_video_info(path: str, as_json: bool, budget: bool = False) -> None:
     info = video_info(path)
+    if budget:
+        info["byte_budget"] = byte_budget(path)
     if as_json:
         print(json.dumps(info, indent=1))
         return
@@ -194,6 +196,10 @@ def print_video_info(path: str, as_json: bool) -> None:
     print(f"{'track':>5} {'label':<20} {'frames':<12} {'bytes':>10}")
     for t in info["tracks"]:
         print(f"{t['id']:>5} {t['label'][:20]:<20} {str(t['first']) + '-' + str(t['last']):<12} {t['bytes']:>10}")
+    if budget:
+        print(f"{'part':<20} {'bytes':>10} {'share':>7}")
+        for part, n in info["byte_budget"].items():
+            print(f"{part:<20} {n:>10} {n / max(info['total_bytes'], 1):>7.1%}")
 
 
 def add_video_commands(sub, model_args, ids_type) -> None:

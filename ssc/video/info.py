@@ -15,3 +15,37 @@ def video_info(path: str) -> dict:
             "tracks": [{"id": t.track_id, "class_id": t.class_id, "label": t.label, "first": t.first, "last": t.last,
                         "bytes": t.bytes} for t in sorted(rd.index.tracks.values(), key=lambda t: t.track_id)],
         }
+
+
+#: the parts of :func:`byte_budget`, in the order they are reported
+BUDGET_PARTS = ("stream header", "frame headers", "mask records", "segment framing", "complement intra", "complement inter",
+                "objects intra", "objects inter", "index and trailer")
+
+
+def byte_budget(path) -> dict[str, int]:
+    """Where a stream's bytes go, read from its frame headers (no segment is decoded): the preamble and
+    header; the frame headers (sync word, entries, CRC); the mask records; each segment's framing
+    (track id, length and CRC-32, :data:`ssc.bitstream.format.SEGMENT_OVERHEAD`); the bodies of the
+    complement (background) track's intra and inter entries and of the object tracks'; the index and
+    trailer (in a stream cut short: the partial frame after the last whole one). The parts sum to the
+    stream's size."""
+    from ..bitstream.format import SEGMENT_OVERHEAD
+    from .stream import VideoReader
+
+    out = dict.fromkeys(BUDGET_PARTS, 0)
+    with VideoReader(path) as rd:
+        comp = rd.header.complement_track
+        out["stream header"] = rd.frames_offset
+        end = rd.frames_offset
+        for i in range(rd.num_frames):
+            fh = rd.frame(i)
+            out["frame headers"] += fh.records_offset - fh.offset
+            end = fh.offset + fh.length
+            for e in fh.entries:
+                out["mask records"] += e.mask_len
+                framing = min(e.seg_len, SEGMENT_OVERHEAD)
+                out["segment framing"] += framing
+                kind = "complement" if e.track_id == comp else "objects"
+                out[f"{kind} {'intra' if e.intra else 'inter'}"] += e.seg_len - framing
+        out["index and trailer"] = rd.size - end
+    return out
