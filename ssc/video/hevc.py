@@ -43,13 +43,15 @@ from ..bitstream.wire import Cursor, unzigzag, varint, zigzag
 from ..errors import BitstreamError, CorruptSegmentError, SSCError
 
 #: tube margin around the track's box: this fraction of its longer side, at least MARGIN_MIN pixels
+#: (8: 6% fewer tube bits than 16 on the surveillance clip's small persons, the same fidelity;
+#: docs/results.md); a tube is at least CTU pixels on a side
 MARGIN_FRAC = 0.125
-MARGIN_MIN = 16
+MARGIN_MIN = 8
 #: x265's coding tree unit for every hevc stream: libx265 caches the CTU size in process-wide tables
 #: (x265 issue #110), and it shrinks a stream's CTU to fit a small picture (64 -> 32 -> 16), so
 #: streams of different sizes coded side by side in one process corrupted each other's tables: the
 #: same clip coded twice gave different bytes (and bits) each time. One size, 32, for all: tubes are
-#: at least 2 * MARGIN_MIN = 32 pixels on a side, and frames under 32 pixels are refused.
+#: at least 32 pixels on a side (:func:`tube_size`), and frames under 32 pixels are refused.
 CTU = 32
 #: low-pass factor of the fill outside an object's mask
 FILL_DOWN = 8
@@ -100,10 +102,10 @@ def even(n: int) -> int:
 
 def tube_size(box: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int]:
     """The tube of a track whose box is ``box`` at its intra entry: the box with margins, even-sized
-    (4:2:0), at most the frame."""
+    (4:2:0), at least :data:`CTU` and at most the frame on each side."""
     x0, y0, x1, y1 = box
     m = max(MARGIN_MIN, int(MARGIN_FRAC * max(x1 - x0, y1 - y0)))
-    tw, th = min(x1 - x0 + 2 * m, width), min(y1 - y0 + 2 * m, height)
+    tw, th = min(max(x1 - x0 + 2 * m, CTU), width), min(max(y1 - y0 + 2 * m, CTU), height)
     return max(2, tw - tw % 2), max(2, th - th % 2)
 
 
