@@ -6,9 +6,10 @@ codes what a track's segment body holds:
 
 - A track is a **tube**: a window that follows the track's box, of a size fixed from one intra entry
   to the next (the box grown by :data:`MARGIN_FRAC` of its longer side and at least
-  :data:`MARGIN_MIN` pixels per side, clipped to the frame). Each intra entry starts a new HEVC stream
-  whose first access unit is an IDR picture carrying its parameter sets (``repeat-headers``), so
-  decoding can start at any of the track's I entries; inter entries are P pictures.
+  :data:`MARGIN_MIN` pixels per side, at least :data:`CTU` pixels a side, clipped to the frame).
+  Each intra entry starts a new HEVC stream whose first access unit is an IDR picture carrying its
+  parameter sets (``repeat-headers``), so decoding can start at any of the track's I entries; inter
+  entries are P pictures.
 - Inside the tube, pixels outside the track's mask are filled cheaply: for object tracks with a
   low-pass of the tube (smooth, context for a detector); for the complement (background) track, where
   objects stand, with the background last seen there, so a static camera's background costs almost
