@@ -212,9 +212,9 @@ def main(argv: list[str] | None = None) -> None:
                             [[o["track"], f"{o['frames'][0]}-{o['frames'][1]}", o["bytes_read"], o["track_bytes"],
                               o["stream_bytes"], o["bytes_read"] / o["stream_bytes"], o["fps"]] for o in one])
     lines += ["", "where the bytes go (`ssc info --bytes`)", ""]
+    total = sum(res["byte_budget"].values())  # the stream's size
     lines += markdown_table(["part", "bytes", "kbit/s", "share"],
-                            [[part, nb, 8 * nb / 1000 / secs, nb / sum(res["byte_budget"].values())]
-                             for part, nb in res["byte_budget"].items()])
+                            [[part, nb, 8 * nb / 1000 / secs, nb / total] for part, nb in res["byte_budget"].items()])
     write_outputs(out, "surveillance", {"meta": run_meta(**vars(args)), **res}, lines)
     fig, ax = subplots(1, 2, figsize=(9, 3.4))
     ax[0].plot(*zip(*kbps_curve), "o-", label="achieved (cumulative)")

@@ -107,7 +107,7 @@ def tube_size(box: tuple[int, int, int, int], width: int, height: int) -> tuple[
     x0, y0, x1, y1 = box
     m = max(MARGIN_MIN, int(MARGIN_FRAC * max(x1 - x0, y1 - y0)))
     tw, th = min(max(x1 - x0 + 2 * m, CTU), width), min(max(y1 - y0 + 2 * m, CTU), height)
-    return max(2, tw - tw % 2), max(2, th - th % 2)
+    return tw - tw % 2, th - th % 2  # (frames are at least CTU a side: HevcEncoder refuses smaller ones)
 
 
 def tube_origin(box: tuple[int, int, int, int], tw: int, th: int, width: int, height: int) -> tuple[int, int]:
