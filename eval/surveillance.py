@@ -11,7 +11,10 @@ full decode, of the persons-only decode and of the persons-only decode over the 
 detections at score >= 0.5 on the original frames, with the bits each decode reads; x265, plain and
 with ``addroi`` on the union of the person boxes, at a CRF ladder over the same clip, and the
 persons-only streams' bits against x265-roi's at equal fidelity; and, against x265 in 4:2:0 (what
-users run) at equal fidelity, the full decode's bits and the persons + held background's bits. The
+users run) at equal fidelity, the full decode's bits and the persons + held background's bits; and
+where the full decode loses fidelity: the same frames with the original pixels on the person tracks
+(the background track's loss alone), and with the original pixels everywhere else (the person
+tracks' loss alone, seams included). The
 tracks' inner codec is ``--inner`` (learned by default, or hevc), coded live (``--lookahead 0``: each
 frame leaves the encoder as it comes in) unless told otherwise.
 Run: ``python -m ssc.eval.surveillance --out out/eval/surveillance``.
@@ -25,6 +28,7 @@ import resource
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from ssc.defaults import DEFAULT_VIDEO_MODEL, lookahead_for
@@ -57,15 +61,24 @@ def warm_up(video: str, spec: str, codec, gop: int, inner: str = "hevc", lookahe
     return time.perf_counter() - t
 
 
-def fidelity(path: Path, codec, video: str, every: int, full: dict, crfs: list[int], gop: int) -> dict:
+def composite(inside: np.ndarray, outside: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """(H, W, 3): ``inside``'s pixels where ``where`` (H, W) is true, ``outside``'s elsewhere."""
+    if inside.shape != outside.shape or where.shape != inside.shape[:2]:
+        raise ValueError(f"composite of {inside.shape} and {outside.shape} over {where.shape}")
+    return np.where(where[..., None], inside, outside)
+
+
+def fidelity(path: Path, codec, video: str, every: int, full: dict, crfs: list[int], gop: int,
+             person_px: dict | None = None) -> dict:
     """Person fidelity AP of the full and the persons-only decodes of the stream at ``path`` over the
     whole clip (every ``every``-th frame), against the detector on the original frames, with the
     bytes each decode reads; and of x265, plain and with ``addroi`` on the union of the person boxes,
     at ``crfs`` (the anchors, GOP ``gop``). ``full``: the full decode's frames number // every for
-    those frames (kept by the timed decode, not decoded again)."""
+    those frames (kept by the timed decode, not decoded again); ``person_px`` the person tracks'
+    pixels (H, W) bool of the same frames: with it, also the full decode's AP with the original
+    pixels on the person tracks (``full_decode_original_persons``) and with the original pixels
+    everywhere else (``full_decode_original_background``)."""
     from types import SimpleNamespace
-
-    import numpy as np
 
     from ssc.analyze import FILL
 
@@ -81,6 +94,10 @@ def fidelity(path: Path, codec, video: str, every: int, full: dict, crfs: list[i
     secs = n / fps
     fid = PersonFidelity(clip[::every], 1)
     out = {"every": every, "persons_in_originals": fid.objects, "full_decode": fid.ap(full)}
+    if person_px:
+        orig = {k: clip[k * every] for k in full}
+        out["full_decode_original_persons"] = fid.ap({k: composite(orig[k], full[k], person_px[k]) for k in full})
+        out["full_decode_original_background"] = fid.ap({k: composite(full[k], orig[k], person_px[k]) for k in full})
     for key, backdrop in (("persons_only", False), ("persons_backdrop", True)):
         persons, regions = {}, {}
         with VideoReader(path) as rd:
@@ -163,11 +180,14 @@ def main(argv: list[str] | None = None) -> None:
     n = summ.frames
     secs = n / float(src.fps)
     full: dict[int, object] = {}  # sampled frames of the full decode, for the fidelity pass
+    person_px: dict[int, np.ndarray] = {}  # and the person tracks' pixels in them
     t0 = time.perf_counter()
     with VideoReader(path) as rd:
+        comp = rd.header.complement_track
         for df in tqdm(VideoDecoder(rd, codec).frames(), total=n, unit="frame", desc="decode all"):
             if args.fid_every and df.number % args.fid_every == 0:
                 full[df.number // args.fid_every] = df.image
+                person_px[df.number // args.fid_every] = (df.track_map >= 0) & (df.track_map != (-1 if comp is None else comp))
     dec_all = time.perf_counter() - t0
     tracks = sorted((t for t in summ.tracks.values() if t.track_id != 0), key=lambda t: -(t.last - t.first))
     one = []
@@ -179,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
                         "bytes_read": rd.bytes_read, "track_bytes": t.bytes, "stream_bytes": rd.size,
                         "fps": len(frames) / (time.perf_counter() - t0)})
     lengths = sorted(t.last - t.first + 1 for t in tracks)
-    fid = fidelity(path, codec, args.video, args.fid_every, full, args.anchor_crfs, args.gop) if args.fid_every else None
+    fid = (fidelity(path, codec, args.video, args.fid_every, full, args.anchor_crfs, args.gop, person_px)
+           if args.fid_every else None)
     res = {"frames": n, "size": [src.width, src.height], "fps_video": float(src.fps), "target_kbps": args.kbps,
            "achieved_kbps": 8 * summ.bytes / 1000 / secs, "tracks": len(summ.tracks) - 1, "masks": args.masks,
            "track_frames_median": lengths[len(lengths) // 2] if lengths else 0,
@@ -207,6 +228,12 @@ def main(argv: list[str] | None = None) -> None:
                                  for k, name, kb in (("full_decode", "ssc full decode", res["achieved_kbps"]),
                                                      ("persons_backdrop", "ssc persons + held background",
                                                       fid["persons_backdrop_kbps"]))])
+    if fid and fid.get("full_decode_original_persons") is not None:
+        lines += ["", "where the full decode loses fidelity (the same frames, part of them replaced by the originals)", ""]
+        lines += markdown_table(["frames scored", "fidelity AP"],
+                                [["ssc full decode", fid["full_decode"]],
+                                 ["original person tracks over ssc's background", fid["full_decode_original_persons"]],
+                                 ["ssc's person tracks over the original background", fid["full_decode_original_background"]]])
     lines += ["", "peak RSS (MB) after N frames: " + ", ".join(f"{k}: {v:.0f}" for k, v in rss), ""]
     lines += markdown_table(["track", "frames", "bytes read", "track bytes", "stream bytes", "share read", "decode fps"],
                             [[o["track"], f"{o['frames'][0]}-{o['frames'][1]}", o["bytes_read"], o["track_bytes"],

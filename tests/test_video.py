@@ -822,3 +822,19 @@ def test_hevc_codes_the_last_column_and_row_of_an_odd_sized_frame():
         edge = np.concatenate([f.image[:, -1], f.image[-1]]).astype(float)
         ref = np.concatenate([frames[f.number][:, -1], frames[f.number][-1]])
         assert np.abs(edge - ref).mean() < 30  # undecoded, they were ~100 levels off
+
+
+def test_surveillance_composite_takes_each_pixel_from_its_side_and_refuses_mismatched_shapes():
+    """eval/surveillance's fidelity split: the original pixels on one part of a decode, the decode's elsewhere."""
+    from ssc.eval.surveillance import composite
+
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (2, 6, 5, 3), dtype=np.uint8)
+    where = rng.random((6, 5)) < 0.5
+    out = composite(a, b, where)
+    assert out.dtype == np.uint8 and out.shape == a.shape
+    assert (out[where] == a[where]).all() and (out[~where] == b[~where]).all()
+    with pytest.raises(ValueError):
+        composite(a, b[:, :4], where)
+    with pytest.raises(ValueError):
+        composite(a, b, where[:5])
