@@ -35,7 +35,7 @@ from ssc.defaults import DEFAULT_VIDEO_MODEL, lookahead_for
 from ssc.video.masks import load_video_masks
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
-from ssc.video.hevc import HevcSettings
+from ssc.video.hevc import BACKGROUND_RATES, HevcSettings
 from ssc.video.info import byte_budget
 from ssc.video.ratecontrol import roi_offset_for
 from ssc.video.io import open_frames
@@ -47,7 +47,8 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def warm_up(video: str, spec: str, codec, gop: int, inner: str = "hevc", lookahead: int = 0) -> float:
+def warm_up(video: str, spec: str, codec, gop: int, inner: str = "hevc", lookahead: int = 0,
+            background_rate: str = "qp") -> float:
     """Seconds the first two frames cost once per process (compiled loops loaded from their cache, the
     detector's and the codec's first runs), with a throwaway mask source and encoder."""
     src = open_frames(video)
@@ -55,7 +56,7 @@ def warm_up(video: str, spec: str, codec, gop: int, inner: str = "hevc", lookahe
     t = time.perf_counter()
     masks = load_video_masks(spec)
     with VideoEncoder(io.BytesIO(), src.width, src.height, src.fps, codec, gop=gop, keep_stats=False, inner=inner,
-                      hevc=HevcSettings(lookahead=lookahead) if inner == "hevc" else None) as enc:
+                      hevc=HevcSettings(lookahead=lookahead, background_rate=background_rate) if inner == "hevc" else None) as enc:
         for i, f in enumerate(frames):
             enc.encode(f, masks(i, f))
     return time.perf_counter() - t
@@ -145,13 +146,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="hevc: x265's lookahead in frames (with its CU-tree). Default: ssc.defaults.lookahead_for, "
                          "none under rate control, as live coding (every frame leaves the encoder as it comes in; on "
                          "this clip 16 read no better per bit, docs/results.md)")
+    ap.add_argument("--background-rate", choices=BACKGROUND_RATES, default=HevcSettings.background_rate,
+                    help="hevc: x265's rate control of the background track (auto: a constant qp for a fixed camera, else CRF; qp; crf)")
     ap.add_argument("--out", default="out/eval/surveillance")
     args = ap.parse_args(argv)
     args.lookahead = lookahead_for(args.kbps, args.lookahead)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codec = load_codec(args.model) if args.inner == "learned" else None
-    startup = warm_up(args.video, args.masks, codec, args.gop, args.inner, args.lookahead)
+    startup = warm_up(args.video, args.masks, codec, args.gop, args.inner, args.lookahead, args.background_rate)
     src = open_frames(args.video)
     masks = load_video_masks(args.masks)
     args.roi_offset = roi_offset_for(args.inner, args.roi_offset)  # (recorded in the JSON's meta)
@@ -161,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     t_mask = t_enc = 0.0
     rss, kbps_curve = [], []
     with VideoEncoder(path, src.width, src.height, src.fps, codec, gop=args.gop, rate=rate, keep_stats=False,
-                      inner=args.inner, hevc=HevcSettings(lookahead=args.lookahead) if args.inner == "hevc" else None) as enc:
+                      inner=args.inner, hevc=HevcSettings(lookahead=args.lookahead, background_rate=args.background_rate)
+                      if args.inner == "hevc" else None) as enc:
         t_all = time.perf_counter()
         for i, frame in enumerate(tqdm(src, total=n_total, unit="frame", desc="encode")):
             if args.frames and i >= args.frames:

@@ -51,7 +51,7 @@ from ssc.video.masks import DetectorMasks, FolderMasks, ForegroundDetector, load
 from ssc.models.zoo import load_codec
 from ssc.video import RateControl, VideoDecoder, VideoEncoder, VideoReader
 from ssc.video.io import open_frames
-from ssc.video.hevc import HevcSettings
+from ssc.video.hevc import BACKGROUND_RATES, HevcSettings
 from ssc.video.ratecontrol import roi_offset_for
 
 from .anchors import require_ffmpeg
@@ -214,15 +214,16 @@ class PersonFidelity:
 
 def encode_clip(frames: np.ndarray, maps, fps: float, codec, qp: int, gop: int, roi_offset: int,
                 background_gop: int | None = None, inner: str = "learned", preset: str = "medium", lookahead: int = 0,
-                kbps: float | None = None):
+                kbps: float | None = None, background_rate: str = HevcSettings.background_rate):
     """(stream bytes, encoder summary with each frame's stats) of a clip held in memory, at constant
     ``qp`` or, with ``kbps``, rate-controlled from it, its tracks coded by the ``inner`` codec (hevc:
-    with x265's ``preset``)."""
+    with x265's ``preset``, the background at x265's ``background_rate``)."""
     buf = io.BytesIO()
     with VideoEncoder(buf, frames.shape[2], frames.shape[1], fps, codec if inner == "learned" else None, gop=gop,
                       background_gop=background_gop, rate=RateControl(qp=qp, roi_offset=roi_offset, target_kbps=kbps),
                       inner=inner,
-                      hevc=HevcSettings(preset, lookahead=lookahead) if inner == "hevc" else None) as enc:
+                      hevc=HevcSettings(preset, lookahead=lookahead, background_rate=background_rate)
+                      if inner == "hevc" else None) as enc:
         for f, gm in zip(frames, maps):
             enc.encode(f, gm)
     return buf.getvalue(), enc.close()
@@ -245,7 +246,7 @@ def run_ssc(name: str, frames: np.ndarray, maps, fps: float, codec, qp: int, fid
     from ssc.analyze import FILL
 
     data, summ = encode_clip(frames, maps, fps, codec, qp, ARGS.gop, roi_offset_for(inner, ARGS.roi_offset),
-                             ARGS.background_gop, inner, ARGS.preset, ARGS.lookahead)
+                             ARGS.background_gop, inner, ARGS.preset, ARGS.lookahead, background_rate=ARGS.background_rate)
     codec = codec if inner == "learned" else None
     err = _Err()
     full, objects, regions = {}, {}, {}
@@ -405,6 +406,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--det-every", type=int, default=2, help="fidelity: detector on every N-th frame")
     ap.add_argument("--inners", default="hevc,learned", help="the ssc points' inner codecs (hevc, learned)")
     ap.add_argument("--preset", default="medium", help="the hevc tracks' x265 preset (the anchors stay at medium)")
+    ap.add_argument("--background-rate", choices=BACKGROUND_RATES, default=HevcSettings.background_rate,
+                    help="hevc: x265's rate control of the background track (auto: a constant qp for a fixed camera, else CRF; qp; crf)")
     ap.add_argument("--lookahead", type=int, default=DEFAULT_LOOKAHEAD,
                     help="the hevc tracks' x265 lookahead in frames (with its CU-tree; 0: none, as live coding)")
     ap.add_argument("--pose", action=argparse.BooleanOptionalAction, default=pose_installed(),

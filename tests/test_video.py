@@ -838,3 +838,38 @@ def test_surveillance_composite_takes_each_pixel_from_its_side_and_refuses_misma
         composite(a, b[:, :4], where)
     with pytest.raises(ValueError):
         composite(a, b, where[:5])
+
+
+def test_hevc_static_background_costs_almost_nothing_between_refreshes():
+    """A fixed camera: the background track at a constant qp codes the frames after its I picture as
+    near-empty P pictures; at CRF, x265 gives those low-complexity pictures a finer qp and they go on
+    refining the I picture. ``auto`` (the default) starts at CRF, finds the scene static and runs the
+    stream after the next refresh at a constant qp; a panning camera stays at CRF."""
+    from fractions import Fraction
+
+    from PIL import Image
+
+    from ssc.video.hevc import HevcEncoder, HevcSettings
+
+    rng = np.random.default_rng(3)
+    wide = np.asarray(Image.fromarray(rng.integers(0, 256, (24, 48, 3), dtype=np.uint8)).resize((192, 96), Image.BICUBIC))
+    mask = np.ones((96, 128), bool)
+
+    def code(rate: str, pan: int, n: int = 24, refresh: int = 12) -> tuple[list[int], list[str | None]]:
+        enc = HevcEncoder(128, 96, Fraction(25), HevcSettings(background_rate=rate))
+        sizes, modes = [], []
+        for t in range(n):
+            frame = np.ascontiguousarray(wide[:, pan * t : pan * t + 128])
+            sizes.append(len(enc.encode_entry(0, frame, mask, (0, 0, 128, 96), t % refresh == 0, 30, True)[0]))
+            modes.append(enc.background_mode)
+        return sizes, modes
+
+    (qp, _), (crf, _) = code("qp", 0), code("crf", 0)
+    assert max(qp[1:12]) < 40  # slice header and skipped CTUs
+    assert sum(crf[1:12]) > 3 * sum(qp[1:12])
+    auto, modes = code("auto", 0)
+    assert modes[:12] == ["crf"] * 12 and modes[12:] == ["qp"] * 12  # nothing measured before the refresh
+    assert auto[:12] == crf[:12] and auto[12:] == qp[12:]
+    assert code("auto", 2)[1][12:] == ["crf"] * 12  # a panning camera
+    with pytest.raises(ValueError):
+        HevcSettings(background_rate="cbr")

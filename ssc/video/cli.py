@@ -12,6 +12,7 @@ from ..defaults import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_MODEL, lookahead_for
 from ..errors import SSCError
 from ..outputs import atomic_output, check_new, interrupt_between, write_text
 from .info import byte_budget, video_info
+from .hevc import BACKGROUND_RATES, HevcSettings
 
 
 
@@ -32,7 +33,6 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     from ..models.zoo import load_codec
     from . import RateControl, VideoEncoder
     from .ratecontrol import roi_offset_for
-    from .hevc import HevcSettings
     from .io import open_frames
 
     check_new(args.output, args.force)
@@ -41,7 +41,7 @@ def cmd_encode_video(args: argparse.Namespace) -> int:
     model = args.weights or (args.model if args.model_given else DEFAULT_VIDEO_MODEL)
     codec = load_codec(model, device=args.device) if args.inner == "learned" else None
     rate = RateControl(qp=args.qp, roi_offset=roi_offset_for(args.inner, args.roi_offset), target_kbps=args.kbps)
-    hevc = HevcSettings(args.preset, args.tune, lookahead_for(args.kbps, args.lookahead))
+    hevc = HevcSettings(args.preset, args.tune, lookahead_for(args.kbps, args.lookahead), background_rate=args.background_rate)
     n = min(x for x in (src.count, args.frames) if x is not None) if (src.count or args.frames) else None
     frames = itertools.islice(src, args.frames) if args.frames else iter(src)
     interrupted = False
@@ -230,8 +230,14 @@ def add_video_commands(sub, model_args, ids_type) -> None:
                    help=f"hevc: frames x265 may look ahead, with its CU-tree (fewer bits for the same quality at a "
                         f"constant qp; each frame is written up to this many frames late; 0 for live use: every frame "
                         f"written as it is given). Default {DEFAULT_LOOKAHEAD} at a constant qp, 0 with --kbps")
+    e.add_argument("--background-rate", choices=BACKGROUND_RATES, default=HevcSettings.background_rate,
+                   help="hevc: x265's rate control of the background track: auto (the default: a constant qp from a "
+                        "refresh on when the background barely moved since the last one, a fixed camera; CRF otherwise), "
+                        "qp (constant: a static background costs almost nothing between refreshes) or crf (as the "
+                        "object tracks)")
     e.add_argument("--qp", type=int, default=30, help="base quantiser (0-51; constant quality without --kbps; hevc: "
-                                                      "x265's CRF, fixed from one intra entry of a track to the next)")
+                                                      "x265's CRF of the object tracks, the background's CRF or constant qp, "
+                                                      "fixed from one intra entry of a track to the next)")
     e.add_argument("--kbps", type=float, default=None, help="target bitrate (rate control moves the qp)")
     e.add_argument("--roi-offset", type=int, default=None,
                    help="background qp minus object qp (default: 6 for learned, 2 for hevc, measured)")

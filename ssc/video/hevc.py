@@ -18,9 +18,13 @@ codes what a track's segment body holds:
   in, no lookahead; ``info=0``: no SEI of x265's version and options, 2.3 kB at every IDR picture
   otherwise), its lookahead and CU-tree when the encoder may hold frames back
   (:attr:`HevcSettings.lookahead`: x265 then lowers the qp of what later frames reference; still no
-  B-frames, so access units stay in display order, one per frame), CRF rate control per track: the track's qp from ssc's rate controller (the
-  background's includes its ROI offset) at each intra entry is the CRF of the HEVC stream it starts;
-  x265 sets its own I/P quantiser ratio within it.
+  B-frames, so access units stay in display order, one per frame). The track's qp from ssc's rate
+  controller (the background's includes its ROI offset) at each intra entry holds for the HEVC stream
+  it starts: as the CRF of object tracks, and for the background track as its CRF or, when the camera
+  is fixed, as a constant qp (:attr:`HevcSettings.background_rate`); x265 sets its own I/P quantiser
+  ratio within either. CRF gives a picture of low complexity a finer qp, so on a fixed camera the
+  background's P pictures went on refining its I picture: a static 480x360 scene at CRF 28 with an
+  IDR every 32 frames cost 139 kbit/s, against 47 at qp 28 (docs/results.md).
 
 Body syntax: intra ``tw varint | th varint | tx zigzag | ty zigzag | access unit``; inter ``tx zigzag |
 ty zigzag | access unit``: the tube's size and its top-left corner in this frame. Tubes lie in the
@@ -62,6 +66,15 @@ FILL_DOWN = 8
 LOOKAHEAD_MIN_SIDE = 64
 #: libx265's CRF range: a track's qp (plus the background's offset) is clipped to it
 CRF_RANGE = (0, 51)
+#: x265 rate controls of the background track (:attr:`HevcSettings.background_rate`)
+BACKGROUND_RATES = ("auto", "qp", "crf")
+#: "auto": the mean absolute difference (8-bit, over the background track's pixels) between
+#: consecutive frames under which the camera counts as fixed and the background runs at a constant
+#: qp. Measured (persons' tracks left out): the surveillance clip's first 300 frames 0.74 (a fixed
+#: camera; at most 3.1 in a frame), DAVIS breakdance 4.3 (a slowly moving camera; either rate
+#: control read alike per bit), parkour 20.8 (a moving camera: worse per bit at a constant qp);
+#: docs/results.md
+STATIC_MOTION = 4.0
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
@@ -86,6 +99,12 @@ class HevcSettings:
     #: tracks coded at once (libx265 runs without the GIL; each track's stream is the same bytes
     #: whatever the number); None: the machine's cores
     workers: int | None = None
+    #: x265's rate control of the background track: "qp" (constant: a static scene costs almost
+    #: nothing between refreshes), "crf" (as the object tracks; the only one before 2026-12-03's
+    #: fourth session), or "auto": each background stream at a constant qp when the background moved
+    #: less than :data:`STATIC_MOTION` between frames since the last refresh (a fixed camera), else
+    #: CRF (the first stream, with nothing measured yet, too). Object tracks always run CRF.
+    background_rate: str = "auto"
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -94,6 +113,9 @@ class HevcSettings:
             raise ValueError(f"x265 lookahead must be 0..250 frames, got {self.lookahead}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.background_rate not in BACKGROUND_RATES:
+            raise ValueError(f"background rate control must be one of {', '.join(BACKGROUND_RATES)}, "
+                             f"got {self.background_rate!r}")
 
 
 def even(n: int) -> int:
@@ -170,6 +192,10 @@ class HevcEncoder:
     settings: HevcSettings = field(default_factory=HevcSettings)
     _enc: dict[int, _Enc] = field(default_factory=dict)
     _held: np.ndarray | None = None  # the background last seen at each pixel (source pixels)
+    _prev: np.ndarray | None = None  # the previous frame given to the background track
+    _motion: list[float] = field(default_factory=lambda: [0.0, 0.0])  # since the refresh: sum |diff|, pixels
+    #: the rate control of the background's current stream ("qp" or "crf"), None before its first
+    background_mode: str | None = None
     _pool: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
@@ -177,7 +203,19 @@ class HevcEncoder:
             raise SSCError(f"hevc tracks need frames of at least {CTU}x{CTU} pixels (got {self.width}x{self.height}): "
                            "x265 codes every stream of a process with one CTU size; use the learned inner codec")
 
-    def _open(self, tid: int, size: tuple[int, int], crf: float) -> _Enc:
+    def _background_mode(self) -> str:
+        """The rate control of a new background stream: :attr:`HevcSettings.background_rate`, or for
+        "auto" "qp" when the background moved less than :data:`STATIC_MOTION` per pixel and frame since
+        the last refresh (nothing measured yet: "crf")."""
+        rate = self.settings.background_rate
+        if rate != "auto":
+            return rate
+        total, pixels = self._motion
+        return "qp" if pixels and total / pixels < STATIC_MOTION else "crf"
+
+    def _open(self, tid: int, size: tuple[int, int], crf: float, constant_qp: bool = False) -> _Enc:
+        """A new HEVC stream for track ``tid``: pictures of ``size`` at CRF ``crf``, or with
+        ``constant_qp`` at the qp ``crf`` rounds to."""
         av = _av()
         ctx = av.CodecContext.create("libx265", "w")
         ctx.width, ctx.height = size
@@ -190,7 +228,8 @@ class HevcEncoder:
         # benchmark run of 27 lookahead encodes ended in a segfault inside libx265; without them x265
         # also drops its wavefront rows, whose entropy resets cost 4% of the surveillance clip's bits
         params = ["repeat-headers=1", "info=0", "log-level=error", "scenecut=0", "keyint=-1", "min-keyint=1", "bframes=0",
-                  f"ctu={CTU}", f"rc-lookahead={look}", *(["cutree=1"] if look else []), "pools=none", "frame-threads=1", f"crf={crf:g}"]
+                  f"ctu={CTU}", f"rc-lookahead={look}", *(["cutree=1"] if look else []), "pools=none", "frame-threads=1",
+                  f"qp={round(crf)}" if constant_qp else f"crf={crf:g}"]
         ctx.options = {"preset": self.settings.preset, "tune": self.settings.tune, "x265-params": ":".join(params)}
         ctx.open()
         e = self._enc[tid] = _Enc(ctx, size, av.video.reformatter.VideoReformatter(), lookahead=look)
@@ -264,12 +303,19 @@ class HevcEncoder:
                 self._held = frame.copy()
             else:
                 np.copyto(self._held, frame, where=mask[..., None])
+            if self._prev is not None and mask.any():
+                diff = np.abs(frame.astype(np.int16) - self._prev.astype(np.int16))[mask]
+                self._motion[0] += float(diff.sum()) / 3
+                self._motion[1] += diff.shape[0]
+            self._prev = frame.copy()
         e = self._enc.get(tid)
         if e is not None and intra:  # the track's stream ends: what x265 holds of it comes out first
             self._finish(e)
         if intra or e is None:
             size = (W, H) if background else tube_size(box, W, H)
-            e = self._open(tid, size, qp)
+            if background:  # the new stream's rate control, from the motion since the last refresh
+                self.background_mode, self._motion = self._background_mode(), [0.0, 0.0]
+            e = self._open(tid, size, qp, background and self.background_mode == "qp")
         tw, th = e.size
         tx, ty = (0, 0) if background else tube_origin(box, tw, th, W, H)
         if background:  # the held background already carries this frame's pixels at the mask
