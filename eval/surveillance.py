@@ -48,7 +48,7 @@ def _rss_mb() -> float:
 
 
 def warm_up(video: str, spec: str, codec, gop: int, inner: str = "hevc", lookahead: int = 0,
-            background_rate: str = "qp") -> float:
+            background_rate: str = HevcSettings.background_rate) -> float:
     """Seconds the first two frames cost once per process (compiled loops loaded from their cache, the
     detector's and the codec's first runs), with a throwaway mask source and encoder."""
     src = open_frames(video)

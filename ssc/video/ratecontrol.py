@@ -44,8 +44,8 @@ from .transform import MAX_QP
 #: the background's qp above the objects' (``roi_offset``) by inner codec, measured: the hevc tracks'
 #: person-detector fidelity per bit on the surveillance clip was best at 2 of 2 / 4 / 6 with the
 #: background at x265's CRF, and again at 2 of -2 / 2 / 4 at a constant qp, the background's rate
-#: control since 2026-12-03 (the detector reads a person's surroundings from the background track;
-#: docs/results.md)
+#: control on a fixed camera since 2026-12-03 (the detector reads a person's surroundings from the
+#: background track; docs/results.md)
 ROI_OFFSETS = {"learned": 6, "hevc": 2}
 
 
