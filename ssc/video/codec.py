@@ -51,10 +51,13 @@ class TrackState:
     live: bool = False  # False until an intra entry (or after a failure)
     older: np.ndarray | None = None  # the padded reference before the latest inter update
     _padded: np.ndarray | None = None  # the padded newest reference, built once per frame
+    #: whether inter entries are predicted from this state (the learned inner codec); an hevc track's
+    #: decoder keeps its own references, so its state only composes frames and pads nothing
+    predicts: bool = True
 
     @classmethod
-    def empty(cls, h: int, w: int) -> "TrackState":
-        return cls(np.zeros((h, w, 3), np.uint8), np.zeros((h, w), bool))
+    def empty(cls, h: int, w: int, predicts: bool = True) -> "TrackState":
+        return cls(np.zeros((h, w, 3), np.uint8), np.zeros((h, w), bool), predicts=predicts)
 
     def update(self, recon: np.ndarray, region: tuple[int, int, int, int], mask: np.ndarray, intra: bool) -> None:
         """Write a decoded entry into the reference. An intra entry starts the reference afresh, so that
@@ -63,7 +66,7 @@ class TrackState:
         if intra:
             self.seen[:] = False
             self.older = None
-        else:
+        elif self.predicts:
             self.older = self.references()[0]
         self._padded = None
         x0, y0 = region[:2]
@@ -529,7 +532,7 @@ class VideoDecoder:
                 self.states.pop(tid, None)  # absent: the next entry is intra (memory follows live tracks)
                 continue
             if st is None:
-                st = self.states[tid] = TrackState.empty(H, W)
+                st = self.states[tid] = TrackState.empty(H, W, predicts=self._hevc is None)
             try:
                 if tid in mask_fail:
                     raise CorruptSegmentError(tid, mask_fail[tid])
