@@ -192,7 +192,7 @@ class HevcEncoder:
     settings: HevcSettings = field(default_factory=HevcSettings)
     _enc: dict[int, _Enc] = field(default_factory=dict)
     _held: np.ndarray | None = None  # the background last seen at each pixel (source pixels)
-    _prev: np.ndarray | None = None  # the previous frame given to the background track
+    _prev: np.ndarray | None = None  # the previous frame given to the background track ("auto" only)
     _motion: list[float] = field(default_factory=lambda: [0.0, 0.0])  # since the refresh: sum |diff|, pixels
     #: the rate control of the background's current stream ("qp" or "crf"), None before its first
     background_mode: str | None = None
@@ -303,11 +303,12 @@ class HevcEncoder:
                 self._held = frame.copy()
             else:
                 np.copyto(self._held, frame, where=mask[..., None])
-            if self._prev is not None and mask.any():
-                diff = np.abs(frame.astype(np.int16) - self._prev.astype(np.int16))[mask]
-                self._motion[0] += float(diff.sum()) / 3
-                self._motion[1] += diff.shape[0]
-            self._prev = frame.copy()
+            if self.settings.background_rate == "auto":  # the motion "auto" decides by (nothing else reads it)
+                if self._prev is not None and mask.any():
+                    diff = np.abs(frame.astype(np.int16) - self._prev.astype(np.int16))[mask]
+                    self._motion[0] += float(diff.sum()) / 3
+                    self._motion[1] += diff.shape[0]
+                self._prev = frame.copy()
         e = self._enc.get(tid)
         if e is not None and intra:  # the track's stream ends: what x265 holds of it comes out first
             self._finish(e)
