@@ -5,9 +5,10 @@ tracking", CVPR-W 2020).
 The network is ``pose_landmark_full.tflite`` from the PyPI wheel ``mediapipe==0.10.21`` (Apache-2.0;
 installed with ``--no-deps``, only its model files are read: later versions no longer ship it), run
 by the LiteRT runtime (``ai-edge-litert``), the runtime the reference outputs in
-``shared/data/reference/mediapipe_person_reference.json`` were made with. A PyTorch port would let a
-task loss train the codec, but only the person detector's loss trains it (issue 37), so the runtime
-pays: bit-exact with the reference at no porting cost.
+``shared/data/reference/mediapipe_person_reference.json`` were made with: bit-exact with the
+reference. Training a codec against the heads needs gradients, so the same file also runs in PyTorch
+(:mod:`ssc.tasks.tflite_torch`, the graph executed op by op with the file's weights; 0.003 input
+pixels from LiteRT), which :mod:`ssc.pose_loss` uses.
 
 Per person box (score >= ``box_score``): a square crop centred on the box, of side 1.25 x its longer
 side, zeros outside the image, resized to 256 x 256 (bilinear); the network gives 39 landmarks
