@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-slow lint campaign-weights cell-weights seam-weights person-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-person-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
+.PHONY: install demo test test-slow lint campaign-weights cell-weights seam-weights person-weights pose-weights gpu-pack train-gpu gpu-check weights peer-weights det-weights omni-person-weights anchors bench bench-person bench-coco bench-omni bench-video bench-action bench-fanin bench-coco-ray clean
 
 install: $(STAMP)
 
@@ -61,6 +61,12 @@ person-weights: install
 	$(BIN)/ssc train --config configs/gi-cell-m-person.yaml --export-only
 	cp runs/gi-cell-m-person/gi-cell-m-person.safetensors runs/gi-cell-m-person/gi-cell-m-person.json ssc/weights/
 	cp runs/gi-cell-m-person/log.jsonl ssc/weights/gi-cell-m-person.train_log.jsonl
+
+# the pose-tuned codec (issue 38): export its campaign's latest checkpoint into the zoo
+pose-weights: install
+	$(BIN)/ssc train --config configs/gi-cell-m-pose.yaml --export-only
+	cp runs/gi-cell-m-pose/gi-cell-m-pose.safetensors runs/gi-cell-m-pose/gi-cell-m-pose.json ssc/weights/
+	cp runs/gi-cell-m-pose/log.jsonl ssc/weights/gi-cell-m-pose.train_log.jsonl
 
 # The reference detector (ssc train --config configs/det-ref.yaml) into the package zoo.
 det-weights:

@@ -1,9 +1,11 @@
 """Training data: random crops of natural photos with random irregular group masks (random blobs,
 random polygons, real COCO instance masks and their background complements), so the codec learns
-to code arbitrary group shapes (Feng et al., ICCV 2023, irregular groups)."""
+to code arbitrary group shapes (Feng et al., ICCV 2023, irregular groups). The ``person`` kind frames
+one annotated COCO person as the pose head reads it (BlazePose's square crop) inside the training
+crop, with the person's padded box as its group, as ``ssc encode --for`` groups persons."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -39,6 +41,16 @@ def load_rgb(path: str | Path) -> np.ndarray:
 class Sample:
     image: np.ndarray  # (H, W, 3) uint8
     labels: np.ndarray | None  # (H, W) int32 group map, when the image has instance masks
+    #: annotated persons' boxes (x0, y0, x1, y1) in this image's pixels (COCO images; not crowds)
+    persons: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+
+#: a person sample's square (BlazePose's crop rule): side over the box's longer side
+PERSON_SQUARE = 1.25
+#: a person sample's group: its box padded by this share of the square's side (``--for`` pads 48 px)
+PERSON_PAD = 0.1
+#: persons whose box's longer side is shorter are not drawn
+PERSON_MIN_SIDE = 48
 
 
 def random_blob(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -70,6 +82,9 @@ class CropBatch:
     x: torch.Tensor  # (B, 3, C, C) in [0, 1]
     mask: torch.Tensor  # (B, 1, C, C) in {0, 1}
     quality: torch.Tensor  # (B,) int64 quality level of each sample
+    #: (B, 3) per sample the square a pose head reads (left, top, side in crop pixels), -1 where the
+    #: sample frames no person
+    square: torch.Tensor | None = None
 
 
 class CropSampler:
@@ -85,7 +100,7 @@ class CropSampler:
             raise ValueError("no training images")
         self.samples = samples
         self.crop = crop
-        kinds = ["full", "blob", "polygon", "coco"]
+        kinds = ["full", "blob", "polygon", "coco", "person"]
         p = np.array([mix.get(k, 0.0) for k in kinds], dtype=np.float64)
         self.kinds, self.p = kinds, p / p.sum()
         self.seed, self.num_qualities = seed, num_qualities
@@ -93,6 +108,10 @@ class CropSampler:
         #: the cells it owns, or its complement (the background's cells) is drawn instead
         self.cells = cells
         self.coco_idx = [i for i, s in enumerate(samples) if s.labels is not None]
+        self.persons = [(i, j) for i, s in enumerate(samples) for j, b in enumerate(s.persons)
+                        if max(b[2] - b[0], b[3] - b[1]) >= PERSON_MIN_SIDE]
+        if mix.get("person", 0.0) > 0 and not self.persons:
+            raise ValueError(f"mix.person: no annotated person of at least {PERSON_MIN_SIDE} px in the training images")
         self.stream = ShardedStream(len(samples), ctx or DistContext(), seed)
 
     def _crop(self, s: Sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
@@ -115,11 +134,52 @@ class CropSampler:
             lab = lab[:, ::-1] if lab is not None else None
         return img, lab
 
+    def _person(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+        """A random annotated person: the crop holds its square (BlazePose's rule, shrunk with the
+        image when it would not fit) at a random place; the mask is its padded box."""
+        i, j = self.persons[int(rng.integers(len(self.persons)))]
+        s = self.samples[i]
+        x0, y0, x1, y1 = s.persons[j]
+        c = self.crop
+        side = PERSON_SQUARE * max(x1 - x0, y1 - y0)
+        sc = min(1.0, c / side)
+        img = s.image
+        if sc < 1.0:
+            h, w = img.shape[:2]
+            img = np.asarray(Image.fromarray(img).resize((max(1, round(w * sc)), max(1, round(h * sc))), Image.BICUBIC))
+            x0, y0, x1, y1, side = x0 * sc, y0 * sc, x1 * sc, y1 * sc, side * sc
+        side_i = min(c, max(1, round(side)))
+        sl, st = round((x0 + x1) / 2 - side_i / 2), round((y0 + y1) / 2 - side_i / 2)
+        # the crop's origin in the image: the square at a random place inside it
+        ox, oy = sl - int(rng.integers(0, c - side_i + 1)), st - int(rng.integers(0, c - side_i + 1))
+        h, w = img.shape[:2]
+        out = np.zeros((c, c, 3), dtype=np.uint8)
+        ax0, ay0, ax1, ay1 = max(ox, 0), max(oy, 0), min(ox + c, w), min(oy + c, h)
+        if ax1 > ax0 and ay1 > ay0:
+            out[ay0 - oy : ay1 - oy, ax0 - ox : ax1 - ox] = img[ay0:ay1, ax0:ax1]
+        pad = PERSON_PAD * side_i
+        mask = np.zeros((c, c), dtype=bool)
+        mx0, my0 = max(0, int(x0 - pad) - ox), max(0, int(y0 - pad) - oy)
+        mx1, my1 = min(c, int(np.ceil(x1 + pad)) - ox), min(c, int(np.ceil(y1 + pad)) - oy)
+        mask[my0:my1, mx0:mx1] = True
+        if self.cells:
+            mask = owned_labels(mask.astype(np.int32)) == 1
+        return out, mask, (sl - ox, st - oy, side_i)
+
     def draw(self, index: int, key: int) -> tuple[np.ndarray, np.ndarray, int]:
         """(crop, mask, quality level) of image ``index``; ``key`` seeds the randomness. A "coco"
         mask comes from a random annotated image instead."""
+        return self.draw_framed(index, key)[:3]
+
+    def draw_framed(self, index: int, key: int) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int, int] | None]:
+        """:meth:`draw` and the square a pose head reads (left, top, side), for "person" samples."""
         rng = np.random.default_rng([self.seed, key])
         kind = self.kinds[int(rng.choice(len(self.kinds), p=self.p))]
+        if kind == "person":
+            img, mask, square = self._person(rng)
+            if mask.sum() < 64:
+                mask = np.ones(mask.shape, dtype=bool)
+            return np.ascontiguousarray(img), mask, int(rng.integers(self.num_qualities)), square
         if kind == "coco" and self.coco_idx:
             s = self.samples[self.coco_idx[int(rng.integers(len(self.coco_idx)))]]
         else:
@@ -139,14 +199,15 @@ class CropSampler:
             mask = np.ones((c, c), dtype=bool)
         if mask.sum() < 64:
             mask = np.ones((c, c), dtype=bool)
-        return np.ascontiguousarray(img), mask, int(rng.integers(self.num_qualities))
+        return np.ascontiguousarray(img), mask, int(rng.integers(self.num_qualities)), None
 
     def batch(self, step: int, n: int) -> CropBatch:
         """This rank's ``n`` samples of training step ``step``."""
-        imgs, masks, qs = zip(*(self.draw(i, k) for i, k in self.stream.take(step, n)))
+        imgs, masks, qs, squares = zip(*(self.draw_framed(i, k) for i, k in self.stream.take(step, n)))
         x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 255.0
         m = torch.from_numpy(np.stack(masks)).unsqueeze(1).float()
-        return CropBatch(x, m, torch.tensor(qs, dtype=torch.int64))
+        sq = torch.tensor([q if q is not None else (-1, -1, -1) for q in squares], dtype=torch.int64)
+        return CropBatch(x, m, torch.tensor(qs, dtype=torch.int64), sq)
 
 
 def prefetched(sampler: CropSampler, start: int, stop: int, n: int, workers: int = 0) -> Iterator[CropBatch]:
@@ -179,6 +240,7 @@ def load_samples(photo_dirs: list[str], coco_images: str | None, coco_ann: str |
     """Load training images into memory (downscaled so the longer side is at most ``max_side``)."""
     from ssc.masks import from_coco
 
+    boxes = person_boxes(coco_ann) if coco_ann else {}
     samples = []
     paths = list_images(photo_dirs)
     coco_paths = list_images([coco_images]) if coco_images else []
@@ -186,11 +248,28 @@ def load_samples(photo_dirs: list[str], coco_images: str | None, coco_ann: str |
         img = load_rgb(p)
         lab = from_coco(coco_ann, p).labels if (coco_ann and p in coco_paths) else None
         h, w = img.shape[:2]
+        sc = 1.0
         if max(h, w) > max_side:
             sc = max_side / max(h, w)
             size = (round(w * sc), round(h * sc))
             img = np.asarray(Image.fromarray(img).resize(size, Image.BICUBIC))
             if lab is not None:
                 lab = np.asarray(Image.fromarray(lab).resize(size, Image.NEAREST))
-        samples.append(Sample(img, lab))
+        persons = [tuple(v * sc for v in b) for b in boxes.get(p.name, [])] if p in coco_paths else []
+        samples.append(Sample(img, lab, persons))
     return samples
+
+
+def person_boxes(coco_ann: str | Path) -> dict[str, list[tuple[float, float, float, float]]]:
+    """Per image file name, its annotated persons' boxes (x0, y0, x1, y1), crowds left out."""
+    from ssc.masks.coco import _load
+
+    data = _load(str(coco_ann))
+    names = {im["id"]: im["file_name"] for im in data["images"]}
+    person = {c["id"] for c in data.get("categories", []) if c["name"] == "person"}
+    out: dict[str, list[tuple[float, float, float, float]]] = {}
+    for a in sorted(data["annotations"], key=lambda a: a["id"]):
+        if a["category_id"] in person and not a.get("iscrowd", 0) and a["image_id"] in names:
+            x, y, bw, bh = a["bbox"]
+            out.setdefault(names[a["image_id"]], []).append((x, y, x + bw, y + bh))
+    return out

@@ -20,6 +20,7 @@ from .data import CropBatch, CropSampler, load_samples, prefetched
 from .distributed import DistContext, barrier, init_distributed, mean_over_ranks, shutdown, wrap
 from .models import create_model
 from .models.zoo import ModelCard, export_weights
+from .pose_loss import PoseDistortion, PoseLossOptions
 from .task_loss import DetectorDistortion, TaskLossOptions, level_weights
 
 
@@ -57,6 +58,9 @@ class TrainConfig:
     #: a task distortion beside the pixel one (:class:`ssc.task_loss.TaskLossOptions`): a codec
     #: tuned to the machine that reads it; None trains for pixels alone
     task: dict | None = None
+    #: the pose head's distortion on person samples (:class:`ssc.pose_loss.PoseLossOptions`; the data's
+    #: ``mix`` needs a ``person`` share): a codec tuned to the masks and keypoints BlazePose reads
+    pose: dict | None = None
     #: the distortion of pixels within ``seam_width`` pixels of their group's edge (inside the group,
     #: not at the image's border) counts ``1 + seam_weight`` times: a group is synthesised from its own
     #: cells alone, and its edge is where that costs (issue 35's seams); one-group samples are unchanged
@@ -350,6 +354,9 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
     task = TaskLossOptions.from_config(cfg.task)
     task_dist = DetectorDistortion(task, ctx.device) if task else None
     task_w = level_weights(task, model.num_qualities).to(ctx.device) if task else None
+    pose = PoseLossOptions.from_config(cfg.pose)
+    pose_dist = PoseDistortion(pose, ctx.device) if pose else None
+    pose_w = pose.level_weights(model.num_qualities).to(ctx.device) if pose else None
     t0 = time.time() - before  # training time accumulates across resumes
     deadline = time.time() + 60 * minutes if minutes else None
     model.train()
@@ -362,7 +369,7 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
             lr = set_lr(cfg, opt, step)
             b = next(batches)
             if cuda:
-                b = CropBatch(b.x.pin_memory(), b.mask.pin_memory(), b.quality.pin_memory())
+                b = CropBatch(b.x.pin_memory(), b.mask.pin_memory(), b.quality.pin_memory(), b.square)
             x = b.x.to(ctx.device, memory_format=fmt, non_blocking=cuda)
             m, q = b.mask.to(ctx.device, non_blocking=cuda), b.quality.to(ctx.device, non_blocking=cuda)
             res = net(x, m, q.float(), hard=step >= cfg.hard_from * cfg.steps)
@@ -372,6 +379,10 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
             if task_dist is not None:
                 td = task_dist(x * m, res.x_hat.clamp(0, 1))
                 dist = task.pixel * dist + task_w[q] * td
+            if pose_dist is not None:
+                pd = pose_dist(x, res.x_hat.clamp(0, 1), m, b.square)
+                framed = (b.square[:, 2] > 0).to(ctx.device)
+                dist = torch.where(framed, pose.pixel * dist + pose_w[q] * pd, dist)
             loss = (lam[q] * dist + res.bpp).mean()
             backprop(opt, loss, model.parameters(), cfg.grad_clip)
             done = step + 1
@@ -381,7 +392,8 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
             finish_step(cfg, step, model, opt, t0, log, lambda: {
                 "loss": loss.item(), "bpp": res.bpp.mean().item(),
                 "psnr": (-10 * torch.log10(mse.detach().clamp(min=1e-10))).mean().item(), "lr": lr,
-                **({"task": td.mean().item()} if task_dist is not None else {})}, last=last)
+                **({"task": td.mean().item()} if task_dist is not None else {}),
+                **({"pose": pd.sum().item() / max(1, int(framed.sum()))} if pose_dist is not None else {})}, last=last)
             if last:
                 break
     batches.close()
@@ -437,6 +449,7 @@ def export(cfg: TrainConfig, model: torch.nn.Module, ctx: DistContext, seconds: 
             else torch.cuda.get_device_name(ctx.local_rank),
             **({"kind": cfg.kind, "extra": cfg.extra} if cfg.extra else {}),
             **({"task": cfg.task} if cfg.task else {}),
+            **({"pose": cfg.pose} if cfg.pose else {}),
         },
     )
     path = weights_path(cfg)
