@@ -285,3 +285,7 @@ def test_info_bytes_accounts_for_every_byte_of_a_video(clip_dir, capsys):
     assert re.search(r"objects inter\s+%d\s" % b["objects inter"], out)
     assert main(["info", str(path), "--bytes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["byte_budget"] == b
+    # one pass over the file gives both the table and the budget
+    from ssc.video.info import video_info
+
+    assert video_info(str(path), budget=True)["byte_budget"] == b and "byte_budget" not in video_info(str(path))

@@ -11,7 +11,7 @@ from ..args import EXIT_INTERRUPTED, EXIT_PARTIAL, force_arg
 from ..defaults import DEFAULT_LOOKAHEAD, DEFAULT_VIDEO_MODEL, lookahead_for
 from ..errors import SSCError
 from ..outputs import atomic_output, check_new, interrupt_between, write_text
-from .info import byte_budget, video_info
+from .info import video_info
 from .hevc import BACKGROUND_RATES, HevcSettings
 
 
@@ -183,9 +183,7 @@ def cmd_analyze_video(args: argparse.Namespace) -> int:
 
 
 def print_video_info(path: str, as_json: bool, budget: bool = False) -> None:
-    info = video_info(path)
-    if budget:
-        info["byte_budget"] = byte_budget(path)
+    info = video_info(path, budget)
     if as_json:
         print(json.dumps(info, indent=1))
         return
