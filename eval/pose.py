@@ -5,6 +5,8 @@
 landmarks (within 0.5 input pixels) and the person mask (IoU >= 0.99); then keypoint AP and mask AP of
 the head's results scored like the reference's (pycocotools), and the time per person.
 
+``--runtime torch`` runs the same check on the PyTorch graph of :mod:`ssc.tasks.tflite_torch`.
+
 ``--figure IMAGE``: encode IMAGE with detector groups, decode the persons only, run the blazepose
 head on the decode and draw its keypoints and masks (docs/img/pose.png).
 
@@ -33,7 +35,7 @@ SKELETON = [(16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), 
             (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7)]
 
 
-def check(ref_path: Path, images: Path, ann: Path, kp_ann: Path, threads: int) -> dict:
+def check(ref_path: Path, images: Path, ann: Path, kp_ann: Path, threads: int, runtime: str = "litert") -> dict:
     """The reference comparison (see the module docstring)."""
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
@@ -44,7 +46,7 @@ def check(ref_path: Path, images: Path, ann: Path, kp_ann: Path, threads: int) -
     from .coco import COCOEvaluator
 
     ref = json.loads(ref_path.read_text())
-    pose = BlazePose(threads)
+    pose = BlazePose(threads, runtime)
     crops_ok, kp_err, ious, seconds, masks, kps = 0, [], [], [], [], []
     cache: dict[str, np.ndarray] = {}
     for c, seg in tqdm(list(zip(ref["crops"], ref["segm_pose_results"])), desc="blazepose vs reference", unit="crop"):
@@ -75,7 +77,7 @@ def check(ref_path: Path, images: Path, ann: Path, kp_ann: Path, threads: int) -
             "min_mask_iou": min(ious), "mask_AP": s["segm_AP"], "mask_AP50": s["segm_AP50"],
             "reference_mask_AP": ref["segm_pose_mask"]["AP"], "kp_AP": k["keypoints_AP"], "kp_AP50": k["keypoints_AP50"],
             "reference_kp_AP": ref["keypoints"]["AP"], "ms_per_person_median": 1000 * float(np.median(seconds)),
-            "threads": threads}
+            "threads": threads, "runtime": runtime}
 
 
 def figure(image: Path, out: Path, model: str, quality: float) -> Path:
@@ -126,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="codec of --figure (default: the default model)")
     ap.add_argument("--quality", type=float, default=1.5, help="the persons' quality in --figure")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runtime", choices=["litert", "torch"], default="litert",
+                    help="--check with LiteRT (the head's runtime) or the PyTorch graph the pose loss trains against")
     ap.add_argument("--out", default="out/eval/pose")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     if args.check:
-        res = check(Path(args.reference), Path(args.images), Path(args.ann), Path(args.kp_ann), args.threads)
+        res = check(Path(args.reference), Path(args.images), Path(args.ann), Path(args.kp_ann), args.threads, args.runtime)
         write_outputs(args.out, "pose_check", {"check": res, "meta": run_meta()},
                       markdown_table(["measure", "value"], [[k, v] for k, v in res.items()]))
     if args.figure:

@@ -131,11 +131,32 @@ class PoseResult:
     mask: np.ndarray | None
 
 
+class TorchModel:
+    """The same .tflite network run by PyTorch (:class:`ssc.tasks.tflite_torch.TFLiteGraph`), with
+    :class:`LiteRTModel`'s ``run``: what the pose loss trains against, checked against the reference."""
+
+    def __init__(self, path: Path) -> None:
+        from .tflite_torch import TFLiteGraph
+
+        self.net = TFLiteGraph(path).eval()
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            return {k: v.numpy() for k, v in self.net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).items()}
+
+
+#: the runtimes that run the network: LiteRT (the heads' default, bit-exact with the reference) or PyTorch
+RUNTIMES = ("litert", "torch")
+
+
 class BlazePose:
     """BlazePose on given person boxes (the network alone; :class:`BlazePoseHead` adds the detector)."""
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.model = LiteRTModel(mediapipe_file(POSE_MODEL), threads)
+    def __init__(self, threads: int | None = None, runtime: str = "litert") -> None:
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown BlazePose runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+        path = mediapipe_file(POSE_MODEL)
+        self.model = LiteRTModel(path, threads) if runtime == "litert" else TorchModel(path)
 
     def on_box(self, image: np.ndarray, box: tuple[float, float, float, float], masks: bool = True) -> PoseResult:
         crop = Crop.around(box)

@@ -137,3 +137,20 @@ def test_pose_options_are_checked():
         PoseLossOptions.from_config({"fill": 2})
     with pytest.raises(ValueError, match="3 values for 5"):
         PoseLossOptions.from_config({"weight": [1, 2, 3]}).level_weights(5)
+
+
+def test_blazepose_runs_on_either_runtime_and_refuses_others():
+    """``BlazePose(runtime="torch")`` (eval/pose.py --check --runtime torch) gives the LiteRT head's
+    keypoints and mask on a reference crop."""
+    pytest.importorskip("ai_edge_litert")
+    _graph()
+    from ssc.api import read_image
+    from ssc.tasks.blazepose import BlazePose
+
+    c = json.loads(require(REF).read_text())["crops"][0]
+    img = read_image(COCO_VAL / c["file_name"])
+    a, b = (BlazePose(threads=1, runtime=r).on_box(img, tuple(c["box"])) for r in ("litert", "torch"))
+    assert np.abs(a.keypoints - b.keypoints).max() < 0.05
+    assert (a.mask & b.mask).sum() >= 0.99 * (a.mask | b.mask).sum()
+    with pytest.raises(ValueError, match="unknown BlazePose runtime"):
+        BlazePose(runtime="onnx")
