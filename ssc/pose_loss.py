@@ -29,6 +29,29 @@ INPUT = 256
 BODY = 33
 
 
+class _GradCap(torch.autograd.Function):
+    """Identity forward; backward scales each sample's gradient down to at most ``cap[i]`` in norm."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(cap)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        (cap,) = ctx.saved_tensors
+        norm = g.flatten(1).norm(dim=1).clamp(min=1e-12)
+        scale = torch.clamp(cap / norm, max=1.0).view(-1, *([1] * (g.dim() - 1)))
+        return g * scale, None
+
+
+def cap_gradient(x: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
+    """``x`` whose per-sample gradient is capped at ``cap`` (B,) in norm (the pose network's input
+    gradients are spiky: 10 to 10,000 times the pixel term's on gi-cell-m's decodes, so uncapped they
+    steer the codec towards what fools it on the training persons)."""
+    return _GradCap.apply(x, cap)
+
+
 @dataclass
 class PoseLossOptions:
     """A codec config's ``pose`` section: a person sample's distortion is ``pixel * 255^2 * MSE + weight_q * pose``
@@ -44,6 +67,9 @@ class PoseLossOptions:
     landmark_px: float = 8.0
     #: the mask logits' temperature in the KL
     mask_temperature: float = 8.0
+    #: the pose term's gradient on a decoded group is capped at this multiple of the pixel term's
+    #: (0: no cap)
+    grad_cap: float = 0.0
     #: the grey shown where a group decoded nothing, in [0, 1]
     fill: float = 0.5
 
@@ -57,6 +83,8 @@ class PoseLossOptions:
         opts = cls(**raw)
         if isinstance(opts.weight, list) and not opts.weight:
             raise ValueError("pose.weight: an empty list")
+        if opts.grad_cap < 0:
+            raise ValueError(f"pose.grad_cap must be >= 0, got {opts.grad_cap}")
         if opts.mask_temperature <= 0 or opts.landmark_px <= 0:
             raise ValueError("pose.mask_temperature and pose.landmark_px must be positive")
         if not 0.0 <= opts.fill <= 1.0:
@@ -98,7 +126,9 @@ class PoseDistortion(torch.nn.Module):
         out = self.net(sq.permute(0, 2, 3, 1).float())
         return out["Identity_2"][..., 0], out["Identity"].reshape(-1, 39, 5)[:, :BODY]
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor, squares: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor, squares: torch.Tensor,
+                cap: torch.Tensor | None = None) -> torch.Tensor:
+        """``cap`` (B,): the largest gradient norm the term may send to each decoded group."""
         b = x.shape[0]
         out = x.new_zeros(b, dtype=torch.float32)
         has = (squares[:, 2] > 0).nonzero().flatten()
@@ -106,7 +136,8 @@ class PoseDistortion(torch.nn.Module):
             return out
         sq = squares[has].cpu()
         m = mask[has]
-        shown = x_hat[has] * m + self.opts.fill * (1 - m)
+        xh = x_hat[has] if cap is None else cap_gradient(x_hat[has], cap[has])
+        shown = xh * m + self.opts.fill * (1 - m)
         with torch.no_grad():
             t_logit, t_lm = self._heads(cut_squares(x[has] * m + self.opts.fill * (1 - m), sq))
             pt = torch.sigmoid(t_logit / self.opts.mask_temperature)

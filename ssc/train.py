@@ -380,7 +380,11 @@ def train(cfg: TrainConfig, resume: bool = True, minutes: float | None = None) -
                 td = task_dist(x * m, res.x_hat.clamp(0, 1))
                 dist = task.pixel * dist + task_w[q] * td
             if pose_dist is not None:
-                pd = pose_dist(x, res.x_hat.clamp(0, 1), m, b.square)
+                cap = None
+                if pose.grad_cap > 0:  # the pixel term's gradient norm per sample, in closed form
+                    g_pix = 255**2 * 2 * (res.x_hat - x * m).detach().flatten(1).norm(dim=1) / (3 * res.pixels)
+                    cap = pose.grad_cap * pose.pixel * g_pix / pose_w[q]
+                pd = pose_dist(x, res.x_hat.clamp(0, 1), m, b.square, cap)
                 framed = (b.square[:, 2] > 0).to(ctx.device)
                 dist = torch.where(framed, pose.pixel * dist + pose_w[q] * pd, dist)
             loss = (lam[q] * dist + res.bpp).mean()

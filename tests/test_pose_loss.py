@@ -154,3 +154,20 @@ def test_blazepose_runs_on_either_runtime_and_refuses_others():
     assert (a.mask & b.mask).sum() >= 0.99 * (a.mask | b.mask).sum()
     with pytest.raises(ValueError, match="unknown BlazePose runtime"):
         BlazePose(runtime="onnx")
+
+
+def test_gradient_cap_bounds_each_samples_gradient_and_keeps_its_direction():
+    from ssc.pose_loss import PoseLossOptions, cap_gradient
+
+    x = torch.randn(3, 2, 4, 4, requires_grad=True)
+    g = torch.randn(3, 2, 4, 4) * torch.tensor([100.0, 0.01, 5.0]).view(3, 1, 1, 1)
+    cap = torch.tensor([1.0, 1.0, 10.0])
+    (cap_gradient(x, cap) * g).sum().backward()
+    norms = x.grad.flatten(1).norm(dim=1)
+    assert torch.allclose(norms[0], torch.tensor(1.0), atol=1e-5)  # capped
+    assert torch.allclose(x.grad[1], g[1])  # under the cap: untouched
+    assert torch.allclose(x.grad[2], g[2]) or torch.allclose(norms[2], torch.tensor(10.0), atol=1e-4)
+    cos = torch.nn.functional.cosine_similarity(x.grad[0].flatten(), g[0].flatten(), dim=0)
+    assert cos > 0.9999
+    with pytest.raises(ValueError, match="grad_cap"):
+        PoseLossOptions.from_config({"grad_cap": -1})
