@@ -17,7 +17,7 @@ LAYERS = [
     {"tasks"},
     {"masks"},
     {"crop", "decode", "encode", "api"},
-    {"data", "task_loss", "train"},
+    {"data", "task_loss", "pose_loss", "train"},
     {"train_detector", "omni"},
     {"video", "analyze"},
     {"batch", "demo", "gpu_recipe"},
