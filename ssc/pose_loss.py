@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .task_loss import binary_kl
+from .task_loss import binary_kl, level_weights
 
 INPUT = 256
 BODY = 33
@@ -93,10 +93,7 @@ class PoseLossOptions:
 
     def level_weights(self, num_qualities: int) -> torch.Tensor:
         """(num_qualities,) the pose term's weight per quality level."""
-        w = self.weight if isinstance(self.weight, list) else [self.weight] * num_qualities
-        if len(w) != num_qualities:
-            raise ValueError(f"pose.weight has {len(w)} values for {num_qualities} quality levels")
-        return torch.tensor(w, dtype=torch.float32)
+        return level_weights(self, num_qualities, "pose")
 
 
 def cut_squares(x: torch.Tensor, squares: torch.Tensor) -> torch.Tensor:

@@ -62,11 +62,12 @@ class TaskLossOptions:
         return opts
 
 
-def level_weights(opts: TaskLossOptions, num_qualities: int) -> torch.Tensor:
-    """(num_qualities,) the task term's weight per quality level."""
+def level_weights(opts, num_qualities: int, section: str = "task") -> torch.Tensor:
+    """(num_qualities,) a config section's term weight per quality level (``opts.weight``: one value
+    for every level or one per level)."""
     w = opts.weight if isinstance(opts.weight, list) else [opts.weight] * num_qualities
     if len(w) != num_qualities:
-        raise ValueError(f"task.weight has {len(w)} values for {num_qualities} quality levels")
+        raise ValueError(f"{section}.weight has {len(w)} values for {num_qualities} quality levels")
     return torch.tensor(w, dtype=torch.float32)
 
 
