@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .task_loss import binary_kl, level_weights
+from .task_loss import binary_kl, level_weights, section_options
 
 INPUT = 256
 BODY = 33
@@ -75,14 +75,9 @@ class PoseLossOptions:
 
     @classmethod
     def from_config(cls, raw: dict | None) -> "PoseLossOptions | None":
-        if not raw:
+        opts = section_options(cls, raw, "pose")
+        if opts is None:
             return None
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown pose options {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        opts = cls(**raw)
-        if isinstance(opts.weight, list) and not opts.weight:
-            raise ValueError("pose.weight: an empty list")
         if opts.grad_cap < 0:
             raise ValueError(f"pose.grad_cap must be >= 0, got {opts.grad_cap}")
         if opts.mask_temperature <= 0 or opts.landmark_px <= 0:

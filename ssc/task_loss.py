@@ -47,19 +47,28 @@ class TaskLossOptions:
 
     @classmethod
     def from_config(cls, raw: dict | None) -> "TaskLossOptions | None":
-        if not raw:
+        opts = section_options(cls, raw, "task")
+        if opts is None:
             return None
-        unknown = set(raw) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown task options {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        opts = cls(**raw)
         if opts.detector != "ssdlite-person":
             raise ValueError(f"task.detector: only 'ssdlite-person' can train a codec, got {opts.detector!r}")
-        if isinstance(opts.weight, list) and not opts.weight:
-            raise ValueError("task.weight: an empty list")
         if not 32 <= opts.tile <= VIEW:
             raise ValueError(f"task.tile must lie in [32, {VIEW}], got {opts.tile}")
         return opts
+
+
+def section_options(cls, raw: dict | None, section: str):
+    """A config section's options dataclass ``cls`` from ``raw`` (None when absent): unknown keys and
+    an empty ``weight`` list are refused by name."""
+    if not raw:
+        return None
+    unknown = set(raw) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown {section} options {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+    opts = cls(**raw)
+    if isinstance(opts.weight, list) and not opts.weight:
+        raise ValueError(f"{section}.weight: an empty list")
+    return opts
 
 
 def level_weights(opts, num_qualities: int, section: str = "task") -> torch.Tensor:
