@@ -29,7 +29,7 @@ def measure(models: list[str], qualities: list[float], batches: int, seed: int, 
     """One row per (model, quality): the means over ``4 * batches`` person samples."""
     from ssc.data import CropSampler, load_samples
     from ssc.models.zoo import load_codec
-    from ssc.pose_loss import PoseDistortion, PoseLossOptions, cut_squares
+    from ssc.pose_loss import PoseDistortion, PoseLossOptions
 
     samples = load_samples([], str(images), str(ann), 512, quiet=True)
     sampler = CropSampler(samples, 256, {"person": 1.0}, seed=seed, num_qualities=1, cells=True)
@@ -45,9 +45,9 @@ def measure(models: list[str], qualities: list[float], batches: int, seed: int, 
                     res = model(b.x, b.mask, torch.full((len(b.x),), float(q)), hard=True)
                     xh = res.x_hat.clamp(0, 1)
                     mse = ((xh - b.x * b.mask) ** 2).sum((1, 2, 3)) / (3 * res.pixels)
-                    term = pose(b.x, xh, b.mask, b.square)
-                    t, tl = pose._heads(cut_squares(b.x * b.mask + 0.5 * (1 - b.mask), b.square))
-                    s, sl = pose._heads(cut_squares(xh * b.mask + 0.5 * (1 - b.mask), b.square))
+                    _, teacher, student = pose.heads(b.x, xh, b.mask, b.square)
+                    term = pose.term(teacher, student)
+                    (t, tl), (s, sl) = teacher, student
                     inter = ((t > 0) & (s > 0)).flatten(1).sum(1)
                     union = ((t > 0) | (s > 0)).flatten(1).sum(1).clamp(min=1)
                     lm = (tl[..., :2] - sl[..., :2]).norm(dim=-1).median(1).values

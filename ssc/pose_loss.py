@@ -118,25 +118,35 @@ class PoseDistortion(torch.nn.Module):
         out = self.net(sq.permute(0, 2, 3, 1).float())
         return out["Identity_2"][..., 0], out["Identity"].reshape(-1, 39, 5)[:, :BODY]
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor, squares: torch.Tensor,
-                cap: torch.Tensor | None = None) -> torch.Tensor:
-        """``cap`` (B,): the largest gradient norm the term may send to each decoded group."""
-        b = x.shape[0]
-        out = x.new_zeros(b, dtype=torch.float32)
+    def heads(self, x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor, squares: torch.Tensor,
+              cap: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """(indices of the samples with a square, the original groups' (mask logits, landmarks), the
+        decoded groups' (mask logits, landmarks)), each group over grey; ``cap`` (B,): the largest
+        gradient norm that may reach each decoded group. The original's outputs carry no gradient."""
         has = (squares[:, 2] > 0).nonzero().flatten()
-        if has.numel() == 0:
-            return out
         sq = squares[has].cpu()
         m = mask[has]
         xh = x_hat[has] if cap is None else cap_gradient(x_hat[has], cap[has])
-        shown = xh * m + self.opts.fill * (1 - m)
         with torch.no_grad():
-            t_logit, t_lm = self._heads(cut_squares(x[has] * m + self.opts.fill * (1 - m), sq))
-            pt = torch.sigmoid(t_logit / self.opts.mask_temperature)
-            vis = torch.sigmoid(t_lm[..., 3])
-        s_logit, s_lm = self._heads(cut_squares(shown, sq))
+            teacher = self._heads(cut_squares(x[has] * m + self.opts.fill * (1 - m), sq))
+        student = self._heads(cut_squares(xh * m + self.opts.fill * (1 - m), sq))
+        return has, teacher, student
+
+    def term(self, teacher: tuple[torch.Tensor, ...], student: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Per sample, the mask KL plus ``landmarks`` x the landmark distance (see the module docstring)."""
+        (t_logit, t_lm), (s_logit, s_lm) = teacher, student
+        pt = torch.sigmoid(t_logit / self.opts.mask_temperature)
+        vis = torch.sigmoid(t_lm[..., 3])
         kl = binary_kl(s_logit / self.opts.mask_temperature, pt).mean((1, 2))
         d2 = ((s_lm[..., :2] - t_lm[..., :2]) ** 2).sum(-1) / self.opts.landmark_px ** 2
         lm = (((1 + d2).sqrt() - 1) * vis).sum(1) / vis.sum(1).clamp(min=1e-6)
-        self.last = (kl.detach().mean().item(), lm.detach().mean().item())
-        return out.index_put((has,), (kl + self.opts.landmarks * lm).float())
+        return kl + self.opts.landmarks * lm
+
+    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor, squares: torch.Tensor,
+                cap: torch.Tensor | None = None) -> torch.Tensor:
+        """``cap`` (B,): the largest gradient norm the term may send to each decoded group."""
+        out = x.new_zeros(x.shape[0], dtype=torch.float32)
+        if not bool((squares[:, 2] > 0).any()):
+            return out
+        has, teacher, student = self.heads(x, x_hat, mask, squares, cap)
+        return out.index_put((has,), self.term(teacher, student).float())
