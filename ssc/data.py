@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from ssc.masks.cells import owned_labels
+from ssc.tasks.blazepose import CROP_SCALE, Crop
 
 from .distributed import DistContext, ShardedStream
 
@@ -45,8 +46,6 @@ class Sample:
     persons: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
-#: a person sample's square (BlazePose's crop rule): side over the box's longer side
-PERSON_SQUARE = 1.25
 #: a person sample's group: its box padded by this share of the square's side (``--for`` pads 48 px)
 PERSON_PAD = 0.1
 #: persons whose box's longer side is shorter are not drawn
@@ -141,7 +140,7 @@ class CropSampler:
         s = self.samples[i]
         x0, y0, x1, y1 = s.persons[j]
         c = self.crop
-        side = PERSON_SQUARE * max(x1 - x0, y1 - y0)
+        side = CROP_SCALE * max(x1 - x0, y1 - y0)  # BlazePose's square
         sc = min(1.0, c / side)
         img = s.image
         if sc < 1.0:
@@ -152,11 +151,7 @@ class CropSampler:
         sl, st = round((x0 + x1) / 2 - side_i / 2), round((y0 + y1) / 2 - side_i / 2)
         # the crop's origin in the image: the square at a random place inside it
         ox, oy = sl - int(rng.integers(0, c - side_i + 1)), st - int(rng.integers(0, c - side_i + 1))
-        h, w = img.shape[:2]
-        out = np.zeros((c, c, 3), dtype=np.uint8)
-        ax0, ay0, ax1, ay1 = max(ox, 0), max(oy, 0), min(ox + c, w), min(oy + c, h)
-        if ax1 > ax0 and ay1 > ay0:
-            out[ay0 - oy : ay1 - oy, ax0 - ox : ax1 - ox] = img[ay0:ay1, ax0:ax1]
+        out = Crop(ox, oy, c).cut(img)  # zeros outside the image, as the head's crops
         pad = PERSON_PAD * side_i
         mask = np.zeros((c, c), dtype=bool)
         mx0, my0 = max(0, int(x0 - pad) - ox), max(0, int(y0 - pad) - oy)
