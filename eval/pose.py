@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ssc.api import read_image
+from ssc.tasks.blazepose import RUNTIMES
 
 from .report import markdown_table, run_meta, save_figure, subplots, write_outputs
 
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="codec of --figure (default: the default model)")
     ap.add_argument("--quality", type=float, default=1.5, help="the persons' quality in --figure")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runtime", choices=["litert", "torch"], default="litert",
+    ap.add_argument("--runtime", choices=RUNTIMES, default="litert",
                     help="--check with LiteRT (the head's runtime) or the PyTorch graph the pose loss trains against")
     ap.add_argument("--out", default="out/eval/pose")
     args = ap.parse_args(argv)

@@ -305,7 +305,7 @@ class HevcEncoder:
                 np.copyto(self._held, frame, where=mask[..., None])
             if self.settings.background_rate == "auto":  # the motion "auto" decides by (nothing else reads it)
                 if self._prev is not None and mask.any():
-                    diff = np.abs(frame.astype(np.int16) - self._prev.astype(np.int16))[mask]
+                    diff = np.abs(frame[mask].astype(np.int16) - self._prev[mask])  # the background's pixels only
                     self._motion[0] += float(diff.sum()) / 3
                     self._motion[1] += diff.shape[0]
                 self._prev = frame.copy()
